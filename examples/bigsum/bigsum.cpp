@@ -1,0 +1,173 @@
+#include "bigsum.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include <rankflow/tracking/h5.hpp>
+
+namespace bigsum {
+
+void generate_row(std::uint64_t seed, std::uint64_t i, double* out, std::size_t cols) noexcept {
+  const std::uint64_t key = row_key(seed, i);
+  for (std::size_t j = 0; j < cols; ++j) out[j] = element_from_key(key, j);
+}
+
+double row_sum(const double* x, std::size_t n) noexcept {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int k = 0; k < 8; ++k) a[k] += x[j + k];
+  }
+  double tail = 0;
+  for (; j < n; ++j) tail += x[j];
+  return (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))) + tail;
+}
+
+const char* to_string(mode m) noexcept {
+  switch (m) {
+    case mode::automatic: return "auto";
+    case mode::materialize: return "materialize";
+    case mode::stream: return "stream";
+  }
+  return "?";
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+double ms_since(clock_type::time_point t0) {
+  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
+
+// Anonymous memory aligned to 2 MiB and marked for transparent huge pages:
+// filling 25 GB through 4 KiB pages costs millions of page faults, which then
+// dominate the generation time; with 2 MiB pages there are 512 times fewer.
+class huge_buffer {
+ public:
+  explicit huge_buffer(std::size_t bytes) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    len_ = bytes + huge;
+    void* p = ::mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      throw rankflow::resource_error("bigsum: could not reserve " + rankflow::format_bytes(bytes) +
+                                     " on this rank (mmap failed): add ranks or nodes, or use --mode stream");
+    }
+    base_ = p;
+    auto addr = reinterpret_cast<std::uintptr_t>(p);
+    data_ = reinterpret_cast<double*>((addr + huge - 1) & ~(huge - 1));
+#ifdef MADV_HUGEPAGE
+    ::madvise(data_, bytes, MADV_HUGEPAGE);  // advisory: fine if THP is off
+#endif
+  }
+  ~huge_buffer() {
+    if (base_) ::munmap(base_, len_);
+  }
+  huge_buffer(const huge_buffer&) = delete;
+  huge_buffer& operator=(const huge_buffer&) = delete;
+  double* data() const noexcept { return data_; }
+
+ private:
+  void* base_ = nullptr;
+  std::size_t len_ = 0;
+  double* data_ = nullptr;
+};
+
+void validate(const params& p) {
+  if (p.rows <= 0 || p.cols <= 0) {
+    throw rankflow::usage_error("bigsum: --rows and --cols must be positive, got " + std::to_string(p.rows) + " x " +
+                                std::to_string(p.cols));
+  }
+  if (p.block_rows < 0) throw rankflow::usage_error("bigsum: --block-rows must be >= 0 (0 = automatic)");
+  if (!p.save.empty() && p.how == mode::stream) {
+    throw rankflow::usage_error("bigsum: --save needs the matrix in memory; use --mode materialize (or auto)");
+  }
+}
+
+}  // namespace
+
+result run(rankflow::Runtime& rt, const params& p) {
+  validate(p);
+  const rankflow::range rows(0, p.rows);
+  const auto plan = rankflow::make_plan(rows.size(), p.block_rows);
+  const auto cols = static_cast<std::size_t>(p.cols);
+  const auto plus = [](double a, double b) { return a + b; };
+  auto world = rt.world();
+  MPI_Comm comm = world;
+
+  result r;
+  r.partitions = plan.count;
+  r.bytes = static_cast<std::uint64_t>(p.rows) * cols * sizeof(double);
+  r.used = p.how;
+
+  const rankflow::range mine = rt.owned_items(rows, plan.chunk);
+  if (p.how != mode::stream) {
+    // Decide together: the largest block any rank must hold against the
+    // smallest budget any rank has.
+    std::uint64_t need = static_cast<std::uint64_t>(mine.size()) * cols * sizeof(double);
+    const rankflow::memory_budget budget = rankflow::query_memory(comm);
+    std::uint64_t avail = budget.per_rank_bytes / 10 * 9;  // leave 10% for everything else
+    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &need, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
+    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+    if (need > avail) {
+      const std::string why = "materialize needs " + rankflow::format_bytes(r.bytes) + " (" +
+                              rankflow::format_bytes(need) + " on the busiest of " + std::to_string(rt.size()) +
+                              " ranks), " + rankflow::format_bytes(avail) + " available on each of " +
+                              std::to_string(rt.size()) + " ranks (" + budget.source + ", " +
+                              std::to_string(budget.ranks_on_node) + " ranks per node, 10% kept free)";
+      if (p.how == mode::materialize) {
+        throw rankflow::resource_error("bigsum: " + why + ": add ranks or nodes, or use --mode stream");
+      }
+      if (rt.is_scheduler()) rankflow::log::info() << why << "; streaming instead";
+      r.used = mode::stream;
+    } else {
+      r.used = mode::materialize;
+    }
+  }
+
+  if (r.used == mode::materialize) {
+    huge_buffer buf(static_cast<std::size_t>(mine.size()) * cols * sizeof(double));
+    world.barrier();
+    auto t0 = clock_type::now();
+    for (std::int64_t i = mine.first; i < mine.last; ++i) {
+      generate_row(p.seed, static_cast<std::uint64_t>(i), buf.data() + static_cast<std::size_t>(i - mine.first) * cols,
+                   cols);
+    }
+    r.generate_ms = ms_since(t0);
+    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &r.generate_ms, 1, MPI_DOUBLE, MPI_MAX, comm),
+                                "MPI_Allreduce");
+    world.barrier();
+    t0 = clock_type::now();
+    r.sum = rt.mapreduce(
+        rows,
+        [&](std::int64_t i) { return row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols); },
+        plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
+    r.sum_ms = ms_since(t0);
+    if (!p.save.empty()) {
+      t0 = clock_type::now();
+      auto file = rankflow::h5::create_parallel(p.save, comm);
+      rankflow::h5::write_block(file.id(), "matrix", buf.data(),
+                                {static_cast<std::uint64_t>(mine.size()), cols},
+                                {static_cast<std::uint64_t>(p.rows), cols}, {static_cast<std::uint64_t>(mine.first), 0});
+      r.save_ms = ms_since(t0);
+    }
+  } else {
+    world.barrier();
+    const auto t0 = clock_type::now();
+    r.sum = rt.mapreduce(
+        rows,
+        [&](std::int64_t i) {
+          thread_local std::vector<double> row;
+          row.resize(cols);
+          generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
+          return row_sum(row.data(), cols);
+        },
+        plus, {.chunk_size = plan.chunk, .step = "stream"});
+    r.sum_ms = ms_since(t0);
+  }
+  return r;
+}
+
+}  // namespace bigsum

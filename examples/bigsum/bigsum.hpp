@@ -1,0 +1,70 @@
+// Metaflow's BigSum as an MPI program: the sum of a rows x cols matrix of
+// uniform [0, 1) doubles, identical for any number of ranks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <rankflow/rankflow.hpp>
+
+namespace bigsum {
+
+/// Element (i, j) of the matrix for `seed`: a counter-based generator (a
+/// SplitMix64 finaliser over a key mixed from seed, i and j), so any rank can
+/// produce any element without state and the matrix is the same for any N.
+inline std::uint64_t mix64(std::uint64_t z) noexcept {
+  z ^= z >> 30;
+  z *= 0xbf58476d1ce4e5b9ULL;
+  z ^= z >> 27;
+  z *= 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return z;
+}
+inline std::uint64_t row_key(std::uint64_t seed, std::uint64_t i) noexcept {
+  return mix64(seed + 0x9e3779b97f4a7c15ULL) ^ (i * 0xd1b54a32d192ed03ULL);
+}
+inline double element_from_key(std::uint64_t key, std::uint64_t j) noexcept {
+  // 53 random bits scaled by 2^-53: exact, uniform on [0, 1).
+  return static_cast<double>(mix64(key + j * 0x9e3779b97f4a7c15ULL) >> 11) * 0x1.0p-53;
+}
+inline double element(std::uint64_t seed, std::uint64_t i, std::uint64_t j) noexcept {
+  return element_from_key(row_key(seed, i), j);
+}
+
+/// Fills out[0, cols) with row i.
+void generate_row(std::uint64_t seed, std::uint64_t i, double* out, std::size_t cols) noexcept;
+
+/// Sum of one row in a fixed order (eight interleaved partial sums, then a
+/// fixed combination), the same whether the row is in memory or was just
+/// generated. No -ffast-math: the compiler may not reorder these additions.
+double row_sum(const double* x, std::size_t n) noexcept;
+
+enum class mode { automatic, materialize, stream };
+
+struct params {
+  std::int64_t rows = 80000;
+  std::int64_t cols = 80000;
+  std::uint64_t seed = 42;
+  mode how = mode::automatic;
+  std::int64_t block_rows = 0;  ///< rows per partition; 0 = rankflow::auto_chunk(rows)
+  std::string save;             ///< if set, write the materialised matrix to this HDF5 file
+};
+
+struct result {
+  double sum = 0;
+  mode used = mode::stream;
+  double generate_ms = 0;  ///< materialize only: slowest rank's fill time
+  double sum_ms = 0;       ///< the mapreduce (for stream: generation and sum together)
+  double save_ms = 0;
+  std::int64_t partitions = 0;
+  std::uint64_t bytes = 0;  ///< size of the whole matrix
+};
+
+/// Runs bigsum on every rank of rt (collective). Throws rankflow::resource_error
+/// when materialize was asked for and does not fit, before allocating.
+result run(rankflow::Runtime& rt, const params& p);
+
+const char* to_string(mode m) noexcept;
+
+}  // namespace bigsum

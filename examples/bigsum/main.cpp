@@ -1,0 +1,67 @@
+// mpirun -n N bigsum [--rows 80000] [--cols 80000] [--seed S] [--mode auto|materialize|stream] [--block-rows B]
+#include <cstdio>
+#include <map>
+
+#include <CLI/CLI.hpp>
+
+#include "bigsum.hpp"
+
+int main(int argc, char** argv) {
+  rankflow::Runtime rt(argc, argv, {.program_handles_help = true});
+  const bool root = rt.is_scheduler();
+
+  bigsum::params p;
+  CLI::App app{"bigsum: the sum of a rows x cols matrix of uniform [0, 1) doubles, on every MPI rank.\n"
+               "The matrix and the printed sum are the same for any number of ranks and either mode."};
+  app.add_option("--rows", p.rows, "matrix rows")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--cols", p.cols, "matrix columns")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--seed", p.seed, "generator seed")->capture_default_str();
+  app.add_option("--mode", p.how,
+                 "materialize: each rank fills and sums its rows in memory; stream: rows are generated and summed "
+                 "on the fly in constant memory; auto: materialize when it fits")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, bigsum::mode>{{"auto", bigsum::mode::automatic},
+                                                                              {"materialize", bigsum::mode::materialize},
+                                                                              {"stream", bigsum::mode::stream}}))
+      ->default_str("auto");
+  app.add_option("--block-rows", p.block_rows, "rows per partition (0: automatic, about 2048 partitions)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--save", p.save, "write the materialised matrix to this HDF5 file (dataset /matrix)");
+  app.footer("\n" + rankflow::help_text());
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    if (root) std::fputs(app.help().c_str(), stdout);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    if (root) std::fprintf(stderr, "bigsum: error: %s\nRun with --help for usage.\n", e.what());
+    return 2;
+  }
+
+  try {
+    const bigsum::result r = bigsum::run(rt, p);
+    if (root) {
+      std::printf("bigsum: %lld x %lld doubles (%s), seed %llu, %s mode, %d ranks, %lld partitions\n",
+                  static_cast<long long>(p.rows), static_cast<long long>(p.cols),
+                  rankflow::format_bytes(r.bytes).c_str(), static_cast<unsigned long long>(p.seed),
+                  bigsum::to_string(r.used), rt.size(), static_cast<long long>(r.partitions));
+      std::printf("The sum is %.6f.\n", r.sum);
+      std::printf("Exact sum: %a\n", r.sum);
+      std::printf("Computing it took %.0fms.\n", r.sum_ms);
+      if (r.used == bigsum::mode::materialize) {
+        std::printf("Generating the matrix took %.0fms; summing it took %.0fms.\n", r.generate_ms, r.sum_ms);
+      } else {
+        std::printf("Generating and summing (streamed together) took %.0fms.\n", r.sum_ms);
+      }
+      if (!p.save.empty()) std::printf("Saved the matrix to %s (/matrix) in %.0fms.\n", p.save.c_str(), r.save_ms);
+    }
+  } catch (const rankflow::usage_error& e) {
+    if (root) std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const rankflow::resource_error& e) {
+    if (root) std::fprintf(stderr, "%s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

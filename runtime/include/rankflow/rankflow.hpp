@@ -1,0 +1,11 @@
+// Umbrella header: everything a rankflow program needs.
+#pragma once
+
+#include <rankflow/core/config.hpp>
+#include <rankflow/core/error.hpp>
+#include <rankflow/core/log.hpp>
+#include <rankflow/core/serialize.hpp>
+#include <rankflow/runtime/partition.hpp>
+#include <rankflow/runtime/runtime.hpp>
+#include <rankflow/runtime/resources.hpp>
+#include <rankflow/tracking/h5.hpp>

@@ -1,0 +1,59 @@
+// The type-erased scheduling engine behind parallel_map, mapreduce and foreach.
+// The typed front-ends in runtime.hpp wrap the user's function into a `job`;
+// everything about messages, retries, failure and progress lives in engine.cpp.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <rankflow/core/config.hpp>
+#include <rankflow/core/serialize.hpp>
+#include <rankflow/runtime/partition.hpp>
+
+namespace rankflow::detail {
+
+/// What every rank knows about itself; owned by rankflow::Runtime.
+struct runtime_state {
+  MPI_Comm comm = MPI_COMM_NULL;  ///< private duplicate of MPI_COMM_WORLD: our tags never meet the user's
+  int rank = 0;
+  int size = 1;
+  std::string host;
+  std::vector<std::string> hosts;  ///< host of every rank
+  config cfg;
+  std::uint64_t op = 0;  ///< collective calls made so far; must agree across ranks
+};
+
+/// Thrown by a partition function: which item failed and why.
+struct item_failure {
+  std::int64_t item;
+  std::string message;
+};
+
+/// "what() (type)" of the exception being handled, for error messages.
+std::string describe_current_exception();
+
+struct job {
+  std::string step;
+  partition_plan plan;
+  schedule sched = schedule::dynamic;
+  int retries = 0;
+  int active_ranks = 1;  ///< ranks [0, active_ranks) run partitions (dynamic only)
+  /// Rank 0: run partition p and keep its result. Throws item_failure.
+  std::function<void(std::int64_t p)> run_local;
+  /// Other ranks: run partition p and append its encoded result. Throws item_failure.
+  std::function<void(std::int64_t p, bytes& out)> run_remote;
+  /// Rank 0: take the encoded result of partition p computed elsewhere.
+  std::function<void(std::int64_t p, const char* data, std::size_t n)> accept;
+};
+
+/// Runs `j` on every rank (collective). Returns when every partition has a
+/// result on rank 0; throws task_error on every rank when one partition
+/// failed all its attempts.
+void execute(runtime_state& st, const job& j);
+
+}  // namespace rankflow::detail

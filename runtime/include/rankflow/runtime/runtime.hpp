@@ -1,0 +1,318 @@
+// rankflow::Runtime: MPI set-up plus the collective operations parallel_map,
+// mapreduce and foreach.
+//
+//   int main(int argc, char** argv) {
+//     rankflow::Runtime rt(argc, argv);
+//     auto squares = rt.parallel_map(rankflow::range(0, 1000), [](std::int64_t i) { return i * i; });
+//     if (rt.is_scheduler()) std::cout << squares[999] << "\n";
+//   }
+//
+// Every rank runs the same program and makes the same collective calls with the
+// same arguments, in the same order. Rank 0 schedules and also computes.
+#pragma once
+
+#include <mpi.h>
+
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/mpi/communicator.hpp>
+
+#include <rankflow/core/config.hpp>
+#include <rankflow/core/error.hpp>
+#include <rankflow/core/log.hpp>
+#include <rankflow/core/serialize.hpp>
+#include <rankflow/core/transport.hpp>
+#include <rankflow/runtime/detail/engine.hpp>
+#include <rankflow/runtime/partition.hpp>
+
+namespace rankflow {
+
+/// Per-call options of parallel_map, mapreduce and foreach.
+struct map_options {
+  /// Items per partition; 0 picks auto_chunk(items). Results never depend on it
+  /// for parallel_map; for mapreduce the chunk fixes the summation tree.
+  std::int64_t chunk_size = 0;
+  /// Extra attempts for a failed partition, on another rank where there is
+  /// one (schedule::dynamic) or in place (schedule::blocked).
+  int retries = 0;
+  /// parallel_map/foreach: return the results on every rank, not just rank 0.
+  bool results_on_all_ranks = false;
+  schedule sched = schedule::dynamic;
+  /// Name in log lines, progress and errors; defaults to the call's name.
+  std::string step;
+  /// Ranks that may run partitions at once (dynamic only); 0 means all ranks
+  /// for parallel_map/mapreduce and --max-workers for foreach.
+  std::size_t max_workers = 0;
+};
+
+/// What the Runtime constructor should do beyond parsing rankflow's flags.
+struct runtime_options {
+  /// true: the program prints its own --help (and appends help_text());
+  /// false: on --help, rank 0 prints rankflow's help and the program exits 0.
+  bool program_handles_help = false;
+};
+
+namespace detail {
+
+/// Results arriving out of order on rank 0, emitted in partition order.
+/// Holds at most the partitions that are ahead of the first missing one.
+template <class R>
+class ordered_results {
+ public:
+  void reserve(std::int64_t n) { out_.reserve(static_cast<std::size_t>(n)); }
+  void put(std::int64_t p, std::vector<R>&& v) {
+    if (p != next_) {
+      pending_.emplace(p, std::move(v));
+      return;
+    }
+    append(std::move(v));
+    for (auto it = pending_.begin(); it != pending_.end() && it->first == next_; it = pending_.erase(it)) {
+      append(std::move(it->second));
+    }
+  }
+  std::vector<R> take() { return std::move(out_); }
+
+ private:
+  void append(std::vector<R>&& v) {
+    if (out_.empty() && out_.capacity() < v.size()) {
+      out_ = std::move(v);
+    } else {
+      for (auto& x : v) out_.push_back(std::move(x));
+    }
+    ++next_;
+  }
+  std::vector<R> out_;
+  std::map<std::int64_t, std::vector<R>> pending_;
+  std::int64_t next_ = 0;
+};
+
+/// Combines partition partials in a fixed binary tree over partition index:
+/// node (level k, index j) covers partitions [j*2^k, (j+1)*2^k). A node is
+/// combined with its sibling as soon as both exist, so the arrival order never
+/// changes which values meet: the result depends only on the partition count.
+template <class T, class Reduce>
+class tree_reducer {
+ public:
+  explicit tree_reducer(Reduce& reduce) : reduce_(reduce) {}
+
+  void insert(std::int64_t index, T value, unsigned level = 0) {
+    for (;; ++level, index >>= 1) {
+      if (levels_.size() <= level) levels_.resize(level + 1);
+      auto& nodes = levels_[level];
+      auto sib = nodes.find(index ^ 1);
+      if (sib == nodes.end()) {
+        nodes.emplace(index, std::move(value));
+        return;
+      }
+      value = (index & 1) ? T(reduce_(std::move(sib->second), std::move(value)))
+                          : T(reduce_(std::move(value), std::move(sib->second)));
+      nodes.erase(sib);
+    }
+  }
+
+  /// Folds what is left (the binary decomposition of the partition count)
+  /// left to right. Empty input gives T{}.
+  T finish() {
+    std::vector<std::pair<std::int64_t, T*>> rest;  // (first partition covered, node)
+    for (unsigned k = 0; k < levels_.size(); ++k) {
+      for (auto& [j, v] : levels_[k]) rest.emplace_back(j << k, &v);
+    }
+    std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (rest.empty()) return T{};
+    T acc = std::move(*rest.front().second);
+    for (std::size_t i = 1; i < rest.size(); ++i) acc = T(reduce_(std::move(acc), std::move(*rest[i].second)));
+    levels_.clear();
+    return acc;
+  }
+
+ private:
+  Reduce& reduce_;
+  std::vector<std::map<std::int64_t, T>> levels_;
+};
+
+/// Stand-in result for functions returning void.
+struct unit {
+  template <class Ar>
+  void serialize(Ar&, unsigned) {}
+};
+
+}  // namespace detail
+
+class Runtime {
+ public:
+  /// Initialises MPI (unless the program already did) and reads rankflow's
+  /// flags, removing them from argv. A bad flag prints a clear error on rank 0
+  /// and exits with code 2 on every rank. Called by every rank.
+  Runtime(int& argc, char**& argv, runtime_options opts = {});
+  /// Finalises MPI. If the destructor runs because an exception is unwinding
+  /// (an error this rank did not handle), the whole job is aborted with
+  /// MPI_Abort: the other ranks would otherwise wait for this one forever.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  int rank() const noexcept { return st_.rank; }
+  int size() const noexcept { return st_.size; }
+  /// True on rank 0, which schedules and owns results and run metadata.
+  bool is_scheduler() const noexcept { return st_.rank == 0; }
+  const std::string& host() const noexcept { return st_.host; }
+  /// Host name of every rank, indexed by rank.
+  const std::vector<std::string>& hosts() const noexcept { return st_.hosts; }
+  /// True when --help was given (the program should print its help and exit).
+  bool help_requested() const noexcept { return st_.cfg.help; }
+
+  /// The flags in effect. May be changed between collective calls, the same
+  /// way on every rank.
+  config& settings() noexcept { return st_.cfg; }
+  const config& settings() const noexcept { return st_.cfg; }
+
+  /// MPI_COMM_WORLD for the program's own MPI calls (errors are returned as
+  /// exceptions, not fatal). rankflow's messages use a private duplicate.
+  boost::mpi::communicator world() const;
+
+  /// Item range of this rank under schedule::blocked with the given chunk:
+  /// the data a rank must hold before a blocked mapreduce/parallel_map.
+  range owned_items(range r, std::int64_t chunk_size = 0) const noexcept {
+    const auto plan = make_plan(r.size(), chunk_size);
+    const auto b = blocked_partitions(plan.count, st_.rank, st_.size);
+    return {r.first + plan.begin(b.first), r.first + (b.last > b.first ? plan.end(b.last - 1) : plan.begin(b.first))};
+  }
+
+  /// fn(i) for every i in r. Collective. Results, in order, on rank 0 (and on
+  /// every rank with results_on_all_ranks); an empty vector elsewhere. If fn
+  /// returns void, so does parallel_map. Throws task_error on every rank when an
+  /// item keeps failing.
+  template <class Fn>
+  auto parallel_map(range r, Fn&& fn, const map_options& opts = {}) {
+    return map_impl(r.size(), [first = r.first](std::int64_t i) { return first + i; }, fn, opts, "parallel_map");
+  }
+
+  /// fn(items[i]) for every element of a random-access container, same rules.
+  template <std::ranges::random_access_range Items, class Fn>
+    requires(!std::same_as<std::remove_cvref_t<Items>, range>)
+  auto parallel_map(const Items& items, Fn&& fn, const map_options& opts = {}) {
+    const auto n = static_cast<std::int64_t>(std::ranges::size(items));
+    return map_impl(
+        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts,
+        "parallel_map");
+  }
+
+  /// reduce(... map(i) ...) over r, with the result on every rank. Collective.
+  /// Deterministic: partition boundaries depend only on r and chunk_size, each
+  /// partition is folded left to right, and partitions are combined in a fixed
+  /// pairwise tree over partition index, so a floating-point result is
+  /// bit-identical for any number of ranks and any scheduling. An empty range
+  /// gives T{}. T must be default-constructible and serializable.
+  template <class Map, class Reduce>
+  auto mapreduce(range r, Map&& map, Reduce&& reduce, const map_options& opts = {}) {
+    using T = std::decay_t<std::invoke_result_t<Map&, std::int64_t>>;
+    static_assert(std::is_default_constructible_v<T>, "mapreduce: the mapped type must be default-constructible");
+    const auto plan = make_plan(r.size(), opts.chunk_size);
+    detail::tree_reducer<T, std::remove_reference_t<Reduce>> tree(reduce);
+    auto run_part = [&](std::int64_t p) {
+      std::int64_t i = plan.begin(p);
+      const std::int64_t e = plan.end(p);
+      try {
+        T acc = map(r.first + i);
+        for (++i; i < e; ++i) acc = T(reduce(std::move(acc), map(r.first + i)));
+        return acc;
+      } catch (...) {
+        throw detail::item_failure{r.first + i, detail::describe_current_exception()};
+      }
+    };
+    detail::job j = make_job(opts, "mapreduce", plan);
+    j.run_local = [&](std::int64_t p) { tree.insert(p, run_part(p)); };
+    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
+    j.accept = [&](std::int64_t p, const char* d, std::size_t n) { tree.insert(p, decode<T>(d, n)); };
+    detail::execute(st_, j);
+    bytes frame = detail::new_frame();
+    if (is_scheduler()) encode(frame, tree.finish());
+    detail::bcast_frame(st_.comm, 0, frame, st_.cfg.segment_bytes);
+    return decode<T>(frame.data() + detail::frame_header_bytes, frame.size() - detail::frame_header_bytes);
+  }
+
+  /// Metaflow's foreach: fn(item) for each item as its own split, at most
+  /// --max-workers ranks at once. More items than --max-num-splits throws
+  /// usage_error on every rank before anything runs.
+  template <std::ranges::random_access_range Items, class Fn>
+  auto foreach(const Items& items, Fn&& fn, map_options opts = {}) {
+    const auto n = static_cast<std::int64_t>(std::ranges::size(items));
+    check_splits(n);
+    opts.chunk_size = 1;
+    if (opts.max_workers == 0) opts.max_workers = st_.cfg.max_workers;
+    return map_impl(
+        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts,
+        "foreach");
+  }
+
+ private:
+  void check_splits(std::int64_t n) const;
+  detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan) const;
+
+  template <class Get, class Fn>
+  auto map_impl(std::int64_t n, Get get, Fn& fn, const map_options& opts, const char* default_step) {
+    using Item = decltype(get(std::int64_t{}));
+    using R = std::invoke_result_t<Fn&, Item>;
+    constexpr bool is_void = std::is_void_v<R>;
+    using V = std::conditional_t<is_void, detail::unit, std::decay_t<R>>;
+
+    const auto plan = make_plan(n, opts.chunk_size);
+    detail::ordered_results<V> results;
+    if (is_scheduler()) results.reserve(n);
+    auto run_part = [&](std::int64_t p) {
+      std::vector<V> out;
+      out.reserve(static_cast<std::size_t>(plan.end(p) - plan.begin(p)));
+      for (std::int64_t i = plan.begin(p), e = plan.end(p); i < e; ++i) {
+        try {
+          if constexpr (is_void) {
+            fn(get(i));
+            out.emplace_back();
+          } else {
+            out.push_back(fn(get(i)));
+          }
+        } catch (...) {
+          throw detail::item_failure{i, detail::describe_current_exception()};
+        }
+      }
+      return out;
+    };
+    detail::job j = make_job(opts, default_step, plan);
+    j.run_local = [&](std::int64_t p) { results.put(p, run_part(p)); };
+    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
+    j.accept = [&](std::int64_t p, const char* d, std::size_t sz) { results.put(p, decode<std::vector<V>>(d, sz)); };
+    detail::execute(st_, j);
+
+    if constexpr (is_void) {
+      return;
+    } else {
+      std::vector<V> out = is_scheduler() ? results.take() : std::vector<V>{};
+      if (opts.results_on_all_ranks && st_.size > 1) {
+        bytes frame = detail::new_frame();
+        if (is_scheduler()) encode(frame, out);
+        detail::bcast_frame(st_.comm, 0, frame, st_.cfg.segment_bytes);
+        if (!is_scheduler()) {
+          out = decode<std::vector<V>>(frame.data() + detail::frame_header_bytes,
+                                      frame.size() - detail::frame_header_bytes);
+        }
+      }
+      return out;
+    }
+  }
+
+  detail::runtime_state st_;
+  int uncaught_at_start_ = 0;
+  bool owns_mpi_ = false;
+};
+
+}  // namespace rankflow

@@ -1,0 +1,160 @@
+#include <rankflow/core/config.hpp>
+#include <rankflow/core/error.hpp>
+
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+namespace rankflow {
+
+namespace {
+
+std::size_t parse_count(std::string_view flag, std::string_view v, std::size_t min) {
+  std::size_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc{} || p != v.data() + v.size() || out < min) {
+    throw usage_error(std::string(flag) + " expects a whole number >= " + std::to_string(min) + ", got '" +
+                      std::string(v) + "'");
+  }
+  return out;
+}
+
+double parse_seconds(std::string_view flag, std::string_view v) {
+  char* end = nullptr;
+  std::string s(v);
+  double d = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !(d > 0)) {
+    throw usage_error(std::string(flag) + " expects a positive number of seconds, got '" + s + "'");
+  }
+  return d;
+}
+
+log_level parse_level(std::string_view flag, std::string_view v) {
+  if (v == "error") return log_level::error;
+  if (v == "warn" || v == "warning") return log_level::warn;
+  if (v == "info") return log_level::info;
+  if (v == "debug") return log_level::debug;
+  throw usage_error(std::string(flag) + " expects one of error|warn|info|debug, got '" + std::string(v) + "'");
+}
+
+progress_mode parse_progress(std::string_view flag, std::string_view v) {
+  if (v == "auto") return progress_mode::automatic;
+  if (v == "on") return progress_mode::on;
+  if (v == "off") return progress_mode::off;
+  throw usage_error(std::string(flag) + " expects one of auto|on|off, got '" + std::string(v) + "'");
+}
+
+// One table drives argv, the environment and the help text, so they cannot drift.
+struct flag_spec {
+  const char* name;  // without leading dashes
+  const char* env;
+  const char* value;
+  const char* help;
+  void (*apply)(config&, std::string_view flag, std::string_view value);
+};
+
+const flag_spec flags[] = {
+    {"max-workers", "RANKFLOW_MAX_WORKERS", "N", "foreach: at most N ranks run splits at once (default 16)",
+     [](config& c, std::string_view f, std::string_view v) { c.max_workers = parse_count(f, v, 1); }},
+    {"max-num-splits", "RANKFLOW_MAX_NUM_SPLITS", "N", "foreach: refuse more than N splits (default 100)",
+     [](config& c, std::string_view f, std::string_view v) { c.max_num_splits = parse_count(f, v, 1); }},
+    {"log-level", "RANKFLOW_LOG_LEVEL", "LEVEL", "error|warn|info|debug (default info)",
+     [](config& c, std::string_view f, std::string_view v) { c.level = parse_level(f, v); }},
+    {"progress", "RANKFLOW_PROGRESS", "MODE",
+     "auto|on|off: a bar on a terminal, a line every few seconds otherwise (default auto)",
+     [](config& c, std::string_view f, std::string_view v) { c.progress = parse_progress(f, v); }},
+    {"progress-interval", "RANKFLOW_PROGRESS_INTERVAL", "SECONDS",
+     "seconds between progress lines when not on a terminal (default 5)",
+     [](config& c, std::string_view f, std::string_view v) { c.progress_interval_s = parse_seconds(f, v); }},
+    {"segment-bytes", "RANKFLOW_SEGMENT_BYTES", "BYTES", "largest single MPI message; larger ones are split (default 1 GiB)",
+     [](config& c, std::string_view f, std::string_view v) { c.segment_bytes = parse_count(f, v, 64); }},
+    {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
+     [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
+};
+
+const flag_spec* find_flag(std::string_view name) {
+  for (const auto& f : flags)
+    if (name == f.name) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+config parse_config(const std::vector<std::string>& args, std::vector<std::string>* rest) {
+  config c;
+  for (const auto& f : flags) {
+    if (const char* v = std::getenv(f.env); v && *v) f.apply(c, f.env, v);
+  }
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view a = args[i];
+    if (a == "--help" || a == "-h") {
+      c.help = true;
+      if (rest) rest->push_back(args[i]);  // the program may print its own help too
+      continue;
+    }
+    if (a.size() > 2 && a.substr(0, 2) == "--") {
+      std::string_view body = a.substr(2);
+      std::string_view name = body.substr(0, body.find('='));
+      if (const flag_spec* f = find_flag(name)) {
+        std::string flag = "--" + std::string(name);
+        if (body.size() > name.size()) {
+          f->apply(c, flag, body.substr(name.size() + 1));
+        } else if (i + 1 < args.size()) {
+          f->apply(c, flag, args[++i]);
+        } else {
+          throw usage_error(flag + " needs a value (" + f->value + ")");
+        }
+        continue;
+      }
+    }
+    if (rest) rest->push_back(args[i]);
+  }
+  return c;
+}
+
+config parse_config(int& argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc), rest;
+  config c = parse_config(args, &rest);
+  if (c.run_name.empty() && argc > 0) {
+    std::string_view prog = argv[0];
+    c.run_name = std::string(prog.substr(prog.find_last_of('/') + 1));
+  }
+  // Compact argv in place: the program's own arguments keep their order. The
+  // pointers are reused, so nothing is allocated that the caller must free.
+  int out = 1;
+  std::size_t next = 0;
+  for (int i = 1; i < argc && next < rest.size(); ++i) {
+    if (rest[next] == argv[i]) {
+      argv[out++] = argv[i];
+      ++next;
+    }
+  }
+  for (int i = out; i < argc; ++i) argv[i] = nullptr;
+  argc = out;
+  return c;
+}
+
+std::string help_text() {
+  std::string s = "rankflow options (every rankflow program; also from the environment):\n";
+  for (const auto& f : flags) {
+    std::string left = std::string("  --") + f.name + " " + f.value;
+    left.resize(std::max<std::size_t>(left.size() + 2, 30), ' ');
+    s += left + f.help + "  [" + f.env + "]\n";
+  }
+  s += "  --help                      this help\n";
+  return s;
+}
+
+const char* to_string(log_level l) noexcept {
+  switch (l) {
+    case log_level::error: return "error";
+    case log_level::warn: return "warn";
+    case log_level::info: return "info";
+    case log_level::debug: return "debug";
+  }
+  return "?";
+}
+
+}  // namespace rankflow

@@ -1,0 +1,450 @@
+// The scheduling protocol. One collective call is one "op"; every message
+// carries the op number so a rank that made a different call fails loudly.
+//
+// schedule::dynamic
+//   rank 0 keeps up to `window` partitions assigned to each worker, refills a
+//   worker as its results arrive, and runs partitions itself in between (so
+//   -n 1 works and -n 2 uses both cores). A failed partition goes back to a
+//   queue and is retried on another rank. After a final failure rank 0 stops
+//   assigning, waits for what is in flight, then sends STOP(fail).
+// schedule::blocked
+//   each rank runs its own contiguous block of partitions (the data lives
+//   there) and retries in place. Workers send each result, then DONE. On a
+//   final failure rank 0 sends CANCEL so the others stop early.
+// Both end with STOP(ok|fail) from rank 0, sent only when rank 0 has received
+// every message the workers will send in this op, so nothing is left in
+// flight for the next call.
+#include <rankflow/core/error.hpp>
+#include <rankflow/core/log.hpp>
+#include <rankflow/core/transport.hpp>
+#include <rankflow/runtime/detail/engine.hpp>
+
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <typeinfo>
+
+#include <cxxabi.h>
+
+#include "progress.hpp"
+
+namespace rankflow::detail {
+
+namespace {
+
+constexpr int tag_ctrl = 100;  // rank 0 -> workers (101: continuation segments)
+constexpr int tag_data = 200;  // workers -> rank 0 (201: continuation segments)
+// Partitions assigned ahead per worker: one running, one queued, so a worker
+// never waits for rank 0's reply between partitions, while the tail of the
+// call stays balanced.
+constexpr int window = 2;
+
+enum class kind : std::uint32_t { assign = 1, cancel, stop, result, fail, done };
+
+struct header {
+  kind k;
+  std::uint32_t attempt;
+  std::uint64_t op;
+  std::int64_t partition;
+  std::int64_t partitions;  // lets a worker check that it runs the same call
+};
+
+struct failure_info {
+  int rank = -1;
+  int attempts = 0;
+  std::int64_t item = -1;
+  std::int64_t partition = -1;
+  std::string message;
+};
+
+bytes frame_with(const header& h) {
+  bytes f = new_frame();
+  const auto* p = reinterpret_cast<const char*>(&h);
+  f.insert(f.end(), p, p + sizeof h);
+  return f;
+}
+
+header read_header(const frame_in& in) {
+  if (in.payload_size() < sizeof(header)) throw error("rankflow: short message from rank " + std::to_string(in.source));
+  header h{};
+  std::memcpy(&h, in.payload(), sizeof h);
+  return h;
+}
+
+const char* body(const frame_in& in) { return in.payload() + sizeof(header); }
+std::size_t body_size(const frame_in& in) { return in.payload_size() - sizeof(header); }
+
+void append_failure(bytes& f, const failure_info& fi) {
+  encode(f, static_cast<std::int32_t>(fi.rank));
+  encode(f, static_cast<std::int32_t>(fi.attempts));
+  encode(f, fi.item);
+  encode(f, fi.partition);
+  f.insert(f.end(), fi.message.begin(), fi.message.end());
+}
+
+failure_info read_failure(const char* d, std::size_t n) {
+  failure_info fi;
+  constexpr std::size_t fixed = 2 * sizeof(std::int32_t) + 2 * sizeof(std::int64_t);
+  if (n < fixed) throw error("rankflow: malformed failure message");
+  fi.rank = decode<std::int32_t>(d, 4);
+  fi.attempts = decode<std::int32_t>(d + 4, 4);
+  fi.item = decode<std::int64_t>(d + 8, 8);
+  fi.partition = decode<std::int64_t>(d + 16, 8);
+  fi.message.assign(d + fixed, n - fixed);
+  return fi;
+}
+
+// Small control messages go out with a blocking send: they fit MPI's eager
+// limit, so MPI_Send returns at once.
+void send_small(const runtime_state& st, int dest, int tag, bytes&& f) {
+  const std::uint64_t total = f.size();
+  std::memcpy(f.data(), &total, sizeof total);
+  if (f.size() > st.cfg.segment_bytes) {
+    isend_frame(st.comm, dest, tag, std::move(f), st.cfg.segment_bytes).wait();
+    return;
+  }
+  check_mpi(MPI_Send(f.data(), static_cast<int>(f.size()), MPI_BYTE, dest, tag, st.comm), "MPI_Send");
+}
+
+[[noreturn]] void protocol_error(const runtime_state& st, const header& h, std::uint64_t op, std::int64_t parts) {
+  throw usage_error("rank " + std::to_string(st.rank) + " is in collective call #" + std::to_string(op) + " over " +
+                    std::to_string(parts) + " partitions but rank 0 sent work for call #" + std::to_string(h.op) +
+                    " over " + std::to_string(h.partitions) +
+                    " partitions: every rank must make the same rankflow calls, with the same arguments, in the "
+                    "same order");
+}
+
+task_error make_task_error(const runtime_state& st, const job& j, const failure_info& fi) {
+  task_error::details d;
+  d.step = j.step;
+  d.rank = fi.rank;
+  d.host = fi.rank >= 0 && static_cast<std::size_t>(fi.rank) < st.hosts.size() ? st.hosts[fi.rank] : "?";
+  d.item = fi.item;
+  d.partition = fi.partition;
+  d.attempts = fi.attempts;
+  d.message = fi.message;
+  return task_error(std::move(d));
+}
+
+// ---------------------------------------------------------------- rank 0 ---
+
+class scheduler {
+ public:
+  scheduler(runtime_state& st, const job& j)
+      : st_(st), j_(j), progress_(st.cfg, j.step, j.plan.count, true), inflight_(st.size, 0) {}
+
+  void run() {
+    if (j_.sched == schedule::dynamic) {
+      run_dynamic();
+    } else {
+      run_blocked();
+    }
+    bytes stop = frame_with({kind::stop, 0, st_.op, -1, j_.plan.count});
+    encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
+    if (failure_) append_failure(stop, *failure_);
+    for (int r = 1; r < st_.size; ++r) send_small(st_, r, tag_ctrl, bytes(stop));
+    if (failure_) throw make_task_error(st_, j_, *failure_);
+    progress_.finish();
+  }
+
+ private:
+  struct retry {
+    std::int64_t partition;
+    int attempts;
+    int last_rank;
+  };
+
+  void run_dynamic() {
+    backoff idle;
+    const int active = std::max(1, std::min(j_.active_ranks, st_.size));
+    for (;;) {
+      bool busy = poll();
+      if (!failure_) {
+        for (int r = 1; r < active; ++r) {
+          std::int64_t p = 0;
+          int attempt = 0;
+          while (inflight_[r] < window && take(r, active, p, attempt)) {
+            send_small(st_, r, tag_ctrl, frame_with({kind::assign, static_cast<std::uint32_t>(attempt), st_.op, p,
+                                                     j_.plan.count}));
+            ++inflight_[r];
+            ++inflight_total_;
+          }
+        }
+      }
+      if (inflight_total_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
+      std::int64_t p = 0;
+      int attempt = 0;
+      if (!failure_ && take(0, active, p, attempt)) {
+        run_here(p, attempt, active);
+        busy = true;
+      }
+      if (busy) {
+        idle.reset();
+      } else {
+        idle.wait();
+      }
+    }
+  }
+
+  void run_blocked() {
+    const auto own = blocked_partitions(j_.plan.count, 0, st_.size);
+    for (std::int64_t p = own.first; p < own.last && !failure_; ++p) {
+      for (int attempt = 1;; ++attempt) {
+        if (run_here(p, attempt, 1) || failure_) break;
+        retry_.clear();  // blocked: the retry happens here, in place
+      }
+      poll();
+    }
+    backoff idle;
+    while (done_workers_ < st_.size - 1) {
+      if (poll()) {
+        idle.reset();
+      } else {
+        idle.wait();
+      }
+    }
+  }
+
+  // Next partition for rank r: a retry that last failed elsewhere, else a new one.
+  bool take(int r, int active, std::int64_t& p, int& attempt) {
+    for (auto it = retry_.begin(); it != retry_.end(); ++it) {
+      if (it->last_rank != r || active == 1) {
+        p = it->partition;
+        attempt = it->attempts + 1;
+        retry_.erase(it);
+        return true;
+      }
+    }
+    if (next_ < j_.plan.count) {
+      p = next_++;
+      attempt = 1;
+      return true;
+    }
+    return false;
+  }
+
+  // Runs partition p on rank 0; returns true on success.
+  bool run_here(std::int64_t p, int attempt, int active) {
+    log::set_partition(p);
+    try {
+      j_.run_local(p);
+      log::set_partition(-1);
+      completed();
+      return true;
+    } catch (const item_failure& f) {
+      log::set_partition(-1);
+      failed({0, attempt, f.item, p, f.message}, active);
+      return false;
+    }
+  }
+
+  void completed() {
+    ++completed_;
+    progress_.update(completed_);
+  }
+
+  void failed(const failure_info& fi, int active) {
+    if (fi.attempts <= j_.retries) {
+      log::warn() << j_.step << ": partition " << fi.partition << " failed on rank " << fi.rank << " (attempt "
+                  << fi.attempts << " of " << j_.retries + 1 << "), item " << fi.item << ": " << fi.message
+                  << "; retrying" << (active > 1 && j_.sched == schedule::dynamic ? " on another rank" : "");
+      retry_.push_back({fi.partition, fi.attempts, fi.rank});
+      return;
+    }
+    if (failure_) return;  // the first final failure is the one reported
+    failure_ = fi;
+    log::error() << j_.step << ": partition " << fi.partition << " failed on rank " << fi.rank << " (host "
+                 << st_.hosts[fi.rank] << ") after " << fi.attempts << " attempt(s), item " << fi.item << ": "
+                 << fi.message;
+    if (j_.sched == schedule::blocked) {
+      for (int r = 1; r < st_.size; ++r) {
+        send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
+      }
+    }
+  }
+
+  // Handles every message waiting from the workers; true if there was one.
+  bool poll() {
+    bool any = false;
+    frame_in in;
+    while (try_recv_frame(st_.comm, MPI_ANY_SOURCE, tag_data, st_.cfg.segment_bytes, in)) {
+      any = true;
+      const header h = read_header(in);
+      if (h.op != st_.op) protocol_error(st_, h, st_.op, j_.plan.count);
+      const int r = in.source;
+      switch (h.k) {
+        case kind::result:
+          if (j_.sched == schedule::dynamic) release(r);
+          log::set_partition(h.partition);
+          j_.accept(h.partition, body(in), body_size(in));
+          log::set_partition(-1);
+          completed();
+          break;
+        case kind::fail: {
+          if (j_.sched == schedule::dynamic) release(r);
+          failure_info fi = read_failure(body(in), body_size(in));
+          failed(fi, std::max(1, std::min(j_.active_ranks, st_.size)));
+          break;
+        }
+        case kind::done:
+          ++done_workers_;
+          break;
+        default:
+          throw error("rankflow: unexpected message kind " + std::to_string(static_cast<unsigned>(h.k)) +
+                      " from rank " + std::to_string(r));
+      }
+    }
+    return any;
+  }
+
+  void release(int r) {
+    --inflight_[r];
+    --inflight_total_;
+  }
+
+  runtime_state& st_;
+  const job& j_;
+  progress_meter progress_;
+  std::vector<int> inflight_;
+  int inflight_total_ = 0;
+  int done_workers_ = 0;
+  std::int64_t next_ = 0;
+  std::int64_t completed_ = 0;
+  std::deque<retry> retry_;
+  std::optional<failure_info> failure_;
+};
+
+// --------------------------------------------------------------- workers ---
+
+class worker {
+ public:
+  worker(runtime_state& st, const job& j) : st_(st), j_(j) {}
+
+  void run() {
+    if (j_.sched == schedule::blocked) run_blocked();
+    wait_for_stop();
+    for (auto& s : sends_) s.wait();
+    if (failure_) throw make_task_error(st_, j_, *failure_);
+  }
+
+ private:
+  // Runs p once; sends its result or failure. Returns true on success.
+  bool attempt(std::int64_t p, int attempt_no, bool report_failure) {
+    bytes f = frame_with({kind::result, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count});
+    log::set_partition(p);
+    try {
+      j_.run_remote(p, f);
+    } catch (const item_failure& e) {
+      log::set_partition(-1);
+      if (!report_failure) {
+        log::warn() << j_.step << ": partition " << p << " failed (attempt " << attempt_no << " of "
+                    << j_.retries + 1 << "), item " << e.item << ": " << e.message << "; retrying here";
+        return false;
+      }
+      bytes ff = frame_with({kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count});
+      append_failure(ff, {st_.rank, attempt_no, e.item, p, e.message});
+      send(std::move(ff));
+      return false;
+    }
+    log::set_partition(-1);
+    send(std::move(f));
+    return true;
+  }
+
+  void send(bytes&& f) {
+    sends_.push_back(isend_frame(st_.comm, 0, tag_data, std::move(f), st_.cfg.segment_bytes));
+    while (!sends_.empty() && sends_.front().test()) sends_.pop_front();
+  }
+
+  void run_blocked() {
+    const auto own = blocked_partitions(j_.plan.count, st_.rank, st_.size);
+    for (std::int64_t p = own.first; p < own.last && !cancelled_; ++p) {
+      bool ok = false;
+      for (int a = 1; a <= j_.retries + 1 && !ok; ++a) ok = attempt(p, a, a == j_.retries + 1);
+      if (!ok) break;
+      drain_ctrl();
+    }
+    send(frame_with({kind::done, 0, st_.op, -1, j_.plan.count}));
+  }
+
+  // Reads control messages; dynamic assignments go to queue_.
+  void drain_ctrl() {
+    frame_in in;
+    while (!stopped_ && try_recv_frame(st_.comm, 0, tag_ctrl, st_.cfg.segment_bytes, in)) {
+      const header h = read_header(in);
+      if (h.op != st_.op || h.partitions != j_.plan.count) protocol_error(st_, h, st_.op, j_.plan.count);
+      switch (h.k) {
+        case kind::assign:
+          queue_.push_back({h.partition, static_cast<int>(h.attempt)});
+          break;
+        case kind::cancel:
+          cancelled_ = true;
+          break;
+        case kind::stop: {
+          stopped_ = true;
+          if (decode<std::uint32_t>(body(in), 4) != 0) failure_ = read_failure(body(in) + 4, body_size(in) - 4);
+          break;
+        }
+        default:
+          throw error("rankflow: unexpected control message " + std::to_string(static_cast<unsigned>(h.k)));
+      }
+    }
+  }
+
+  void wait_for_stop() {
+    backoff idle;
+    while (!stopped_) {
+      drain_ctrl();
+      if (!queue_.empty()) {
+        auto [p, a] = queue_.front();
+        queue_.pop_front();
+        attempt(p, a, true);
+        idle.reset();
+      } else if (!stopped_) {
+        while (!sends_.empty() && sends_.front().test()) sends_.pop_front();
+        idle.wait();
+      }
+    }
+  }
+
+  runtime_state& st_;
+  const job& j_;
+  std::deque<std::pair<std::int64_t, int>> queue_;
+  std::deque<pending_send> sends_;
+  bool stopped_ = false;
+  bool cancelled_ = false;
+  std::optional<failure_info> failure_;
+};
+
+}  // namespace
+
+std::string describe_current_exception() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    int status = 0;
+    const char* mangled = typeid(e).name();
+    char* name = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+    std::string type = status == 0 && name ? name : mangled;
+    std::free(name);
+    return std::string(e.what()) + " (" + type + ")";
+  } catch (const std::string& s) {
+    return s + " (std::string)";
+  } catch (const char* s) {
+    return std::string(s) + " (const char*)";
+  } catch (...) {
+    return "unknown exception (not derived from std::exception)";
+  }
+}
+
+void execute(runtime_state& st, const job& j) {
+  ++st.op;
+  log::scope in_step(j.step);
+  if (st.rank == 0) {
+    scheduler(st, j).run();
+  } else {
+    worker(st, j).run();
+  }
+}
+
+}  // namespace rankflow::detail

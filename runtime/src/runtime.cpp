@@ -1,0 +1,130 @@
+#include <rankflow/runtime/runtime.hpp>
+
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <iostream>
+
+namespace rankflow {
+
+namespace {
+
+// An exception nobody caught: say which rank and why, then take the whole job
+// down. Without this, std::terminate aborts one process and mpirun may leave
+// the others blocked in a collective for a long time.
+[[noreturn]] void abort_job_on_terminate() {
+  std::string why = "std::terminate called";
+  if (std::current_exception()) why = "uncaught exception: " + detail::describe_current_exception();
+  log::error() << why << "; aborting all ranks";
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (inited && !finalized) MPI_Abort(MPI_COMM_WORLD, 1);
+  std::abort();
+}
+
+std::string host_name() {
+  char buf[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+}  // namespace
+
+Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_start_(std::uncaught_exceptions()) {
+  int inited = 0;
+  detail::check_mpi(MPI_Initialized(&inited), "MPI_Initialized");
+  if (!inited) {
+    int provided = 0;
+    // FUNNELED: user threads may compute, only the main thread talks MPI.
+    detail::check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    owns_mpi_ = true;
+  }
+  // Errors come back as codes and become rankflow::mpi_error, instead of
+  // MPI's default of killing the job with a terse message.
+  detail::check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  detail::check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &st_.comm), "MPI_Comm_dup");
+  detail::check_mpi(MPI_Comm_rank(st_.comm, &st_.rank), "MPI_Comm_rank");
+  detail::check_mpi(MPI_Comm_size(st_.comm, &st_.size), "MPI_Comm_size");
+
+  st_.host = host_name();
+  std::vector<char> all(static_cast<std::size_t>(st_.size) * (HOST_NAME_MAX + 1));
+  std::vector<char> mine(HOST_NAME_MAX + 1, '\0');
+  std::strncpy(mine.data(), st_.host.c_str(), HOST_NAME_MAX);
+  detail::check_mpi(MPI_Allgather(mine.data(), HOST_NAME_MAX + 1, MPI_CHAR, all.data(), HOST_NAME_MAX + 1, MPI_CHAR,
+                                  st_.comm),
+                    "MPI_Allgather");
+  for (int r = 0; r < st_.size; ++r) st_.hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * (HOST_NAME_MAX + 1));
+
+  // Every rank parses the same argv the same way, so every rank reaches the
+  // same decision below without talking; only rank 0 prints.
+  std::string bad;
+  try {
+    st_.cfg = parse_config(argc, argv);
+  } catch (const usage_error& e) {
+    bad = e.what();
+  }
+  log::set_identity(st_.cfg.run_name.empty() ? "rankflow" : st_.cfg.run_name, st_.rank);
+  log::set_level(st_.cfg.level);
+
+  if (!bad.empty() || (st_.cfg.help && !opts.program_handles_help)) {
+    if (st_.rank == 0) {
+      if (!bad.empty()) {
+        std::fprintf(stderr, "error: %s\nRun with --help to list rankflow's options.\n", bad.c_str());
+      } else {
+        std::fputs(help_text().c_str(), stdout);
+      }
+    }
+    std::fflush(nullptr);
+    MPI_Comm_free(&st_.comm);
+    if (owns_mpi_) MPI_Finalize();
+    std::exit(bad.empty() ? 0 : 2);
+  }
+  std::set_terminate(abort_job_on_terminate);
+}
+
+Runtime::~Runtime() {
+  if (std::uncaught_exceptions() > uncaught_at_start_) {
+    log::error() << "leaving rankflow::Runtime because of an exception on this rank; aborting all " << st_.size
+                 << " ranks so none waits forever";
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (st_.comm != MPI_COMM_NULL) MPI_Comm_free(&st_.comm);
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owns_mpi_ && !finalized) MPI_Finalize();
+}
+
+boost::mpi::communicator Runtime::world() const {
+  return boost::mpi::communicator(MPI_COMM_WORLD, boost::mpi::comm_attach);
+}
+
+void Runtime::check_splits(std::int64_t n) const {
+  if (static_cast<std::size_t>(n) > st_.cfg.max_num_splits) {
+    throw usage_error("foreach over " + std::to_string(n) + " items exceeds --max-num-splits=" +
+                      std::to_string(st_.cfg.max_num_splits) + ": nothing was run. Pass --max-num-splits " +
+                      std::to_string(n) + " (or set RANKFLOW_MAX_NUM_SPLITS=" + std::to_string(n) +
+                      ") if you really want this many splits");
+  }
+}
+
+detail::job Runtime::make_job(const map_options& opts, const char* default_step, const partition_plan& plan) const {
+  if (opts.retries < 0) throw usage_error("map_options::retries must be >= 0, got " + std::to_string(opts.retries));
+  if (opts.chunk_size < 0) {
+    throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));
+  }
+  detail::job j;
+  j.step = opts.step.empty() ? default_step : opts.step;
+  j.plan = plan;
+  j.sched = opts.sched;
+  j.retries = opts.retries;
+  j.active_ranks = opts.max_workers == 0 ? st_.size
+                                         : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
+  return j;
+}
+
+}  // namespace rankflow

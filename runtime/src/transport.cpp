@@ -1,0 +1,121 @@
+#include <rankflow/core/error.hpp>
+#include <rankflow/core/transport.hpp>
+
+#include <time.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+namespace rankflow::detail {
+
+void check_mpi(int rc, const char* routine) {
+  if (rc != MPI_SUCCESS) throw mpi_error(routine, rc);
+}
+
+namespace {
+// Segments never exceed INT_MAX bytes, whatever the configuration says.
+std::size_t clamp_segment(std::size_t s) { return std::clamp<std::size_t>(s, 64, INT_MAX); }
+}  // namespace
+
+pending_send::~pending_send() {
+  // A send still in flight owns memory MPI reads from: finish it before freeing.
+  if (!reqs_.empty()) {
+    MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE);
+  }
+}
+
+bool pending_send::test() {
+  if (reqs_.empty()) return true;
+  int done = 0;
+  check_mpi(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+  if (done) {
+    reqs_.clear();
+    bytes().swap(buf_);
+  }
+  return done != 0;
+}
+
+void pending_send::wait() {
+  if (reqs_.empty()) return;
+  check_mpi(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
+  reqs_.clear();
+  bytes().swap(buf_);
+}
+
+pending_send isend_frame(MPI_Comm comm, int dest, int tag, bytes&& frame, std::size_t segment_bytes) {
+  const std::size_t seg = clamp_segment(segment_bytes);
+  const std::uint64_t total = frame.size();
+  std::memcpy(frame.data(), &total, sizeof total);
+  pending_send s;
+  s.buf_ = std::move(frame);
+  const char* p = s.buf_.data();
+  std::size_t off = 0;
+  while (off < total) {
+    const std::size_t n = std::min<std::size_t>(seg, total - off);
+    MPI_Request r{};
+    check_mpi(MPI_Isend(p + off, static_cast<int>(n), MPI_BYTE, dest, off == 0 ? tag : tag + 1, comm, &r),
+              "MPI_Isend");
+    s.reqs_.push_back(r);
+    off += n;
+  }
+  return s;
+}
+
+bool try_recv_frame(MPI_Comm comm, int source, int tag, std::size_t segment_bytes, frame_in& out) {
+  int flag = 0;
+  MPI_Message msg{};
+  MPI_Status st{};
+  check_mpi(MPI_Improbe(source, tag, comm, &flag, &msg, &st), "MPI_Improbe");
+  if (!flag) return false;
+  int count = 0;
+  check_mpi(MPI_Get_count(&st, MPI_BYTE, &count), "MPI_Get_count");
+  const std::size_t first = static_cast<std::size_t>(count);
+  if (first < frame_header_bytes) throw error("rankflow: malformed frame (" + std::to_string(first) + " bytes)");
+  // The first segment tells the total; read it into a small buffer first only
+  // when the frame is segmented, otherwise receive straight into place.
+  std::uint64_t total = first;
+  out.source = st.MPI_SOURCE;
+  out.buf.resize(first);
+  check_mpi(MPI_Mrecv(out.buf.data(), count, MPI_BYTE, &msg, MPI_STATUS_IGNORE), "MPI_Mrecv");
+  std::memcpy(&total, out.buf.data(), sizeof total);
+  if (total > first) {
+    const std::size_t seg = clamp_segment(segment_bytes);
+    out.buf.resize(total);
+    std::size_t off = first;
+    while (off < total) {
+      const std::size_t n = std::min<std::size_t>(seg, total - off);
+      check_mpi(MPI_Recv(out.buf.data() + off, static_cast<int>(n), MPI_BYTE, out.source, tag + 1, comm,
+                         MPI_STATUS_IGNORE),
+                "MPI_Recv");
+      off += n;
+    }
+  }
+  return true;
+}
+
+void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_bytes) {
+  int rank = 0;
+  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  std::uint64_t total = frame.size();
+  check_mpi(MPI_Bcast(&total, 1, MPI_UINT64_T, root, comm), "MPI_Bcast");
+  if (rank != root) frame.resize(total);
+  const std::size_t seg = clamp_segment(segment_bytes);
+  for (std::size_t off = 0; off < total;) {
+    const std::size_t n = std::min<std::size_t>(seg, total - off);
+    check_mpi(MPI_Bcast(frame.data() + off, static_cast<int>(n), MPI_BYTE, root, comm), "MPI_Bcast");
+    off += n;
+  }
+}
+
+void backoff::wait() {
+  if (polls_ < 16) {
+    ++polls_;
+    return;
+  }
+  sleep_us_ = sleep_us_ == 0 ? 1 : std::min(sleep_us_ * 2, max_us_);
+  timespec ts{0, static_cast<long>(sleep_us_) * 1000L};
+  nanosleep(&ts, nullptr);
+}
+
+}  // namespace rankflow::detail

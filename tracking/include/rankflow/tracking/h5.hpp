@@ -1,0 +1,65 @@
+// A thin RAII layer over parallel HDF5, the base of rankflow's experiment
+// files (issue #3). Every failing HDF5 call becomes rankflow::storage_error
+// naming the call, the object and HDF5's own error stack; HDF5's habit of
+// printing that stack to stderr is switched off.
+//
+// Debian's HDF5 is built without thread safety: call these from one thread.
+#pragma once
+
+#include <hdf5.h>
+#include <mpi.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <rankflow/core/error.hpp>
+
+namespace rankflow {
+
+/// An experiment file could not be created, opened, read or written.
+class storage_error : public error {
+ public:
+  using error::error;
+};
+
+namespace h5 {
+
+/// Owns one hid_t and closes it with the matching H5?close.
+class handle {
+ public:
+  handle() = default;
+  explicit handle(hid_t id) : id_(id) {}
+  handle(handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  handle& operator=(handle&& o) noexcept;
+  handle(const handle&) = delete;
+  handle& operator=(const handle&) = delete;
+  ~handle();
+  hid_t id() const noexcept { return id_; }
+  explicit operator bool() const noexcept { return id_ >= 0; }
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+/// Throws storage_error when `id` < 0 (or `status` < 0 for herr_t calls).
+hid_t check(hid_t id, const char* call, const std::string& object);
+
+/// Creates (truncating) `path` for collective use by every rank of `comm`,
+/// with the MPI-IO driver. Collective.
+handle create_parallel(const std::string& path, MPI_Comm comm);
+/// Opens an existing file read-only, on one rank, with the default driver.
+handle open_read(const std::string& path);
+
+/// Writes this rank's block of a row-major N-d double dataset: `block` holds
+/// prod(block_shape) values placed at `offset` in a dataset of `global_shape`.
+/// Every rank of the file's communicator calls it (a rank with nothing to
+/// write passes an empty block); the transfer is collective (MPI-IO).
+void write_block(hid_t file, const std::string& name, const double* block, const std::vector<std::uint64_t>& block_shape,
+                 const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset);
+
+/// Reads a whole double dataset (for tests and tools).
+std::vector<double> read_all(hid_t file, const std::string& name, std::vector<std::uint64_t>* shape = nullptr);
+
+}  // namespace h5
+}  // namespace rankflow
