@@ -8,7 +8,12 @@ for want in "needs 72.0 TB" "available on each of 2 ranks" "add ranks or nodes, 
 done
 [ $(( $(date +%s) - start )) -lt 30 ] || fail "took too long to refuse"
 echo "$OUT"
-# auto mode falls back to streaming (tiny column count keeps it quick).
-run 2 "$BIGSUM" --rows 200000000000 --cols 1 --block-rows 100000000 --log-level info
+# auto mode falls back to streaming: a matrix 20% larger than this machine's
+# available memory (a few seconds of streaming).
+avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+rows=$(( avail_kb * 1024 * 12 / 10 / 8 / 1000 + 1 ))
+run 2 "$BIGSUM" --rows $rows --cols 1000
+[ "$RC" -eq 0 ] || fail "auto mode exited $RC: $OUT"
 printf '%s\n' "$OUT" | grep -q "streaming instead" || fail "auto did not fall back to stream: $OUT"
+printf '%s\n' "$OUT" | grep -q "stream mode" || fail "not streamed: $OUT"
 echo OK
