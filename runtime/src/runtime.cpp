@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,22 @@ namespace {
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
+  // A task_error is thrown on every rank at once. Let rank 0 abort first so
+  // mpirun reports one MPI_Abort instead of N racing ones (which garble its
+  // help output); the others follow within two seconds if it did not.
+  int rank = 0;
+  if (inited && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  bool is_task_error = false;
+  try {
+    if (std::current_exception()) std::rethrow_exception(std::current_exception());
+  } catch (const task_error&) {
+    is_task_error = true;
+  } catch (...) {
+  }
+  if (is_task_error && rank != 0) {
+    timespec ts{2, 0};
+    nanosleep(&ts, nullptr);
+  }
   if (inited && !finalized) MPI_Abort(MPI_COMM_WORLD, 1);
   std::abort();
 }
