@@ -70,6 +70,19 @@ const flag_spec flags[] = {
      [](config& c, std::string_view f, std::string_view v) { c.progress_interval_s = parse_seconds(f, v); }},
     {"segment-bytes", "RANKFLOW_SEGMENT_BYTES", "BYTES", "largest single MPI message; larger ones are split (default 1 GiB)",
      [](config& c, std::string_view f, std::string_view v) { c.segment_bytes = parse_count(f, v, 64); }},
+    {"experiment", "RANKFLOW_EXPERIMENT", "PATH", "experiment file runs are tracked in (default rankflow.h5)",
+     [](config& c, std::string_view f, std::string_view v) {
+       if (v.empty()) throw usage_error(std::string(f) + " expects a file path, got ''");
+       c.experiment = std::string(v);
+     }},
+    {"tracking-mode", "RANKFLOW_TRACKING_MODE", "MODE",
+     "async|sync|read-only|debug: how runs are tracked (default async)",
+     [](config& c, std::string_view f, std::string_view v) {
+       if (v != "async" && v != "sync" && v != "read-only" && v != "debug") {
+         throw usage_error(std::string(f) + " expects one of async|sync|read-only|debug, got '" + std::string(v) + "'");
+       }
+       c.tracking_mode = std::string(v);
+     }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
 };

@@ -53,13 +53,16 @@ std::string host_name() {
 }  // namespace
 
 Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_start_(std::uncaught_exceptions()) {
+  for (int i = 0; i < argc; ++i) st_.command_line += (i ? " " : "") + std::string(argv[i]);
   int inited = 0;
   detail::check_mpi(MPI_Initialized(&inited), "MPI_Initialized");
   if (!inited) {
-    int provided = 0;
-    // FUNNELED: user threads may compute, only the main thread talks MPI.
-    detail::check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    // MULTIPLE: a run's service thread on rank 0 receives every rank's
+    // tracking while the main thread computes and schedules.
+    detail::check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &st_.thread_level), "MPI_Init_thread");
     owns_mpi_ = true;
+  } else {
+    MPI_Query_thread(&st_.thread_level);
   }
   // Errors come back as codes and become rankflow::mpi_error, instead of
   // MPI's default of killing the job with a terse message.
@@ -114,6 +117,26 @@ Runtime::~Runtime() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (owns_mpi_ && !finalized) MPI_Finalize();
+}
+
+Run Runtime::start_run(std::string name, const run_options& opts) {
+  tracking::run_context ctx;
+  ctx.comm = st_.comm;
+  ctx.rank = st_.rank;
+  ctx.size = st_.size;
+  ctx.hosts = st_.hosts;
+  ctx.command_line = st_.command_line;
+  ctx.segment_bytes = st_.cfg.segment_bytes;
+  ctx.experiment = st_.cfg.experiment;
+  ctx.mode = parse_tracking_mode(st_.cfg.tracking_mode);
+  // Where the job runs, recorded with the run (issue #5 resumes from it).
+  for (const auto& [env, key] : {std::pair{"SLURM_JOB_ID", "slurm_job_id"}, {"SLURM_ARRAY_JOB_ID", "slurm_array_job_id"},
+                                 {"SLURM_ARRAY_TASK_ID", "slurm_array_task_id"}, {"SLURM_JOB_NODELIST", "slurm_nodelist"},
+                                 {"SLURM_RESTART_COUNT", "slurm_restart_count"}, {"SLURM_JOB_PARTITION", "slurm_partition"},
+                                 {"SLURM_JOB_NAME", "slurm_job_name"}}) {
+    if (const char* v = std::getenv(env); v && *v) ctx.context[key] = v;
+  }
+  return Run(ctx, std::move(name), opts);
 }
 
 boost::mpi::communicator Runtime::world() const {

@@ -1,5 +1,6 @@
 #include <rankflow/tracking/h5.hpp>
 
+#include <algorithm>
 #include <numeric>
 
 namespace rankflow::h5 {
@@ -73,35 +74,66 @@ handle open_read(const std::string& path) {
 
 void write_block(hid_t file, const std::string& name, const double* block, const std::vector<std::uint64_t>& block_shape,
                  const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset) {
+  write_block(file, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, block, block_shape, global_shape, offset);
+}
+
+handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type, const void* block,
+                   const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                   const std::vector<std::uint64_t>& offset) {
   const auto rank = static_cast<int>(global_shape.size());
-  if (block_shape.size() != global_shape.size() || offset.size() != global_shape.size() || rank == 0) {
+  const bool empty_block = block_shape.empty() ||
+                           std::accumulate(block_shape.begin(), block_shape.end(), std::uint64_t{1}, std::multiplies<>()) == 0;
+  if (rank == 0 || (!empty_block && (block_shape.size() != global_shape.size() || offset.size() != global_shape.size()))) {
     throw usage_error("write_block('" + name + "'): block shape, global shape and offset must have the same, non-zero rank");
   }
-  for (int d = 0; d < rank; ++d) {
-    if (offset[d] + block_shape[d] > global_shape[d]) {
-      throw usage_error("write_block('" + name + "'): block [" + std::to_string(offset[d]) + ", " +
-                        std::to_string(offset[d] + block_shape[d]) + ") exceeds dimension " + std::to_string(d) +
-                        " of size " + std::to_string(global_shape[d]));
+  if (!empty_block) {
+    for (int d = 0; d < rank; ++d) {
+      if (offset[d] + block_shape[d] > global_shape[d]) {
+        throw usage_error("write_block('" + name + "'): block [" + std::to_string(offset[d]) + ", " +
+                          std::to_string(offset[d] + block_shape[d]) + ") exceeds dimension " + std::to_string(d) +
+                          " of size " + std::to_string(global_shape[d]));
+      }
     }
   }
   std::vector<hsize_t> gdims(global_shape.begin(), global_shape.end());
-  std::vector<hsize_t> bdims(block_shape.begin(), block_shape.end());
-  std::vector<hsize_t> off(offset.begin(), offset.end());
   handle fspace(check(H5Screate_simple(rank, gdims.data(), nullptr), "H5Screate_simple", name));
-  handle dset(check(H5Dcreate2(file, name.c_str(), H5T_IEEE_F64LE, fspace.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  handle dset(check(H5Dcreate2(file, name.c_str(), file_type, fspace.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                     "H5Dcreate2", name));
-  const hsize_t count = std::accumulate(bdims.begin(), bdims.end(), hsize_t{1}, std::multiplies<>());
-  handle mspace(check(H5Screate_simple(1, &count, nullptr), "H5Screate_simple", name));
+  const hsize_t count = empty_block ? 0
+                                    : std::accumulate(block_shape.begin(), block_shape.end(), hsize_t{1},
+                                                      std::multiplies<>());
+  const hsize_t mcount = std::max<hsize_t>(count, 1);
+  handle mspace(check(H5Screate_simple(1, &mcount, nullptr), "H5Screate_simple", name));
   if (count == 0) {
     check(H5Sselect_none(fspace.id()), "H5Sselect_none", name);
     check(H5Sselect_none(mspace.id()), "H5Sselect_none", name);
   } else {
+    std::vector<hsize_t> bdims(block_shape.begin(), block_shape.end());
+    std::vector<hsize_t> off(offset.begin(), offset.end());
     check(H5Sselect_hyperslab(fspace.id(), H5S_SELECT_SET, off.data(), nullptr, bdims.data(), nullptr),
           "H5Sselect_hyperslab", name);
   }
   handle dxpl(check(H5Pcreate(H5P_DATASET_XFER), "H5Pcreate", name));
   check(H5Pset_dxpl_mpio(dxpl.id(), H5FD_MPIO_COLLECTIVE), "H5Pset_dxpl_mpio", name);
-  check(H5Dwrite(dset.id(), H5T_NATIVE_DOUBLE, mspace.id(), fspace.id(), dxpl.id(), block), "H5Dwrite", name);
+  static const double dummy = 0;
+  check(H5Dwrite(dset.id(), mem_type, mspace.id(), fspace.id(), dxpl.id(), count ? block : &dummy), "H5Dwrite", name);
+  return dset;
+}
+
+void write_attr(hid_t obj, const char* name, const std::string& value) {
+  handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy", name));
+  check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size", name);
+  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset", name);
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  const char* p = value.c_str();
+  check(H5Awrite(a.id(), t.id(), &p), "H5Awrite", name);
+}
+
+void write_attr(hid_t obj, const char* name, double value) {
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  handle a(check(H5Acreate2(obj, name, H5T_IEEE_F64LE, sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  check(H5Awrite(a.id(), H5T_NATIVE_DOUBLE, &value), "H5Awrite", name);
 }
 
 std::vector<double> read_all(hid_t file, const std::string& name, std::vector<std::uint64_t>* shape) {

@@ -8,4 +8,7 @@
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/resources.hpp>
+#include <rankflow/tracking/experiment.hpp>
 #include <rankflow/tracking/h5.hpp>
+#include <rankflow/tracking/run.hpp>
+#include <rankflow/tracking/types.hpp>

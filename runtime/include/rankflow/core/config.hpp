@@ -25,6 +25,10 @@ struct config {
   /// Largest single MPI message; bigger payloads are sent in segments. MPI counts
   /// are `int`, so anything near 2 GiB must be split. Tunable for tests.
   std::size_t segment_bytes = std::size_t{1} << 30;
+  /// Experiment file that Runtime::start_run tracks into.
+  std::string experiment = "rankflow.h5";
+  /// async | sync | read-only | debug (see rankflow::tracking_mode).
+  std::string tracking_mode = "async";
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;

@@ -35,6 +35,7 @@
 #include <rankflow/core/transport.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 #include <rankflow/runtime/partition.hpp>
+#include <rankflow/tracking/run.hpp>
 
 namespace rankflow {
 
@@ -176,6 +177,11 @@ class Runtime {
   /// way on every rank.
   config& settings() noexcept { return st_.cfg; }
   const config& settings() const noexcept { return st_.cfg; }
+
+  /// Starts a tracked run in the experiment file (--experiment, default
+  /// rankflow.h5). Collective: every rank calls it and gets a Run it may
+  /// track into. In read-only mode, opens opts.with_id (or the latest run).
+  Run start_run(std::string name, const run_options& opts = {});
 
   /// MPI_COMM_WORLD for the program's own MPI calls (errors are returned as
   /// exceptions, not fatal). rankflow's messages use a private duplicate.

@@ -58,6 +58,17 @@ handle open_read(const std::string& path);
 void write_block(hid_t file, const std::string& name, const double* block, const std::vector<std::uint64_t>& block_shape,
                  const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset);
 
+/// Same for any element type: `file_type` is stored, `mem_type` describes
+/// `block`. Returns the dataset so the caller can add attributes (also a
+/// collective operation: every rank must write the same ones).
+handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type, const void* block,
+                   const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                   const std::vector<std::uint64_t>& offset);
+
+/// Scalar attributes: a variable-length UTF-8 string, or a double.
+void write_attr(hid_t obj, const char* name, const std::string& value);
+void write_attr(hid_t obj, const char* name, double value);
+
 /// Reads a whole double dataset (for tests and tools).
 std::vector<double> read_all(hid_t file, const std::string& name, std::vector<std::uint64_t>* shape = nullptr);
 

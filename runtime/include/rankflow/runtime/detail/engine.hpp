@@ -25,6 +25,8 @@ struct runtime_state {
   std::string host;
   std::vector<std::string> hosts;  ///< host of every rank
   config cfg;
+  std::string command_line;  ///< argv as given, before rankflow's flags were removed
+  int thread_level = 0;      ///< what MPI_Init_thread provided
   std::uint64_t op = 0;  ///< collective calls made so far; must agree across ranks
 };
 

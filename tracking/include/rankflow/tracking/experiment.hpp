@@ -1,0 +1,73 @@
+// Experiment files: one HDF5 file holding many runs, plus a sidecar directory
+// `<file>.d/` with the journals of live runs, collectively written arrays and
+// a lock. See docs/format.md for the layout and docs/design.md for why.
+//
+// Everything here runs on one rank (rank 0, or a tool such as `rankflow`);
+// the experiment file itself is only ever written by a single process at a
+// time, under the sidecar's lock, and replaced atomically.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <rankflow/tracking/store.hpp>
+
+namespace rankflow::tracking {
+
+class journal_writer;
+
+/// Layout version written to the root of every experiment file. A reader
+/// accepts files of its own major version and refuses newer majors.
+inline constexpr int format_major = 1;
+inline constexpr int format_minor = 0;
+
+/// The paths that make up an experiment.
+struct experiment_paths {
+  explicit experiment_paths(std::string file);
+  std::string file;  ///< the HDF5 file, e.g. rankflow.h5
+  std::string dir;   ///< its sidecar, rankflow.h5.d
+  std::string journal(const std::string& id) const;
+  /// Array file of a run, relative to the experiment file's directory (as
+  /// stored in the external link) and absolute.
+  std::string array_relative(const std::string& id, const std::string& path) const;
+  std::string array_absolute(const std::string& id, const std::string& path) const;
+};
+
+/// Throws format_error when `file` exists but is not an experiment file this
+/// version can read (not HDF5, truncated, another program's HDF5 file, newer
+/// major format). Returns false when it does not exist.
+bool check_file(const std::string& file);
+
+/// Runs of an experiment: those merged into the file, then live runs and
+/// killed runs not yet recovered, read from their journals (status "running",
+/// or "killed" with reason "not recovered yet"). Opens nothing for writing.
+std::vector<run_info> list_runs(const std::string& file);
+
+/// One run with its fields. Array data stays in its file (see array_info).
+/// File artifacts are loaded when `with_bytes`. Throws usage_error naming the
+/// runs there are when `id` is not one of them.
+run_record load_run(const std::string& file, const std::string& id, bool with_bytes = true);
+
+/// Reads an array field's data as doubles (for tools and tests).
+std::vector<double> read_array(const std::string& file, const array_info& a, std::vector<std::uint64_t>* shape = nullptr);
+
+/// Reserves a new run id ("RUN-<n>", n one more than any id in the file or
+/// its sidecar) and creates its journal, under the sidecar's lock so jobs
+/// sharing a file never get the same id. Returns the id.
+std::string create_run(const experiment_paths& p, journal_writer& out);
+
+/// Writes `rec` as /runs/<id> into the experiment file: copy, change, fsync,
+/// rename, under the sidecar's lock. A kill at any point leaves either the old
+/// or the new file, never a damaged one. File artifacts whose bytes are not in
+/// memory are read from `journal_path`.
+void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path);
+
+/// Replays every journal in the sidecar whose writer is gone: the run is
+/// merged with what its journal holds (status "killed" unless it recorded an
+/// end) and the journal removed. Returns the recovered ids.
+std::vector<std::string> recover(const std::string& file);
+
+/// Rebuilds a run from a journal (what recover and live readers use).
+run_record replay(const std::string& journal_path, bool* torn = nullptr);
+
+}  // namespace rankflow::tracking

@@ -1,0 +1,132 @@
+// The content of one run as rank 0 holds it in memory, and the operations
+// that change it. The same code applies operations live (on rank 0, from every
+// rank), replays them from a journal after a crash, and is filled from an
+// experiment file for reading, so all three agree on what a run contains.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rankflow/tracking/types.hpp>
+
+namespace rankflow::tracking {
+
+/// Value of an atom field. `d` holds Float and Datetime (Unix seconds), `i`
+/// Int and Bool, `s` String, `list` StringSet (sorted, unique) and StringList.
+struct atom_value {
+  field_type type = field_type::none;
+  std::int64_t i = 0;
+  double d = 0.0;
+  std::string s;
+  std::vector<std::string> list;
+};
+
+/// Points of a series: parallel columns, values in the column of the type.
+struct series_data {
+  field_type type = field_type::none;  ///< float_series, int_series or string_series
+  std::vector<double> steps;
+  std::vector<double> timestamps;
+  std::vector<double> f;
+  std::vector<std::int64_t> i;
+  std::vector<std::string> s;
+  std::size_t size() const noexcept { return steps.size(); }
+};
+
+/// Uploaded bytes. While a run is live the bytes stay in its journal (at
+/// `journal_offset`); read from a file they are loaded into `data`.
+struct file_info {
+  std::string filename;
+  std::uint64_t size = 0;
+  std::int64_t journal_offset = -1;
+  std::string data;
+};
+
+/// A collectively written array: its own HDF5 file beside the experiment file.
+struct array_info {
+  std::string dtype;  ///< "f8", "f4", "i8", "i4", "u1"
+  std::vector<std::uint64_t> shape;
+  std::string file;  ///< relative to the experiment file's directory
+};
+
+struct field_record {
+  field_type type = field_type::none;
+  int rank = 0;        ///< rank whose write created the field
+  double updated = 0;  ///< Unix seconds of the last change
+  atom_value atom;
+  series_data series;
+  file_info file;
+  array_info array;
+};
+
+/// Attributes of /runs/<id>.
+struct run_info {
+  std::string id;
+  std::string name;
+  std::string status;  ///< running | succeeded | failed | killed
+  std::string reason;  ///< why it failed or was killed
+  double start_time = 0;
+  double end_time = 0;
+  int ranks = 0;
+  std::vector<std::string> hosts;
+  std::string command_line;
+  std::string version;
+  std::string mode;
+  std::map<std::string, std::string> context;  ///< slurm_job_id, ... when present
+};
+
+enum class op_kind : std::uint8_t { begin = 1, assign = 2, append = 3, add = 4, file = 5, array = 6, end = 7 };
+
+/// One tracking operation, as sent to rank 0 and as stored in a journal.
+struct op {
+  op_kind kind = op_kind::assign;
+  int rank = 0;
+  double time = 0;  ///< when the calling rank made it
+  std::string path;
+  atom_value atom;        ///< assign
+  series_data points;     ///< append: steps < 0 are assigned by rank 0
+  std::vector<std::string> items;  ///< add
+  file_info file;         ///< file (bytes in file.data)
+  array_info array;       ///< array
+  run_info info;          ///< begin; end uses status, reason, end_time
+};
+
+/// Why apply() refused (all or part of) an operation.
+struct rejection {
+  bool type = false;  ///< a type conflict (type_error) rather than another refusal
+  std::string message;
+};
+
+/// A run's fields, keyed by path, with Neptune's rules.
+class run_record {
+ public:
+  run_info info;
+  std::map<std::string, field_record> fields;
+
+  /// Applies `o`, checking types, namespaces and series steps. On success the
+  /// operation is changed into what must be journaled (steps resolved,
+  /// rejected points removed) and true is returned. Refusals are appended to
+  /// `out`; an operation refused as a whole returns false and changes nothing.
+  bool apply(op& o, std::vector<rejection>& out);
+
+  /// Checks that `path` may become a field of type `t` (used before the
+  /// collective write of an array). Empty when it may.
+  std::string check_new(const std::string& path, field_type t, int rank) const;
+
+  const field_record* find(const std::string& path) const;
+
+ private:
+  std::string namespace_conflict(const std::string& path) const;
+  void add_namespaces(const std::string& path);
+  std::map<std::string, int> namespaces_;  ///< prefixes of field paths -> count
+};
+
+/// Byte encoding of operations (journal records and messages to rank 0).
+void encode(const op& o, std::string& out);
+/// Decodes one operation at `data[pos]`, advancing `pos`. Throws format_error
+/// on truncated or malformed input.
+op decode(std::string_view data, std::size_t& pos);
+
+}  // namespace rankflow::tracking

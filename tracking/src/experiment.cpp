@@ -1,0 +1,804 @@
+#include <rankflow/tracking/experiment.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+
+#include "journal.hpp"
+
+namespace rankflow::tracking {
+
+using h5::check;
+using h5::handle;
+
+namespace {
+
+std::string sys_error(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+std::string dirname_of(const std::string& file) {
+  const auto slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : file.substr(0, slash);
+}
+
+std::string basename_of(const std::string& file) {
+  const auto slash = file.rfind('/');
+  return slash == std::string::npos ? file : file.substr(slash + 1);
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+void make_dirs(const std::string& path) {
+  std::string cur;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    cur = path.substr(0, slash);
+    if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+      throw storage_error(sys_error("cannot create directory", cur));
+    }
+    start = slash + 1;
+  }
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+  if (fd < 0) throw storage_error(sys_error("cannot open for fsync", path));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0 && !directory) throw storage_error(sys_error("cannot fsync", path));
+}
+
+// The sidecar's lock: taken to allocate run ids and to replace the file.
+class dir_lock {
+ public:
+  explicit dir_lock(const experiment_paths& p) {
+    make_dirs(p.dir);
+    const auto path = p.dir + "/lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw storage_error(sys_error("cannot open lock", path));
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno != EINTR) throw storage_error(sys_error("cannot lock", path));
+    }
+  }
+  ~dir_lock() { ::close(fd_); }
+  dir_lock(const dir_lock&) = delete;
+  dir_lock& operator=(const dir_lock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+void copy_file(const std::string& from, const std::string& to) {
+  const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) throw storage_error(sys_error("cannot open", from));
+  const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0) {
+    ::close(in);
+    throw storage_error(sys_error("cannot create", to));
+  }
+  struct stat st {};
+  ::fstat(in, &st);
+  ::fchmod(out, st.st_mode & 07777);
+  // copy_file_range lets the file system share blocks (XFS, Btrfs) or copy in
+  // the kernel; fall back to read/write where it is not supported.
+  off_t left = st.st_size;
+  bool fallback = false;
+  while (left > 0) {
+    const auto n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(left), 0);
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+      fallback = true;
+      break;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(in);
+      ::close(out);
+      throw storage_error(sys_error("cannot copy to", to));
+    }
+    left -= n;
+  }
+  if (fallback) {
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+      const auto r = ::read(in, buf.data(), buf.size());
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      if (::write(out, buf.data(), static_cast<std::size_t>(r)) != r) {
+        ::close(in);
+        ::close(out);
+        throw storage_error(sys_error("cannot write", to));
+      }
+    }
+  }
+  ::close(in);
+  if (::fsync(out) != 0 || ::close(out) != 0) throw storage_error(sys_error("cannot write", to));
+}
+
+int run_number(const std::string& id) {
+  if (id.rfind("RUN-", 0) != 0) return 0;
+  try {
+    return std::stoi(id.substr(4));
+  } catch (...) {
+    return 0;
+  }
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return out;
+  while (auto* e = ::readdir(d)) out.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> journal_ids(const experiment_paths& p) {
+  std::vector<std::string> ids;
+  for (const auto& name : list_dir(p.dir)) {
+    const std::string suffix = ".journal";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      ids.push_back(name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  return ids;
+}
+
+// --------------------------------------------------------- HDF5 helpers --
+
+handle vl_string_type() {
+  handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy", "string type"));
+  check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size", "string type");
+  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset", "string type");
+  return t;
+}
+
+handle bool_type() {
+  handle t(check(H5Tenum_create(H5T_NATIVE_INT8), "H5Tenum_create", "bool type"));
+  std::int8_t v = 0;
+  check(H5Tenum_insert(t.id(), "FALSE", &v), "H5Tenum_insert", "bool type");
+  v = 1;
+  check(H5Tenum_insert(t.id(), "TRUE", &v), "H5Tenum_insert", "bool type");
+  return t;
+}
+
+void attr_str(hid_t obj, const char* name, const std::string& v) {
+  auto t = vl_string_type();
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  const char* p = v.c_str();
+  check(H5Awrite(a.id(), t.id(), &p), "H5Awrite", name);
+}
+
+template <class T>
+void attr_num(hid_t obj, const char* name, T v) {
+  const hid_t file_t = std::is_floating_point_v<T> ? H5T_IEEE_F64LE : H5T_STD_I64LE;
+  const hid_t mem_t = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+  using stored = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
+  stored s = static_cast<stored>(v);
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  handle a(check(H5Acreate2(obj, name, file_t, sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  check(H5Awrite(a.id(), mem_t, &s), "H5Awrite", name);
+}
+
+void attr_strs(hid_t obj, const char* name, const std::vector<std::string>& v) {
+  auto t = vl_string_type();
+  const hsize_t n = v.size();
+  handle sp(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", name));
+  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  std::vector<const char*> ptrs;
+  for (const auto& s : v) ptrs.push_back(s.c_str());
+  if (n) check(H5Awrite(a.id(), t.id(), ptrs.data()), "H5Awrite", name);
+}
+
+bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
+
+std::string read_attr_str(hid_t obj, const char* name) {
+  if (!has_attr(obj, name)) return {};
+  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
+  handle ft(check(H5Aget_type(a.id()), "H5Aget_type", name));
+  if (H5Tget_class(ft.id()) != H5T_STRING) return {};
+  if (H5Tis_variable_str(ft.id()) > 0) {
+    auto t = vl_string_type();
+    char* p = nullptr;
+    check(H5Aread(a.id(), t.id(), &p), "H5Aread", name);
+    std::string s = p ? p : "";
+    H5free_memory(p);
+    return s;
+  }
+  std::string s(H5Tget_size(ft.id()), '\0');
+  check(H5Aread(a.id(), ft.id(), s.data()), "H5Aread", name);
+  s.erase(std::find(s.begin(), s.end(), '\0'), s.end());
+  return s;
+}
+
+template <class T>
+T read_attr_num(hid_t obj, const char* name, T fallback = T{}) {
+  if (!has_attr(obj, name)) return fallback;
+  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
+  if constexpr (std::is_floating_point_v<T>) {
+    double v = 0;
+    check(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), "H5Aread", name);
+    return static_cast<T>(v);
+  } else {
+    std::int64_t v = 0;
+    check(H5Aread(a.id(), H5T_NATIVE_INT64, &v), "H5Aread", name);
+    return static_cast<T>(v);
+  }
+}
+
+std::vector<std::string> read_vl_strings(hid_t obj, bool is_attr, const std::string& what) {
+  handle sp(check(is_attr ? H5Aget_space(obj) : H5Dget_space(obj), "get_space", what));
+  const auto n = check(H5Sget_simple_extent_npoints(sp.id()), "H5Sget_simple_extent_npoints", what);
+  std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
+  auto t = vl_string_type();
+  if (n > 0) {
+    if (is_attr) {
+      check(H5Aread(obj, t.id(), ptrs.data()), "H5Aread", what);
+    } else {
+      check(H5Dread(obj, t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), "H5Dread", what);
+    }
+  }
+  std::vector<std::string> out;
+  out.reserve(ptrs.size());
+  for (char* p : ptrs) {
+    out.emplace_back(p ? p : "");
+    H5free_memory(p);
+  }
+  return out;
+}
+
+std::vector<std::string> read_attr_strs(hid_t obj, const char* name) {
+  if (!has_attr(obj, name)) return {};
+  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
+  return read_vl_strings(a.id(), true, name);
+}
+
+handle lcpl_intermediate() {
+  handle l(check(H5Pcreate(H5P_LINK_CREATE), "H5Pcreate", "lcpl"));
+  check(H5Pset_create_intermediate_group(l.id(), 1), "H5Pset_create_intermediate_group", "lcpl");
+  check(H5Pset_char_encoding(l.id(), H5T_CSET_UTF8), "H5Pset_char_encoding", "lcpl");
+  return l;
+}
+
+// A 1-D dataset; chunked and extendible when `extendible` (series columns).
+handle create_1d(hid_t loc, const std::string& name, hid_t type, hsize_t n, bool extendible) {
+  const hsize_t maxdim = extendible ? H5S_UNLIMITED : n;
+  handle sp(check(H5Screate_simple(1, &n, &maxdim), "H5Screate_simple", name));
+  handle dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate", name));
+  if (extendible) {
+    const hsize_t chunk = std::clamp<hsize_t>(n, 1, 16384);
+    check(H5Pset_chunk(dcpl.id(), 1, &chunk), "H5Pset_chunk", name);
+  }
+  auto lcpl = lcpl_intermediate();
+  return handle(check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT), "H5Dcreate2",
+                      name));
+}
+
+void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& v, bool extendible) {
+  auto t = vl_string_type();
+  auto d = create_1d(loc, name, t.id(), v.size(), extendible);
+  std::vector<const char*> ptrs;
+  ptrs.reserve(v.size());
+  for (const auto& s : v) ptrs.push_back(s.c_str());
+  if (!v.empty()) check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), "H5Dwrite", name);
+}
+
+template <class T>
+void write_column(hid_t loc, const std::string& name, const std::vector<T>& v, bool extendible) {
+  const hid_t file_t = std::is_floating_point_v<T> ? H5T_IEEE_F64LE : H5T_STD_I64LE;
+  const hid_t mem_t = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+  auto d = create_1d(loc, name, file_t, v.size(), extendible);
+  if (!v.empty()) check(H5Dwrite(d.id(), mem_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dwrite", name);
+}
+
+handle scalar_dataset(hid_t loc, const std::string& name, hid_t type) {
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  auto lcpl = lcpl_intermediate();
+  return handle(check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Dcreate2",
+                      name));
+}
+
+void field_attrs(hid_t obj, const field_record& f) {
+  attr_str(obj, "rankflow_type", type_name(f.type));
+  attr_num(obj, "rank", f.rank);
+  attr_num(obj, "updated", f.updated);
+}
+
+void write_field(hid_t run, const std::string& path, const field_record& f, const experiment_paths& p,
+                 const std::string& id, const std::function<std::string(const file_info&)>& bytes_of) {
+  switch (f.type) {
+    case field_type::int_:
+    case field_type::float_:
+    case field_type::datetime: {
+      const bool is_int = f.type == field_type::int_;
+      auto d = scalar_dataset(run, path, is_int ? H5T_STD_I64LE : H5T_IEEE_F64LE);
+      if (is_int) {
+        check(H5Dwrite(d.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dwrite", path);
+      } else {
+        check(H5Dwrite(d.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.d), "H5Dwrite", path);
+      }
+      field_attrs(d.id(), f);
+      if (f.type == field_type::datetime) attr_str(d.id(), "iso8601", format_time(f.atom.d));
+      break;
+    }
+    case field_type::bool_: {
+      auto t = bool_type();
+      auto d = scalar_dataset(run, path, t.id());
+      const std::int8_t v = f.atom.i ? 1 : 0;
+      check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dwrite", path);
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::string: {
+      auto t = vl_string_type();
+      auto d = scalar_dataset(run, path, t.id());
+      const char* s = f.atom.s.c_str();
+      check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s), "H5Dwrite", path);
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::string_set:
+    case field_type::string_list: {
+      write_strings(run, path, f.atom.list, false);
+      handle d(check(H5Dopen2(run, path.c_str(), H5P_DEFAULT), "H5Dopen2", path));
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::float_series:
+    case field_type::int_series:
+    case field_type::string_series: {
+      auto lcpl = lcpl_intermediate();
+      handle g(check(H5Gcreate2(run, path.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", path));
+      const auto& s = f.series;
+      write_column(g.id(), "step", s.steps, true);
+      if (f.type == field_type::float_series) write_column(g.id(), "value", s.f, true);
+      if (f.type == field_type::int_series) write_column(g.id(), "value", s.i, true);
+      if (f.type == field_type::string_series) write_strings(g.id(), "value", s.s, true);
+      write_column(g.id(), "timestamp", s.timestamps, true);
+      field_attrs(g.id(), f);
+      break;
+    }
+    case field_type::file: {
+      const std::string data = f.file.data.empty() && f.file.size ? bytes_of(f.file) : f.file.data;
+      auto d = create_1d(run, path, H5T_STD_U8LE, data.size(), false);
+      if (!data.empty()) {
+        check(H5Dwrite(d.id(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), "H5Dwrite", path);
+      }
+      field_attrs(d.id(), f);
+      attr_str(d.id(), "filename", f.file.filename);
+      attr_num(d.id(), "size", static_cast<std::int64_t>(data.size()));
+      break;
+    }
+    case field_type::array: {
+      // The data lives in its own file, written collectively by every rank;
+      // an external link makes it appear here to h5py, h5dump and HDFView.
+      auto lcpl = lcpl_intermediate();
+      const auto target = f.array.file.empty() ? p.array_relative(id, path) : f.array.file;
+      check(H5Lcreate_external(target.c_str(), "/data", run, path.c_str(), lcpl.id(), H5P_DEFAULT),
+            "H5Lcreate_external", path);
+      break;
+    }
+    default: break;
+  }
+}
+
+void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
+               const std::function<std::string(const file_info&)>& bytes_of) {
+  const auto& i = rec.info;
+  const std::string where = "/runs/" + i.id;
+  if (H5Lexists(file, "runs", H5P_DEFAULT) <= 0) {
+    handle g(check(H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "/runs"));
+  }
+  if (H5Lexists(file, where.c_str(), H5P_DEFAULT) > 0) {
+    check(H5Ldelete(file, where.c_str(), H5P_DEFAULT), "H5Ldelete", where);  // re-merge after a crash
+  }
+  handle g(check(H5Gcreate2(file, where.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", where));
+  attr_str(g.id(), "id", i.id);
+  attr_str(g.id(), "name", i.name);
+  attr_str(g.id(), "status", i.status);
+  attr_str(g.id(), "reason", i.reason);
+  attr_str(g.id(), "start_time", format_time(i.start_time));
+  attr_str(g.id(), "end_time", format_time(i.end_time));
+  attr_num(g.id(), "start_unix", i.start_time);
+  attr_num(g.id(), "end_unix", i.end_time);
+  attr_num(g.id(), "ranks", i.ranks);
+  attr_strs(g.id(), "hosts", i.hosts);
+  attr_str(g.id(), "command_line", i.command_line);
+  attr_str(g.id(), "rankflow_version", i.version);
+  attr_str(g.id(), "mode", i.mode);
+  for (const auto& [k, v] : i.context) attr_str(g.id(), k.c_str(), v);
+  for (const auto& [path, f] : rec.fields) write_field(g.id(), path, f, p, i.id, bytes_of);
+}
+
+handle create_experiment_file(const std::string& path) {
+  handle fcpl(check(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate", path));
+  // Track link creation order so tools can list runs in the order they ran.
+  check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "H5Pset_link_creation_order",
+        path);
+  handle f(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), H5P_DEFAULT), "H5Fcreate", path));
+  attr_str(f.id(), "rankflow_format", "rankflow experiment file; see docs/format.md");
+  attr_num(f.id(), "rankflow_format_major", format_major);
+  attr_num(f.id(), "rankflow_format_minor", format_minor);
+  handle g(check(H5Gcreate2(f.id(), "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "/runs"));
+  return f;
+}
+
+handle open_checked(const std::string& file, unsigned flags) {
+  const htri_t is = H5Fis_hdf5(file.c_str());
+  if (is <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw format_error("'" + file + "' is not an HDF5 file, so not a rankflow experiment file: pass another path " +
+                       "with --experiment, or move this file away");
+  }
+  hid_t id = H5Fopen(file.c_str(), flags, H5P_DEFAULT);
+  if (id < 0) {
+    std::string detail;
+    try {
+      check(id, "H5Fopen", file);
+    } catch (const storage_error& e) {
+      detail = e.what();
+    }
+    throw format_error("'" + file + "' cannot be opened; it is probably truncated or damaged (" + detail +
+                       "). Earlier copies: none are kept by rankflow; restore it from a backup or move it away");
+  }
+  handle f(id);
+  if (!has_attr(f.id(), "rankflow_format_major")) {
+    throw format_error("'" + file + "' is an HDF5 file but not a rankflow experiment file (no rankflow_format_major " +
+                       "attribute at /): pass another path with --experiment");
+  }
+  const int major = read_attr_num<int>(f.id(), "rankflow_format_major");
+  const int minor = read_attr_num<int>(f.id(), "rankflow_format_minor");
+  if (major > format_major) {
+    throw format_error("'" + file + "' was written by a newer rankflow (format " + std::to_string(major) + "." +
+                       std::to_string(minor) + "); this rankflow reads format " + std::to_string(format_major) +
+                       ".x: upgrade rankflow to read it");
+  }
+  return f;
+}
+
+run_info read_info(hid_t g, const std::string& id) {
+  run_info i;
+  i.id = read_attr_str(g, "id");
+  if (i.id.empty()) i.id = id;
+  i.name = read_attr_str(g, "name");
+  i.status = read_attr_str(g, "status");
+  i.reason = read_attr_str(g, "reason");
+  i.start_time = read_attr_num<double>(g, "start_unix");
+  i.end_time = read_attr_num<double>(g, "end_unix");
+  i.ranks = read_attr_num<int>(g, "ranks");
+  i.hosts = read_attr_strs(g, "hosts");
+  i.command_line = read_attr_str(g, "command_line");
+  i.version = read_attr_str(g, "rankflow_version");
+  i.mode = read_attr_str(g, "mode");
+  for (const char* k : {"slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "slurm_nodelist",
+                        "slurm_restart_count", "slurm_partition", "slurm_job_name"}) {
+    if (has_attr(g, k)) i.context[k] = read_attr_str(g, k);
+  }
+  return i;
+}
+
+template <class T>
+std::vector<T> read_column(hid_t g, const char* name) {
+  handle d(check(H5Dopen2(g, name, H5P_DEFAULT), "H5Dopen2", name));
+  handle sp(check(H5Dget_space(d.id()), "H5Dget_space", name));
+  const auto n = check(H5Sget_simple_extent_npoints(sp.id()), "H5Sget_simple_extent_npoints", name);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  const hid_t mem_t = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
+  if (n) check(H5Dread(d.id(), mem_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dread", name);
+  return v;
+}
+
+struct walk_state {
+  run_record* rec;
+  bool with_bytes;
+  std::string prefix;
+};
+
+herr_t visit_field(hid_t loc, const char* name, const H5L_info_t* info, void* data);
+
+void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, walk_state& ws) {
+  const std::string path = ws.prefix.empty() ? name : ws.prefix + "/" + name;
+  if (info->type == H5L_TYPE_EXTERNAL) {
+    field_record f;
+    f.type = field_type::array;
+    std::vector<char> buf(info->u.val_size);
+    check(H5Lget_val(loc, name.c_str(), buf.data(), buf.size(), H5P_DEFAULT), "H5Lget_val", path);
+    const char* file = nullptr;
+    const char* obj = nullptr;
+    unsigned flags = 0;
+    check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &file, &obj), "H5Lunpack_elink_val", path);
+    f.array.file = file ? file : "";
+    // Shape and type from the array file when it can be reached.
+    H5E_BEGIN_TRY {
+      hid_t d = H5Dopen2(loc, name.c_str(), H5P_DEFAULT);
+      if (d >= 0) {
+        handle dh(d);
+        handle sp(H5Dget_space(d));
+        const int nd = H5Sget_simple_extent_ndims(sp.id());
+        std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(nd, 0)));
+        H5Sget_simple_extent_dims(sp.id(), dims.data(), nullptr);
+        f.array.shape.assign(dims.begin(), dims.end());
+        f.array.dtype = read_attr_str(d, "dtype");
+        f.rank = read_attr_num<int>(d, "rank");
+        f.updated = read_attr_num<double>(d, "updated");
+      }
+    }
+    H5E_END_TRY;
+    H5Eclear2(H5E_DEFAULT);
+    ws.rec->fields[path] = std::move(f);
+    return;
+  }
+  H5O_info_t oi{};
+  check(H5Oget_info_by_name(loc, name.c_str(), &oi, H5P_DEFAULT), "H5Oget_info_by_name", path);
+  handle obj(check(H5Oopen(loc, name.c_str(), H5P_DEFAULT), "H5Oopen", path));
+  const auto type = type_from_name(read_attr_str(obj.id(), "rankflow_type"));
+  if (oi.type == H5O_TYPE_GROUP && type == field_type::none) {  // a namespace
+    walk_state inner{ws.rec, ws.with_bytes, path};
+    check(H5Literate(obj.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_field, &inner), "H5Literate", path);
+    return;
+  }
+  field_record f;
+  f.type = type;
+  f.rank = read_attr_num<int>(obj.id(), "rank");
+  f.updated = read_attr_num<double>(obj.id(), "updated");
+  f.atom.type = type;
+  const hid_t d = obj.id();
+  switch (type) {
+    case field_type::int_: check(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dread", path); break;
+    case field_type::float_:
+    case field_type::datetime:
+      check(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.d), "H5Dread", path);
+      break;
+    case field_type::bool_: {
+      std::int8_t v = 0;
+      auto t = bool_type();
+      check(H5Dread(d, t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dread", path);
+      f.atom.i = v;
+      break;
+    }
+    case field_type::string: f.atom.s = read_vl_strings(d, false, path).at(0); break;
+    case field_type::string_set:
+    case field_type::string_list: f.atom.list = read_vl_strings(d, false, path); break;
+    case field_type::float_series:
+    case field_type::int_series:
+    case field_type::string_series: {
+      auto& s = f.series;
+      s.type = type;
+      s.steps = read_column<double>(d, "step");
+      s.timestamps = read_column<double>(d, "timestamp");
+      if (type == field_type::float_series) s.f = read_column<double>(d, "value");
+      if (type == field_type::int_series) s.i = read_column<std::int64_t>(d, "value");
+      if (type == field_type::string_series) {
+        handle v(check(H5Dopen2(d, "value", H5P_DEFAULT), "H5Dopen2", path));
+        s.s = read_vl_strings(v.id(), false, path);
+      }
+      break;
+    }
+    case field_type::file: {
+      f.file.filename = read_attr_str(d, "filename");
+      f.file.size = read_attr_num<std::uint64_t>(d, "size");
+      if (ws.with_bytes && f.file.size) {
+        f.file.data.resize(f.file.size);
+        check(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.file.data.data()), "H5Dread", path);
+      }
+      break;
+    }
+    default:
+      throw format_error("field '" + path + "' has an unknown rankflow_type '" + read_attr_str(d, "rankflow_type") +
+                         "' (written by a newer rankflow?)");
+  }
+  ws.rec->fields[path] = std::move(f);
+}
+
+herr_t visit_field(hid_t loc, const char* name, const H5L_info_t* info, void* data) {
+  auto& ws = *static_cast<walk_state*>(data);
+  read_object(loc, name, info, ws);
+  return 0;
+}
+
+herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* data) {
+  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+  return 0;
+}
+
+std::vector<std::string> run_ids_in_file(hid_t f) {
+  std::vector<std::string> ids;
+  if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0) return ids;
+  handle g(check(H5Gopen2(f, "runs", H5P_DEFAULT), "H5Gopen2", "/runs"));
+  check(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &ids), "H5Literate", "/runs");
+  std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) {
+    const int x = run_number(a), y = run_number(b);
+    return x != y ? x < y : a < b;
+  });
+  return ids;
+}
+
+void merge_locked(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
+  const auto tmp = p.dir + "/." + basename_of(p.file) + ".tmp-" + std::to_string(::getpid());
+  {
+    handle f;
+    if (check_file(p.file)) {
+      copy_file(p.file, tmp);
+      f = handle(check(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "H5Fopen", tmp));
+    } else {
+      f = create_experiment_file(tmp);
+    }
+    write_run(f.id(), rec, p, [&](const file_info& fi) {
+      return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
+    });
+    check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
+  }
+  fsync_path(tmp, false);
+  if (::rename(tmp.c_str(), p.file.c_str()) != 0) throw storage_error(sys_error("cannot replace", p.file));
+  fsync_path(dirname_of(p.file), true);
+}
+
+}  // namespace
+
+experiment_paths::experiment_paths(std::string f) : file(std::move(f)), dir(file + ".d") {}
+
+std::string experiment_paths::journal(const std::string& id) const { return dir + "/" + id + ".journal"; }
+
+std::string experiment_paths::array_relative(const std::string& id, const std::string& path) const {
+  return basename_of(file) + ".d/arrays/" + id + "/" + path + ".h5";
+}
+
+std::string experiment_paths::array_absolute(const std::string& id, const std::string& path) const {
+  return dirname_of(file) + "/" + array_relative(id, path);
+}
+
+bool check_file(const std::string& file) {
+  if (!exists(file)) return false;
+  open_checked(file, H5F_ACC_RDONLY);
+  return true;
+}
+
+run_record replay(const std::string& journal_path, bool* torn) {
+  auto jc = read_journal(journal_path);
+  if (torn) *torn = jc.torn;
+  run_record rec;
+  std::vector<rejection> ignored;  // a journal holds accepted operations only
+  for (auto& o : jc.ops) rec.apply(o, ignored);
+  return rec;
+}
+
+std::vector<run_info> list_runs(const std::string& file) {
+  std::vector<run_info> out;
+  experiment_paths p(file);
+  if (check_file(file)) {
+    auto f = open_checked(file, H5F_ACC_RDONLY);
+    for (const auto& id : run_ids_in_file(f.id())) {
+      handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
+      out.push_back(read_info(g.id(), id));
+    }
+  }
+  for (const auto& id : journal_ids(p)) {
+    try {
+      auto jc = read_journal(p.journal(id), true);
+      if (jc.ops.empty() || jc.ops[0].kind != op_kind::begin) continue;
+      auto info = jc.ops[0].info;
+      if (!journal_is_live(p.journal(id))) {
+        info.status = "killed";
+        info.reason = "not recovered yet: run `rankflow recover " + file + "` or start a run to recover it";
+      }
+      std::erase_if(out, [&](const run_info& r) { return r.id == info.id; });
+      out.push_back(info);
+    } catch (const format_error&) {
+    }
+  }
+  return out;
+}
+
+run_record load_run(const std::string& file, const std::string& id, bool with_bytes) {
+  experiment_paths p(file);
+  if (exists(p.journal(id))) {
+    auto rec = replay(p.journal(id));
+    if (rec.info.id == id) {
+      if (rec.info.status == "running" && !journal_is_live(p.journal(id))) {
+        rec.info.status = "killed";
+        rec.info.reason = "not recovered yet";
+      }
+      if (with_bytes) {
+        for (auto& [path, f] : rec.fields) {
+          if (f.type == field_type::file && f.file.size) {
+            f.file.data = read_range(p.journal(id), static_cast<std::uint64_t>(f.file.journal_offset), f.file.size);
+          }
+        }
+      }
+      return rec;
+    }
+  }
+  std::vector<std::string> ids;
+  if (check_file(file)) {
+    auto f = open_checked(file, H5F_ACC_RDONLY);
+    ids = run_ids_in_file(f.id());
+    if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
+      handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
+      run_record rec;
+      rec.info = read_info(g.id(), id);
+      walk_state ws{&rec, with_bytes, ""};
+      check(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_field, &ws), "H5Literate", id);
+      return rec;
+    }
+  }
+  for (const auto& j : journal_ids(p)) ids.push_back(j);
+  std::string known;
+  for (const auto& i : ids) known += (known.empty() ? "" : ", ") + i;
+  throw usage_error("run '" + id + "' is not in '" + file + "' (runs there: " + (known.empty() ? "none" : known) + ")");
+}
+
+std::vector<double> read_array(const std::string& file, const array_info& a, std::vector<std::uint64_t>* shape) {
+  const auto path = dirname_of(file) + "/" + a.file;
+  auto f = h5::open_read(path);
+  return h5::read_all(f.id(), "data", shape);
+}
+
+std::string create_run(const experiment_paths& p, journal_writer& out) {
+  dir_lock lock(p);
+  int top = 0;
+  if (check_file(p.file)) {
+    auto f = open_checked(p.file, H5F_ACC_RDONLY);
+    for (const auto& id : run_ids_in_file(f.id())) top = std::max(top, run_number(id));
+  }
+  for (const auto& id : journal_ids(p)) top = std::max(top, run_number(id));
+  for (const auto& id : list_dir(p.dir + "/arrays")) top = std::max(top, run_number(id));
+  const auto id = "RUN-" + std::to_string(top + 1);
+  out = journal_writer::create(p.journal(id));
+  return id;
+}
+
+void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
+  dir_lock lock(p);
+  merge_locked(p, rec, journal_path);
+}
+
+std::vector<std::string> recover(const std::string& file) {
+  experiment_paths p(file);
+  std::vector<std::string> done;
+  if (!exists(p.dir)) return done;
+  dir_lock lock(p);
+  for (const auto& id : journal_ids(p)) {
+    const auto j = p.journal(id);
+    if (journal_is_live(j)) continue;
+    bool torn = false;
+    run_record rec;
+    try {
+      rec = replay(j, &torn);
+    } catch (const format_error&) {
+      continue;  // not ours; leave it
+    }
+    if (rec.info.id.empty()) {  // killed before its first record: nothing to keep
+      ::unlink(j.c_str());
+      continue;
+    }
+    if (rec.info.status == "running" || rec.info.status.empty()) {
+      rec.info.status = "killed";
+      rec.info.reason = "the job ended without stopping the run (killed, crashed or out of time); recovered what it " +
+                        std::string("had made durable") + (torn ? " (a record cut short by the kill was dropped)" : "");
+      double last = rec.info.start_time;
+      for (const auto& [path, f] : rec.fields) last = std::max(last, f.updated);
+      rec.info.end_time = last;
+    }
+    merge_locked(p, rec, j);
+    ::unlink(j.c_str());
+    done.push_back(id);
+  }
+  return done;
+}
+
+}  // namespace rankflow::tracking

@@ -1,0 +1,65 @@
+// The append-only operation log behind every live run.
+//
+// A run's operations are appended to `<experiment>.d/<id>.journal` as records
+// [u32 length][u32 CRC-32C][payload] and fsync'd at wait(); the HDF5 file is a
+// view built from the journal when the run stops (or when a killed run is
+// recovered). A record cut short by a kill fails its length or CRC check and
+// ends the replay: everything before it is kept.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <rankflow/tracking/store.hpp>
+
+namespace rankflow::tracking {
+
+std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc = 0) noexcept;
+
+/// Appends records to a journal and holds an exclusive flock on it for as long
+/// as the writer lives, which is how readers tell a live run from a dead one.
+class journal_writer {
+ public:
+  journal_writer() = default;
+  /// Creates `path` (it must not exist: run ids are unique).
+  static journal_writer create(const std::string& path);
+  journal_writer(journal_writer&& o) noexcept;
+  journal_writer& operator=(journal_writer&& o) noexcept;
+  ~journal_writer();
+
+  /// Buffers one record; returns the file offset its payload will have.
+  std::uint64_t append(const std::string& payload);
+  /// Hands buffered records to the kernel (survives kill -9 of this process).
+  void flush();
+  /// flush() + fdatasync (survives a crash of the machine).
+  void sync();
+  bool dirty() const noexcept { return !buf_.empty() || unsynced_; }
+  const std::string& path() const noexcept { return path_; }
+  void close();
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+  std::string buf_;
+  std::uint64_t size_ = 0;  ///< bytes in the file plus bytes buffered
+  bool unsynced_ = false;
+};
+
+/// A journal read back: its operations in order, with file artifacts' offsets
+/// made absolute in the journal file.
+struct journal_contents {
+  std::vector<op> ops;
+  bool torn = false;  ///< the last record was cut short (the writer was killed mid-write)
+};
+/// Reads every intact record. `head_only` stops after the first (the run's
+/// begin record). Throws format_error when the file is not a journal.
+journal_contents read_journal(const std::string& path, bool head_only = false);
+
+/// Reads `n` bytes at `offset` of a file (an artifact kept in a journal).
+std::string read_range(const std::string& path, std::uint64_t offset, std::uint64_t n);
+
+/// True when some process holds the journal's writer lock (its run is live).
+bool journal_is_live(const std::string& path);
+
+}  // namespace rankflow::tracking

@@ -1,0 +1,1172 @@
+#include <rankflow/tracking/run.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <numeric>
+#include <sstream>
+#include <thread>
+
+#include <rankflow/core/log.hpp>
+#include <rankflow/core/transport.hpp>
+#include <rankflow/tracking/experiment.hpp>
+#include <rankflow/tracking/h5.hpp>
+
+#include "journal.hpp"
+
+#ifndef RANKFLOW_VERSION_STRING
+#define RANKFLOW_VERSION_STRING "unknown"
+#endif
+
+namespace rankflow::tracking {
+
+namespace {
+
+constexpr int tag_ops = 300;    // every rank -> rank 0's service (301: segments)
+constexpr int tag_reply = 310;  // rank 0 -> a rank, answering its request (311: segments)
+
+// Message kinds, first byte of every frame payload.
+constexpr char msg_batch = 'B';  // encoded operations
+constexpr char msg_wait = 'W';   // make my operations durable, tell me what was refused
+constexpr char msg_fetch = 'F';  // a field's value
+constexpr char msg_sync = 'S';   // wait + the run's structure
+constexpr char msg_check = 'A';  // may this path become an Array? (rank 0 only)
+constexpr char msg_stop = 'X';   // no more operations from me
+
+// Flush a rank's batch when it holds this many points or bytes, or is this old.
+constexpr std::size_t flush_points = std::size_t{1} << 16;
+constexpr std::size_t flush_bytes = std::size_t{4} << 20;
+constexpr double flush_age_s = 1.0;
+constexpr std::size_t max_in_flight = 8;
+
+template <class T>
+void put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+void put_str(std::string& out, std::string_view s) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
+  out.append(s);
+}
+struct cursor {
+  std::string_view d;
+  std::size_t pos = 0;
+  template <class T>
+  T get() {
+    if (pos + sizeof(T) > d.size()) throw error("rankflow tracking: malformed reply");
+    T v;
+    std::memcpy(&v, d.data() + pos, sizeof(T));
+    pos += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    const auto n = get<std::uint32_t>();
+    if (pos + n > d.size()) throw error("rankflow tracking: malformed reply");
+    std::string s(d.data() + pos, n);
+    pos += n;
+    return s;
+  }
+};
+
+void put_rejections(std::string& out, const std::vector<rejection>& v) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(v.size()));
+  for (const auto& r : v) {
+    put<std::uint8_t>(out, r.type ? 1 : 0);
+    put_str(out, r.message);
+  }
+}
+
+std::vector<rejection> get_rejections(cursor& c) {
+  std::vector<rejection> v(c.get<std::uint32_t>());
+  for (auto& r : v) {
+    r.type = c.get<std::uint8_t>() != 0;
+    r.message = c.str();
+  }
+  return v;
+}
+
+// Throws the first refusal, saying how many more there were.
+void throw_rejections(const std::vector<rejection>& v) {
+  if (v.empty()) return;
+  std::string msg = v.front().message;
+  if (v.size() > 1) msg += " (and " + std::to_string(v.size() - 1) + " more refused operations on this rank)";
+  if (v.front().type) throw type_error(msg);
+  throw tracking_error(msg);
+}
+
+// Errors that rank 0 finds while opening a run are thrown on every rank.
+enum class err_kind : std::uint8_t { none, usage, format, storage, tracking, other };
+std::pair<err_kind, std::string> classify(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const usage_error& x) {
+    return {err_kind::usage, x.what()};
+  } catch (const format_error& x) {
+    return {err_kind::format, x.what()};
+  } catch (const storage_error& x) {
+    return {err_kind::storage, x.what()};
+  } catch (const tracking_error& x) {
+    return {err_kind::tracking, x.what()};
+  } catch (const std::exception& x) {
+    return {err_kind::other, x.what()};
+  }
+}
+[[noreturn]] void raise(err_kind k, const std::string& m) {
+  switch (k) {
+    case err_kind::usage: throw usage_error(m);
+    case err_kind::format: throw format_error(m);
+    case err_kind::storage: throw storage_error(m);
+    case err_kind::tracking: throw tracking_error(m);
+    default: throw error(m);
+  }
+}
+
+// Broadcasts rank 0's outcome (and a string payload) from rank 0; throws the
+// same error on every rank when there was one.
+std::string share_outcome(MPI_Comm comm, int rank, err_kind k, std::string msg) {
+  bytes b;
+  if (rank == 0) {
+    b.push_back(static_cast<char>(k));
+    b.insert(b.end(), msg.begin(), msg.end());
+  }
+  detail::bcast_frame(comm, 0, b, std::size_t{1} << 30);
+  const auto kind = static_cast<err_kind>(b.at(0));
+  std::string text(b.begin() + 1, b.end());
+  if (kind != err_kind::none) raise(kind, text);
+  return text;
+}
+
+bytes make_frame(char kind, std::string_view payload) {
+  bytes fr = detail::new_frame();
+  fr.reserve(fr.size() + 1 + payload.size());
+  fr.push_back(kind);
+  fr.insert(fr.end(), payload.begin(), payload.end());
+  return fr;
+}
+
+std::string encode_field(const field_record& f, const std::string& path, const std::string& bytes_data) {
+  std::string out;
+  put<std::uint8_t>(out, static_cast<std::uint8_t>(f.type));
+  put<std::int32_t>(out, f.rank);
+  op o;
+  o.path = path;
+  o.rank = f.rank;
+  o.time = f.updated;
+  switch (f.type) {
+    case field_type::float_series:
+    case field_type::int_series:
+    case field_type::string_series:
+      o.kind = op_kind::append;
+      o.points = f.series;
+      break;
+    case field_type::file:
+      o.kind = op_kind::file;
+      o.file.filename = f.file.filename;
+      o.file.data = bytes_data;
+      break;
+    case field_type::array:
+      o.kind = op_kind::array;
+      o.array = f.array;
+      break;
+    default:
+      o.kind = op_kind::assign;
+      o.atom = f.atom;
+      break;
+  }
+  encode(o, out);
+  return out;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------- rank 0 side --
+
+/// Rank 0's service thread: receives every rank's operations and requests,
+/// applies them to the run in order per rank, journals and answers. It makes
+/// no HDF5 call (Debian's HDF5 is not thread-safe); the experiment file is
+/// written by rank 0's main thread when the run stops.
+class service {
+ public:
+  service(MPI_Comm ops, int size, std::size_t seg, run_record initial, journal_writer j, bool journaling)
+      : rec(std::move(initial)), journal(std::move(j)), errors(static_cast<std::size_t>(size)), ops_(ops), size_(size),
+        seg_(seg), journaling_(journaling) {}
+
+  run_record rec;
+  journal_writer journal;
+  std::vector<std::vector<rejection>> errors;  ///< refusals not yet reported, per rank
+
+  /// From rank 0's main thread: operations to apply, no answer.
+  void post(char kind, std::string payload) {
+    {
+      std::lock_guard lk(m_);
+      q_.push_back({kind, std::move(payload), nullptr});
+    }
+    cv_.notify_one();
+  }
+  /// From rank 0's main thread: a request, answered like a remote one.
+  std::string call(char kind, std::string payload) {
+    std::promise<std::string> p;
+    auto f = p.get_future();
+    {
+      std::lock_guard lk(m_);
+      q_.push_back({kind, std::move(payload), &p});
+    }
+    cv_.notify_one();
+    return f.get();
+  }
+  void abort() {
+    aborted_ = true;
+    cv_.notify_one();
+  }
+
+  void loop() {
+    detail::frame_in f;
+    unsigned idle = 0;
+    while (!aborted_) {
+      bool did = false;
+      std::deque<item> items;
+      {
+        std::lock_guard lk(m_);
+        items.swap(q_);
+      }
+      for (auto& it : items) {
+        did = true;
+        try {
+          auto rep = handle(0, it.kind, it.payload);
+          if (it.reply) it.reply->set_value(std::move(rep));
+        } catch (...) {
+          if (it.reply) it.reply->set_exception(std::current_exception());
+        }
+      }
+      for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
+        did = true;
+        const char kind = f.payload()[0];
+        std::string rep;
+        try {
+          rep = handle(f.source, kind, std::string_view(f.payload() + 1, f.payload_size() - 1));
+        } catch (const std::exception& e) {
+          // A storage failure (disk full) is reported to the rank that asked.
+          rejection r{false, std::string("rank 0 could not store this rank's operations: ") + e.what()};
+          errors[static_cast<std::size_t>(f.source)].push_back(r);
+        }
+        if (kind != msg_batch && kind != msg_stop) {
+          out_.push_back(detail::isend_frame(ops_, f.source, tag_reply, make_frame(kind, rep), seg_));
+        }
+      }
+      while (!out_.empty() && out_.front().test()) out_.pop_front();
+      if (stops_ == size_) {
+        std::lock_guard lk(m_);
+        if (q_.empty()) break;
+      }
+      if (did) {
+        idle = 0;
+        continue;
+      }
+      // Nothing to do: sleep (woken at once by rank 0's own calls) for a
+      // growing while, so an idle run costs no CPU beside the computation.
+      if (++idle < 16) continue;
+      std::unique_lock lk(m_);
+      const auto us = std::min(1000u, 1u << std::min(idle - 16, 10u));
+      cv_.wait_for(lk, std::chrono::microseconds(us), [&] { return !q_.empty() || aborted_.load(); });
+    }
+    for (auto& s : out_) s.wait();
+    out_.clear();
+  }
+
+ private:
+  struct item {
+    char kind;
+    std::string payload;
+    std::promise<std::string>* reply;
+  };
+
+  void make_durable() {
+    if (journaling_) journal.sync();
+  }
+
+  std::string handle(int rank, char kind, std::string_view payload) {
+    std::string rep;
+    auto& errs = errors[static_cast<std::size_t>(rank)];
+    switch (kind) {
+      case msg_batch: {
+        std::size_t pos = 0;
+        std::string enc;
+        while (pos < payload.size()) {
+          op o = decode(payload, pos);
+          o.rank = rank;
+          if (!rec.apply(o, errs)) continue;
+          if (!journaling_) {
+            if (o.kind == op_kind::file) rec.fields[o.path].file.data = std::move(o.file.data);
+            continue;
+          }
+          enc.clear();
+          encode(o, enc);
+          const auto at = journal.append(enc);
+          if (o.kind == op_kind::file) {
+            rec.fields[o.path].file.journal_offset = static_cast<std::int64_t>(at + enc.size() - o.file.data.size());
+          }
+        }
+        return rep;
+      }
+      case msg_wait:
+        make_durable();
+        put_rejections(rep, errs);
+        errs.clear();
+        return rep;
+      case msg_sync: {
+        make_durable();
+        put_rejections(rep, errs);
+        errs.clear();
+        put<std::uint32_t>(rep, static_cast<std::uint32_t>(rec.fields.size()));
+        for (const auto& [path, f] : rec.fields) {
+          put_str(rep, path);
+          put<std::uint8_t>(rep, static_cast<std::uint8_t>(f.type));
+        }
+        return rep;
+      }
+      case msg_fetch: {
+        const std::string path(payload);
+        const auto* f = rec.find(path);
+        if (!f) {
+          put<std::uint8_t>(rep, 0);
+          return rep;
+        }
+        std::string data = f->file.data;
+        if (f->type == field_type::file && data.empty() && f->file.size && journaling_) {
+          journal.flush();
+          data = read_range(journal.path(), static_cast<std::uint64_t>(f->file.journal_offset), f->file.size);
+        }
+        return encode_field(*f, path, data);
+      }
+      case msg_check: return rec.check_new(std::string(payload), field_type::array, rank);
+      case msg_stop: ++stops_; return rep;
+      default: throw error("rankflow tracking: unknown message kind from rank " + std::to_string(rank));
+    }
+  }
+
+  MPI_Comm ops_;
+  int size_;
+  std::size_t seg_;
+  bool journaling_;
+  int stops_ = 0;
+  std::atomic<bool> aborted_{false};
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<item> q_;
+  std::deque<detail::pending_send> out_;
+};
+
+// --------------------------------------------------------------- run_impl --
+
+class run_impl {
+ public:
+  int rank = 0;
+  int size = 1;
+  tracking_mode mode = tracking_mode::async;
+  std::string id, name;
+  experiment_paths paths{"rankflow.h5"};
+  std::size_t seg = std::size_t{1} << 30;
+  MPI_Comm ops = MPI_COMM_NULL;   // operations and requests to rank 0
+  MPI_Comm coll = MPI_COMM_NULL;  // collectives: start, arrays, stop
+  std::map<std::string, field_type> view;
+  bool stopped = false;
+
+  std::unique_ptr<service> svc;  // rank 0
+  std::thread svc_thread;
+
+  // ---- this rank's pending operations
+  struct series_buf {
+    field_type type = field_type::none;
+    std::vector<double> steps, ts, f;
+    std::vector<std::int64_t> i;
+    std::vector<std::string> s;
+  };
+  std::map<std::string, series_buf, std::less<>> sbufs;
+  series_buf* last_buf = nullptr;
+  std::string last_path;
+  std::string batch;
+  std::size_t pending = 0;
+  std::size_t buffered_points = 0;  ///< points in sbufs not yet encoded into batch
+  unsigned ops_since_check = 0;
+  double last_flush = now_unix_seconds();
+  std::deque<detail::pending_send> in_flight;
+
+  bool writable() const { return mode == tracking_mode::async || mode == tracking_mode::sync || mode == tracking_mode::debug; }
+  void require_writable(const std::string& path) const {
+    if (stopped) throw usage_error("run " + id + " has stopped: cannot write '" + path + "'");
+    if (!writable()) {
+      throw usage_error("run " + id + " is open read-only: cannot write '" + path +
+                        "'. Start a new run to track, or open it in another mode");
+    }
+  }
+
+  void after_op() {
+    ++pending;
+    if (mode == tracking_mode::sync) {
+      wait();
+      return;
+    }
+    if (pending >= flush_points || batch.size() >= flush_bytes) {
+      flush();
+    } else if (++ops_since_check >= 1024) {
+      ops_since_check = 0;
+      if (now_unix_seconds() - last_flush > flush_age_s) flush();
+    }
+  }
+
+  void enqueue(const op& o) {
+    // Points still buffered go first, so rank 0 sees this rank's calls in
+    // the order they were made (an append then '=' on the same path must be
+    // refused as '=' on a series, not the other way round).
+    if (buffered_points) emit_all();
+    encode(o, batch);
+    after_op();
+  }
+
+  series_buf& buffer_for(const std::string& path, field_type t) {
+    if (!last_buf || last_path != path) {
+      auto it = sbufs.find(path);
+      if (it == sbufs.end()) it = sbufs.emplace(path, series_buf{}).first;
+      last_buf = &it->second;
+      last_path = path;
+    }
+    auto& b = *last_buf;
+    if (b.type != t && !b.steps.empty()) emit_all();  // a new value type: keep the call order
+    b.type = t;
+    return b;
+  }
+
+  void point(series_buf& b, const point_options& o) {
+    ++buffered_points;
+    b.steps.push_back(o.has_step() ? o.step : -1.0);
+    b.ts.push_back(o.timestamp >= 0 ? o.timestamp : now_unix_seconds());
+  }
+
+  void emit(const std::string& path, series_buf& b) {
+    if (b.steps.empty()) return;
+    op o;
+    o.kind = op_kind::append;
+    o.rank = rank;
+    o.time = b.ts.back();
+    o.path = path;
+    o.points.type = b.type;
+    o.points.steps.swap(b.steps);
+    o.points.timestamps.swap(b.ts);
+    o.points.f.swap(b.f);
+    o.points.i.swap(b.i);
+    o.points.s.swap(b.s);
+    encode(o, batch);
+    // Give the (now empty) vectors back their capacity for the next points.
+    b.steps.swap(o.points.steps);
+    b.ts.swap(o.points.timestamps);
+    b.f.swap(o.points.f);
+    b.i.swap(o.points.i);
+    b.s.swap(o.points.s);
+    b.steps.clear();
+    b.ts.clear();
+    b.f.clear();
+    b.i.clear();
+    b.s.clear();
+  }
+
+  void progress_sends() {
+    while (!in_flight.empty() && in_flight.front().test()) in_flight.pop_front();
+  }
+
+  void emit_all() {
+    for (auto& [path, b] : sbufs) emit(path, b);
+    buffered_points = 0;
+  }
+
+  /// Sends everything this rank has buffered to rank 0 (does not wait for it).
+  void flush() {
+    emit_all();
+    pending = 0;
+    last_flush = now_unix_seconds();
+    if (batch.empty()) return;
+    if (rank == 0) {
+      svc->post(msg_batch, std::move(batch));
+      batch.clear();
+      return;
+    }
+    in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, make_frame(msg_batch, batch), seg));
+    batch.clear();
+    progress_sends();
+    // Bounded memory: a rank far ahead of rank 0 waits for its oldest batch.
+    while (in_flight.size() > max_in_flight) {
+      in_flight.front().wait();
+      in_flight.pop_front();
+    }
+  }
+
+  std::string request(char kind, std::string payload) {
+    flush();
+    if (rank == 0) return svc->call(kind, std::move(payload));
+    in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, make_frame(kind, payload), seg));
+    detail::frame_in f;
+    detail::backoff bo;
+    while (!detail::try_recv_frame(ops, 0, tag_reply, seg, f)) {
+      progress_sends();
+      bo.wait();
+    }
+    progress_sends();
+    return std::string(f.payload() + 1, f.payload_size() - 1);
+  }
+
+  void wait() {
+    const auto rep = request(msg_wait, {});
+    cursor c{rep};
+    throw_rejections(get_rejections(c));
+  }
+
+  void sync() {
+    const auto rep = request(msg_sync, {});
+    cursor c{rep};
+    auto errs = get_rejections(c);
+    std::map<std::string, field_type> v;
+    const auto n = c.get<std::uint32_t>();
+    for (std::uint32_t k = 0; k < n; ++k) {
+      auto p = c.str();
+      v[p] = static_cast<field_type>(c.get<std::uint8_t>());
+    }
+    view.swap(v);
+    throw_rejections(errs);
+  }
+
+  field_record fetch(const std::string& path) {
+    const auto rep = request(msg_fetch, path);
+    cursor c{rep};
+    field_record f;
+    f.type = static_cast<field_type>(c.get<std::uint8_t>());
+    if (f.type == field_type::none) return f;
+    f.rank = c.get<std::int32_t>();
+    op o = decode(rep, c.pos);
+    f.updated = o.time;
+    f.atom = o.atom;
+    f.series = std::move(o.points);
+    f.file = std::move(o.file);
+    f.array = std::move(o.array);
+    return f;
+  }
+
+  /// Rank 0, after every rank's stop arrived: the end record, the merge into
+  /// the experiment file, and the answer to every rank.
+  void finish(const std::string& status, const std::string& reason, bool collective) {
+    std::string failure;
+    err_kind fk = err_kind::none;
+    try {
+      op end;
+      end.kind = op_kind::end;
+      end.time = now_unix_seconds();
+      end.info.status = status;
+      end.info.reason = reason;
+      end.info.end_time = end.time;
+      std::vector<rejection> none;
+      svc->rec.apply(end, none);
+      if (mode == tracking_mode::async || mode == tracking_mode::sync) {
+        std::string enc;
+        encode(end, enc);
+        svc->journal.append(enc);
+        svc->journal.sync();
+        merge_run(paths, svc->rec, svc->journal.path());
+        svc->journal.close();
+        ::unlink(paths.journal(id).c_str());
+      }
+    } catch (...) {
+      std::tie(fk, failure) = classify(std::current_exception());
+      failure = "rank 0 could not write run " + id + " into '" + paths.file + "': " + failure +
+                " (its journal " + paths.journal(id) + " is kept; `rankflow recover` retries)";
+    }
+    if (!collective) return;
+    std::deque<detail::pending_send> replies;
+    for (int r = 1; r < size; ++r) {
+      std::string rep;
+      put<std::uint8_t>(rep, static_cast<std::uint8_t>(fk));
+      put_str(rep, failure);
+      put_rejections(rep, svc->errors[static_cast<std::size_t>(r)]);
+      replies.push_back(detail::isend_frame(ops, r, tag_reply, make_frame(msg_stop, rep), seg));
+    }
+    for (auto& s : replies) s.wait();
+    if (fk != err_kind::none) raise(fk, failure);
+    throw_rejections(svc->errors[0]);
+  }
+
+  void stop(const std::string& status, const std::string& reason) {
+    if (stopped) return;
+    stopped = true;
+    flush();
+    if (rank == 0) {
+      svc->post(msg_stop, {});
+      svc_thread.join();
+      finish(status, reason, true);
+    } else {
+      in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, make_frame(msg_stop, {}), seg));
+      detail::frame_in f;
+      detail::backoff bo;
+      while (!detail::try_recv_frame(ops, 0, tag_reply, seg, f)) {
+        progress_sends();
+        bo.wait();
+      }
+      for (auto& s : in_flight) s.wait();
+      in_flight.clear();
+      cursor c{std::string_view(f.payload() + 1, f.payload_size() - 1)};
+      const auto fk = static_cast<err_kind>(c.get<std::uint8_t>());
+      auto failure = c.str();
+      auto errs = get_rejections(c);
+      if (fk != err_kind::none) raise(fk, failure);
+      throw_rejections(errs);
+    }
+  }
+
+  /// This rank is unwinding: no collective is possible. Rank 0 records the
+  /// failure and writes the run; other ranks just leave.
+  void abandon(const std::string& reason) {
+    if (stopped) return;
+    stopped = true;
+    if (rank != 0) return;
+    try {
+      flush();
+    } catch (...) {
+    }
+    svc->abort();
+    svc_thread.join();
+    finish("failed", reason, false);
+  }
+
+  void free_comms() {
+    if (ops != MPI_COMM_NULL) MPI_Comm_free(&ops);
+    if (coll != MPI_COMM_NULL) MPI_Comm_free(&coll);
+  }
+};
+
+}  // namespace rankflow::tracking
+
+// ----------------------------------------------------------------- public --
+
+namespace rankflow {
+
+using tracking::field_record;
+using tracking::op;
+using tracking::op_kind;
+
+Run::Run() noexcept = default;
+Run::Run(Run&&) noexcept = default;
+Run& Run::operator=(Run&& o) noexcept {
+  if (this != &o) {
+    this->~Run();
+    new (this) Run(std::move(o));
+  }
+  return *this;
+}
+
+Run::Run(const tracking::run_context& ctx, std::string name, const run_options& opts)
+    : impl_(std::make_unique<tracking::run_impl>()), uncaught_at_start_(std::uncaught_exceptions()) {
+  auto& r = *impl_;
+  r.rank = ctx.rank;
+  r.size = ctx.size;
+  r.mode = opts.mode.value_or(ctx.mode);
+  r.name = std::move(name);
+  r.paths = tracking::experiment_paths(opts.experiment.empty() ? ctx.experiment : opts.experiment);
+  r.seg = ctx.segment_bytes;
+  int provided = 0;
+  MPI_Query_thread(&provided);
+  detail::check_mpi(MPI_Comm_dup(ctx.comm, &r.coll), "MPI_Comm_dup");
+  detail::check_mpi(MPI_Comm_dup(ctx.comm, &r.ops), "MPI_Comm_dup");
+
+  tracking::err_kind k = tracking::err_kind::none;
+  std::string msg;
+  tracking::run_record rec;
+  tracking::journal_writer journal;
+  if (r.rank == 0) {
+    try {
+      if (provided < MPI_THREAD_MULTIPLE) {
+        throw usage_error("run tracking needs MPI initialised with MPI_THREAD_MULTIPLE (rank 0 answers every rank " +
+                          std::string("from a service thread); rankflow::Runtime does this, a program that calls ") +
+                          "MPI_Init itself must ask for it");
+      }
+      validate_path(r.name);
+      if (r.mode == tracking_mode::read_only) {
+        std::string id = opts.with_id;
+        if (id.empty()) {
+          auto runs = tracking::list_runs(r.paths.file);
+          if (runs.empty()) throw usage_error("read-only: '" + r.paths.file + "' holds no runs");
+          id = runs.back().id;
+        }
+        rec = tracking::load_run(r.paths.file, id);
+      } else if (r.mode == tracking_mode::debug) {
+        rec.info.id = "DEBUG";
+      } else {
+        tracking::check_file(r.paths.file);
+        const auto recovered = tracking::recover(r.paths.file);
+        for (const auto& id : recovered) {
+          log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (it was killed; status 'killed')";
+        }
+        rec.info.id = tracking::create_run(r.paths, journal);
+      }
+      if (r.mode != tracking_mode::read_only) {
+        op begin;
+        begin.kind = op_kind::begin;
+        begin.time = now_unix_seconds();
+        auto& i = begin.info;
+        i.id = rec.info.id;
+        i.name = r.name;
+        i.status = "running";
+        i.start_time = begin.time;
+        i.ranks = ctx.size;
+        i.hosts = ctx.hosts;
+        i.command_line = ctx.command_line;
+        i.version = RANKFLOW_VERSION_STRING;
+        i.mode = to_string(r.mode);
+        i.context = ctx.context;
+        std::vector<tracking::rejection> none;
+        rec.apply(begin, none);
+        if (r.mode != tracking_mode::debug) {
+          std::string enc;
+          tracking::encode(begin, enc);
+          journal.append(enc);
+          journal.sync();
+        }
+      }
+      msg = rec.info.id + '\n' + rec.info.name;
+    } catch (...) {
+      std::tie(k, msg) = tracking::classify(std::current_exception());
+    }
+  }
+  std::string shared;
+  try {
+    shared = tracking::share_outcome(r.coll, r.rank, k, msg);
+  } catch (...) {
+    r.stopped = true;
+    r.free_comms();
+    throw;
+  }
+  const auto nl = shared.find('\n');
+  r.id = shared.substr(0, nl);
+  if (r.mode == tracking_mode::read_only) r.name = shared.substr(nl + 1);
+  if (r.rank == 0) {
+    const bool journaling = r.mode == tracking_mode::async || r.mode == tracking_mode::sync;
+    r.svc = std::make_unique<tracking::service>(r.ops, r.size, r.seg, std::move(rec), std::move(journal), journaling);
+    r.svc_thread = std::thread([svc = r.svc.get()] { svc->loop(); });
+    if (r.mode != tracking_mode::read_only) {
+      log::info() << "run " << r.id << " ('" << r.name << "') tracking to " << r.paths.file << " ("
+                  << to_string(r.mode) << ")";
+    }
+  }
+}
+
+Run::~Run() {
+  if (!impl_) return;
+  auto& r = *impl_;
+  if (!r.stopped) {
+    if (std::uncaught_exceptions() > uncaught_at_start_) {
+      r.abandon("an exception ended the program on rank " + std::to_string(r.rank));
+    } else {
+      try {
+        r.stop("succeeded", "");
+      } catch (const std::exception& e) {
+        log::error() << "stopping run " << r.id << ": " << e.what();
+      }
+    }
+  }
+  if (r.svc_thread.joinable()) {
+    r.svc->abort();
+    r.svc_thread.join();
+  }
+  if (std::uncaught_exceptions() <= uncaught_at_start_) r.free_comms();
+}
+
+field_ref Run::operator[](std::string_view path) {
+  if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
+  validate_path(path);
+  return field_ref(impl_.get(), std::string(path));
+}
+
+const std::string& Run::id() const { return impl_->id; }
+const std::string& Run::name() const { return impl_->name; }
+tracking_mode Run::mode() const { return impl_->mode; }
+const std::string& Run::experiment() const { return impl_->paths.file; }
+bool Run::active() const noexcept { return impl_ && !impl_->stopped; }
+
+void Run::wait() {
+  if (impl_ && !impl_->stopped) impl_->wait();
+}
+void Run::sync() {
+  if (impl_ && !impl_->stopped) impl_->sync();
+}
+const std::map<std::string, field_type>& Run::structure() const { return impl_->view; }
+bool Run::has(const std::string& path) const { return impl_->view.count(path) != 0; }
+void Run::stop() {
+  if (impl_) impl_->stop("succeeded", "");
+}
+void Run::fail(const std::string& reason) {
+  if (impl_) impl_->stop("failed", reason);
+}
+
+std::vector<std::uint64_t> Run::row_block_shape(std::size_t n, const std::vector<std::uint64_t>& global_shape) {
+  if (global_shape.empty()) throw usage_error("write_array: the global shape must have at least one dimension");
+  std::uint64_t row = 1;
+  for (std::size_t d = 1; d < global_shape.size(); ++d) row *= global_shape[d];
+  if (row == 0 || n % row != 0) {
+    throw usage_error("write_array: a block of " + std::to_string(n) + " values is not a whole number of rows of " +
+                      std::to_string(row) + " values; pass the block's shape explicitly");
+  }
+  std::vector<std::uint64_t> shape = global_shape;
+  shape[0] = n / row;
+  return shape;
+}
+
+namespace {
+hid_t h5_type(const std::string& dtype, bool memory) {
+  if (dtype == "f8") return memory ? H5T_NATIVE_DOUBLE : H5T_IEEE_F64LE;
+  if (dtype == "f4") return memory ? H5T_NATIVE_FLOAT : H5T_IEEE_F32LE;
+  if (dtype == "i8") return memory ? H5T_NATIVE_INT64 : H5T_STD_I64LE;
+  if (dtype == "i4") return memory ? H5T_NATIVE_INT32 : H5T_STD_I32LE;
+  return memory ? H5T_NATIVE_UINT8 : H5T_STD_U8LE;
+}
+}  // namespace
+
+void Run::write_array_raw(std::string_view name, const char* dtype, const void* data, std::size_t n,
+                          const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                          const std::vector<std::uint64_t>& offset) {
+  if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
+  auto& r = *impl_;
+  const std::string path(name);
+  validate_path(path);
+  r.require_writable(path);
+  const auto count = std::accumulate(block_shape.begin(), block_shape.end(), std::uint64_t{1}, std::multiplies<>());
+  if (!block_shape.empty() && count != n) {
+    throw usage_error("write_array('" + path + "'): the block holds " + std::to_string(n) + " values but its shape " +
+                      "holds " + std::to_string(count));
+  }
+  // Every rank must describe the same array: compare a digest of name, type
+  // and shape across ranks before any collective HDF5 call could hang.
+  std::string desc = path + '|' + dtype;
+  for (auto d : global_shape) desc += '|' + std::to_string(d);
+  const auto digest = static_cast<std::uint64_t>(tracking::crc32c(desc.data(), desc.size()));
+  std::uint64_t lo = digest, hi = digest;
+  detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, r.coll), "MPI_Allreduce");
+  detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, r.coll), "MPI_Allreduce");
+  if (lo != hi) {
+    throw usage_error("write_array('" + path + "'): ranks passed different names, element types or global shapes; " +
+                      "every rank must describe the same array");
+  }
+  // Rank 0 checks the path against the run (an Array may not replace a Float)
+  // and prepares the directory; everyone learns the outcome.
+  tracking::err_kind k = tracking::err_kind::none;
+  std::string msg;
+  const auto abs = r.paths.array_absolute(r.id, path);
+  if (r.rank == 0) {
+    try {
+      auto why = r.svc->call(tracking::msg_check, path);
+      if (!why.empty()) throw type_error(why);
+      if (r.mode != tracking_mode::debug) {
+        const auto dir = abs.substr(0, abs.rfind('/'));
+        for (std::size_t p = dir.find('/', 1); ; p = dir.find('/', p + 1)) {
+          const auto sub = p == std::string::npos ? dir : dir.substr(0, p);
+          if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) {
+            throw storage_error("cannot create directory '" + sub + "': " + std::strerror(errno));
+          }
+          if (p == std::string::npos) break;
+        }
+      }
+    } catch (const type_error& e) {
+      k = tracking::err_kind::tracking;
+      msg = e.what();
+    } catch (...) {
+      std::tie(k, msg) = tracking::classify(std::current_exception());
+    }
+  }
+  try {
+    tracking::share_outcome(r.coll, r.rank, k, msg);
+  } catch (const tracking_error& e) {
+    throw type_error(e.what());
+  }
+  if (r.mode == tracking_mode::debug) return;
+  {
+    auto file = h5::create_parallel(abs, r.coll);
+    auto dset = h5::write_block(file.id(), "data", h5_type(dtype, false), h5_type(dtype, true), data, block_shape,
+                                global_shape, offset);
+    h5::write_attr(dset.id(), "rankflow_type", "Array");
+    h5::write_attr(dset.id(), "dtype", dtype);
+    h5::write_attr(dset.id(), "updated", now_unix_seconds());
+  }
+  if (r.rank == 0) {
+    // Durable before it is recorded: the journal never points at a partial file.
+    const int fd = ::open(abs.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ::fsync(fd);
+      ::close(fd);
+    }
+    op o;
+    o.kind = op_kind::array;
+    o.rank = 0;
+    o.time = now_unix_seconds();
+    o.path = path;
+    o.array.dtype = dtype;
+    o.array.shape = global_shape;
+    o.array.file = r.paths.array_relative(r.id, path);
+    r.enqueue(o);
+  }
+  detail::check_mpi(MPI_Barrier(r.coll), "MPI_Barrier");
+}
+
+// -------------------------------------------------------------- field_ref --
+
+field_ref::field_ref(tracking::run_impl* r, std::string p) : r_(r), path_(std::move(p)) {}
+
+field_ref field_ref::operator[](std::string_view sub) const {
+  validate_path(sub);
+  return field_ref(r_, path_ + "/" + std::string(sub));
+}
+
+namespace {
+op assign_op(const tracking::run_impl& r, const std::string& path, tracking::atom_value a) {
+  op o;
+  o.kind = op_kind::assign;
+  o.rank = r.rank;
+  o.time = now_unix_seconds();
+  o.path = path;
+  o.atom = std::move(a);
+  return o;
+}
+}  // namespace
+
+field_ref& field_ref::operator=(double v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::float_;
+  a.d = v;
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+void field_ref::assign_int(std::int64_t v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::int_;
+  a.i = v;
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+}
+field_ref& field_ref::operator=(bool v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::bool_;
+  a.i = v ? 1 : 0;
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+field_ref& field_ref::operator=(const std::string& v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::string;
+  a.s = v;
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+field_ref& field_ref::operator=(timestamp v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::datetime;
+  a.d = to_unix_seconds(v);
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+field_ref& field_ref::operator=(const std::vector<std::string>& v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::string_list;
+  a.list = v;
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+field_ref& field_ref::operator=(const std::set<std::string>& v) {
+  r_->require_writable(path_);
+  tracking::atom_value a;
+  a.type = field_type::string_set;
+  a.list.assign(v.begin(), v.end());
+  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  return *this;
+}
+void field_ref::add(const std::vector<std::string>& v) {
+  r_->require_writable(path_);
+  op o;
+  o.kind = op_kind::add;
+  o.rank = r_->rank;
+  o.time = now_unix_seconds();
+  o.path = path_;
+  o.items = v;
+  r_->enqueue(o);
+}
+
+void field_ref::append(double v, point_options o) {
+  if (r_->stopped || !r_->writable()) r_->require_writable(path_);
+  auto& b = r_->buffer_for(path_, field_type::float_series);
+  r_->point(b, o);
+  b.f.push_back(v);
+  r_->after_op();
+}
+void field_ref::append_int(std::int64_t v, point_options o) {
+  if (r_->stopped || !r_->writable()) r_->require_writable(path_);
+  auto& b = r_->buffer_for(path_, field_type::int_series);
+  r_->point(b, o);
+  b.i.push_back(v);
+  r_->after_op();
+}
+void field_ref::append(const std::string& v, point_options o) {
+  if (r_->stopped || !r_->writable()) r_->require_writable(path_);
+  auto& b = r_->buffer_for(path_, field_type::string_series);
+  r_->point(b, o);
+  b.s.push_back(v);
+  r_->after_op();
+}
+
+void field_ref::upload(const std::string& file_path) {
+  r_->require_writable(path_);
+  std::ifstream in(file_path, std::ios::binary);
+  if (!in) {
+    throw usage_error("upload('" + path_ + "'): cannot read '" + file_path + "': " + std::strerror(errno));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  const auto slash = file_path.rfind('/');
+  upload_bytes(ss.str(), slash == std::string::npos ? file_path : file_path.substr(slash + 1));
+}
+
+void field_ref::upload_bytes(std::string_view data, const std::string& filename) {
+  r_->require_writable(path_);
+  op o;
+  o.kind = op_kind::file;
+  o.rank = r_->rank;
+  o.time = now_unix_seconds();
+  o.path = path_;
+  o.file.filename = filename;
+  o.file.data.assign(data);
+  o.file.size = data.size();
+  r_->enqueue(o);
+}
+
+tracking::field_record field_ref::get() const {
+  if (r_->stopped) throw usage_error("run " + r_->id + " has stopped: cannot fetch '" + path_ + "'");
+  auto f = r_->fetch(path_);
+  if (f.type == field_type::none) {
+    throw usage_error("field '" + path_ + "' does not exist in run " + r_->id +
+                      " (nothing written there yet, or its write was refused: see wait())");
+  }
+  return f;
+}
+
+field_type field_ref::type() const {
+  if (r_->stopped) throw usage_error("run " + r_->id + " has stopped: cannot fetch '" + path_ + "'");
+  return r_->fetch(path_).type;
+}
+
+namespace {
+[[noreturn]] void wrong_fetch(const field_record& f, const std::string& path, const char* wanted) {
+  throw type_error(std::string(type_name(f.type)) + " field '" + path + "' cannot be fetched as " + wanted);
+}
+}  // namespace
+
+template <>
+double field_ref::fetch<double>() const {
+  auto f = get();
+  if (f.type == field_type::float_) return f.atom.d;
+  if (f.type == field_type::int_) return static_cast<double>(f.atom.i);
+  wrong_fetch(f, path_, "a double (Float)");
+}
+template <>
+std::int64_t field_ref::fetch<std::int64_t>() const {
+  auto f = get();
+  if (f.type == field_type::int_) return f.atom.i;
+  wrong_fetch(f, path_, "an integer (Int)");
+}
+template <>
+int field_ref::fetch<int>() const {
+  return static_cast<int>(fetch<std::int64_t>());
+}
+template <>
+bool field_ref::fetch<bool>() const {
+  auto f = get();
+  if (f.type == field_type::bool_) return f.atom.i != 0;
+  wrong_fetch(f, path_, "a bool (Bool)");
+}
+template <>
+std::string field_ref::fetch<std::string>() const {
+  auto f = get();
+  if (f.type == field_type::string) return f.atom.s;
+  wrong_fetch(f, path_, "a string (String)");
+}
+template <>
+timestamp field_ref::fetch<timestamp>() const {
+  auto f = get();
+  if (f.type == field_type::datetime) return from_unix_seconds(f.atom.d);
+  wrong_fetch(f, path_, "a timestamp (Datetime)");
+}
+template <>
+std::vector<std::string> field_ref::fetch<std::vector<std::string>>() const {
+  auto f = get();
+  if (f.type == field_type::string_list || f.type == field_type::string_set) return f.atom.list;
+  wrong_fetch(f, path_, "a list of strings (StringList or StringSet)");
+}
+template <>
+std::set<std::string> field_ref::fetch<std::set<std::string>>() const {
+  auto f = get();
+  if (f.type == field_type::string_set) return {f.atom.list.begin(), f.atom.list.end()};
+  wrong_fetch(f, path_, "a set of strings (StringSet)");
+}
+
+template <>
+series_values<double> field_ref::fetch_values<double>() const {
+  auto f = get();
+  series_values<double> out;
+  if (f.type == field_type::float_series) {
+    out.values = std::move(f.series.f);
+  } else if (f.type == field_type::int_series) {
+    out.values.assign(f.series.i.begin(), f.series.i.end());
+  } else {
+    wrong_fetch(f, path_, "series values of double (FloatSeries or IntSeries)");
+  }
+  out.steps = std::move(f.series.steps);
+  out.timestamps = std::move(f.series.timestamps);
+  return out;
+}
+template <>
+series_values<std::int64_t> field_ref::fetch_values<std::int64_t>() const {
+  auto f = get();
+  if (f.type != field_type::int_series) wrong_fetch(f, path_, "series values of int64 (IntSeries)");
+  return {std::move(f.series.steps), std::move(f.series.i), std::move(f.series.timestamps)};
+}
+template <>
+series_values<std::string> field_ref::fetch_values<std::string>() const {
+  auto f = get();
+  if (f.type != field_type::string_series) wrong_fetch(f, path_, "series values of string (StringSeries)");
+  return {std::move(f.series.steps), std::move(f.series.s), std::move(f.series.timestamps)};
+}
+
+std::string field_ref::fetch_bytes() const {
+  auto f = get();
+  if (f.type != field_type::file) wrong_fetch(f, path_, "bytes (File)");
+  return std::move(f.file.data);
+}
+
+void field_ref::download(const std::string& dest) const {
+  const auto data = fetch_bytes();
+  std::ofstream out(dest, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!out) throw storage_error("download('" + path_ + "'): cannot write '" + dest + "'");
+}
+
+std::vector<double> field_ref::fetch_array(std::vector<std::uint64_t>* shape) const {
+  auto f = get();
+  if (f.type != field_type::array) wrong_fetch(f, path_, "an array (Array)");
+  return tracking::read_array(r_->paths.file, f.array, shape);
+}
+
+}  // namespace rankflow

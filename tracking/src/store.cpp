@@ -1,0 +1,556 @@
+#include <rankflow/tracking/store.hpp>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <set>
+
+namespace rankflow {
+
+namespace {
+constexpr const char* type_names[] = {"None",       "Int",         "Float",     "Bool",         "String",
+                                      "Datetime",   "StringSet",   "StringList", "FloatSeries", "IntSeries",
+                                      "StringSeries", "File",      "Array"};
+}  // namespace
+
+const char* type_name(field_type t) noexcept {
+  const auto i = static_cast<std::size_t>(t);
+  return i < std::size(type_names) ? type_names[i] : "Unknown";
+}
+
+field_type type_from_name(std::string_view name) noexcept {
+  for (std::size_t i = 1; i < std::size(type_names); ++i) {
+    if (name == type_names[i]) return static_cast<field_type>(i);
+  }
+  return field_type::none;
+}
+
+const char* to_string(tracking_mode m) noexcept {
+  switch (m) {
+    case tracking_mode::async: return "async";
+    case tracking_mode::sync: return "sync";
+    case tracking_mode::read_only: return "read-only";
+    case tracking_mode::debug: return "debug";
+  }
+  return "?";
+}
+
+tracking_mode parse_tracking_mode(std::string_view s) {
+  if (s == "async") return tracking_mode::async;
+  if (s == "sync") return tracking_mode::sync;
+  if (s == "read-only" || s == "read_only") return tracking_mode::read_only;
+  if (s == "debug") return tracking_mode::debug;
+  throw usage_error("--tracking-mode: '" + std::string(s) + "' is not one of async, sync, read-only, debug");
+}
+
+void validate_path(std::string_view path) {
+  auto bad = [&](const std::string& why) {
+    throw usage_error("invalid field path '" + std::string(path) + "': " + why +
+                      ". Paths are parts of letters, digits, '_', '-' and '.', joined by '/', like \"train/loss\"");
+  };
+  if (path.empty()) bad("it is empty");
+  if (path.size() > 1024) bad("it is longer than 1024 characters");
+  std::size_t start = 0;
+  while (true) {
+    const auto end = std::min(path.find('/', start), path.size());
+    const auto part = path.substr(start, end - start);
+    if (part.empty()) bad("it has an empty part (leading, trailing or doubled '/')");
+    if (part == "." || part == "..") bad("'.' and '..' are not allowed as parts");
+    if (part.size() > 255) bad("a part is longer than 255 characters");
+    for (char c : part) {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                      c == '-' || c == '.';
+      if (!ok) bad(std::string("character '") + c + "' is not allowed");
+    }
+    if (end == path.size()) break;
+    start = end + 1;
+  }
+}
+
+std::string format_time(double s) {
+  if (!(s > 0)) return "";
+  const auto whole = static_cast<std::time_t>(std::floor(s));
+  auto micros = static_cast<long>(std::llround((s - static_cast<double>(whole)) * 1e6));
+  std::time_t t = whole;
+  if (micros >= 1000000) {
+    ++t;
+    micros -= 1000000;
+  }
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+  return buf;
+}
+
+// Through whole microseconds, so that a time given in seconds with up to six
+// decimals comes back as the same double.
+double to_unix_seconds(timestamp t) noexcept {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  return static_cast<double>(us) / 1e6;
+}
+
+timestamp from_unix_seconds(double s) noexcept {
+  return timestamp(std::chrono::duration_cast<timestamp::duration>(std::chrono::microseconds(std::llround(s * 1e6))));
+}
+
+double now_unix_seconds() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+}  // namespace rankflow
+
+namespace rankflow::tracking {
+
+static_assert(std::endian::native == std::endian::little, "journal encoding assumes a little-endian machine");
+
+// ---------------------------------------------------------------- encoding --
+
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));
+  out.append(b, sizeof(T));
+}
+void put_str(std::string& out, std::string_view s) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
+  out.append(s.data(), s.size());
+}
+void put_strs(std::string& out, const std::vector<std::string>& v) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(v.size()));
+  for (const auto& s : v) put_str(out, s);
+}
+template <class T>
+void put_array(std::string& out, const std::vector<T>& v) {
+  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+class reader {
+ public:
+  reader(std::string_view d, std::size_t& pos) : d_(d), pos_(pos) {}
+  template <class T>
+  T get() {
+    need(sizeof(T));
+    T v;
+    std::memcpy(&v, d_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return v;
+  }
+  std::string str() {
+    const auto n = get<std::uint32_t>();
+    need(n);
+    std::string s(d_.data() + pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::vector<std::string> strs() {
+    const auto n = get<std::uint32_t>();
+    std::vector<std::string> v;
+    v.reserve(std::min<std::uint32_t>(n, 1u << 20));
+    for (std::uint32_t k = 0; k < n; ++k) v.push_back(str());
+    return v;
+  }
+  template <class T>
+  void array(std::vector<T>& v, std::size_t n) {
+    need(n * sizeof(T));
+    v.resize(n);
+    std::memcpy(v.data(), d_.data() + pos_, n * sizeof(T));
+    pos_ += n * sizeof(T);
+  }
+
+ private:
+  void need(std::size_t n) const {
+    if (pos_ + n > d_.size() || pos_ + n < pos_) throw format_error("tracking record is truncated or damaged");
+  }
+  std::string_view d_;
+  std::size_t& pos_;
+};
+
+void put_atom(std::string& out, const atom_value& a) {
+  put<std::uint8_t>(out, static_cast<std::uint8_t>(a.type));
+  switch (a.type) {
+    case field_type::int_:
+    case field_type::bool_: put<std::int64_t>(out, a.i); break;
+    case field_type::float_:
+    case field_type::datetime: put<double>(out, a.d); break;
+    case field_type::string: put_str(out, a.s); break;
+    case field_type::string_set:
+    case field_type::string_list: put_strs(out, a.list); break;
+    default: break;
+  }
+}
+
+atom_value get_atom(reader& r) {
+  atom_value a;
+  a.type = static_cast<field_type>(r.get<std::uint8_t>());
+  switch (a.type) {
+    case field_type::int_:
+    case field_type::bool_: a.i = r.get<std::int64_t>(); break;
+    case field_type::float_:
+    case field_type::datetime: a.d = r.get<double>(); break;
+    case field_type::string: a.s = r.str(); break;
+    case field_type::string_set:
+    case field_type::string_list: a.list = r.strs(); break;
+    default: throw format_error("tracking record holds an unknown atom type " + std::to_string(int(a.type)));
+  }
+  return a;
+}
+
+}  // namespace
+
+void encode(const op& o, std::string& out) {
+  put<std::uint8_t>(out, static_cast<std::uint8_t>(o.kind));
+  put<std::int32_t>(out, o.rank);
+  put<double>(out, o.time);
+  put_str(out, o.path);
+  switch (o.kind) {
+    case op_kind::begin: {
+      const auto& i = o.info;
+      put_str(out, i.id);
+      put_str(out, i.name);
+      put_str(out, i.status);
+      put<double>(out, i.start_time);
+      put<std::int32_t>(out, i.ranks);
+      put_strs(out, i.hosts);
+      put_str(out, i.command_line);
+      put_str(out, i.version);
+      put_str(out, i.mode);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(i.context.size()));
+      for (const auto& [k, v] : i.context) {
+        put_str(out, k);
+        put_str(out, v);
+      }
+      break;
+    }
+    case op_kind::end:
+      put_str(out, o.info.status);
+      put_str(out, o.info.reason);
+      put<double>(out, o.info.end_time);
+      break;
+    case op_kind::assign: put_atom(out, o.atom); break;
+    case op_kind::append: {
+      const auto& p = o.points;
+      const auto n = p.size();
+      put<std::uint8_t>(out, static_cast<std::uint8_t>(p.type));
+      put<std::uint64_t>(out, n);
+      put_array(out, p.steps);
+      put_array(out, p.timestamps);
+      if (p.type == field_type::float_series) put_array(out, p.f);
+      if (p.type == field_type::int_series) put_array(out, p.i);
+      if (p.type == field_type::string_series) {
+        for (const auto& s : p.s) put_str(out, s);
+      }
+      break;
+    }
+    case op_kind::add: put_strs(out, o.items); break;
+    case op_kind::file:
+      put_str(out, o.file.filename);
+      put<std::uint64_t>(out, o.file.data.size());
+      out.append(o.file.data);
+      break;
+    case op_kind::array:
+      put_str(out, o.array.dtype);
+      put<std::uint32_t>(out, static_cast<std::uint32_t>(o.array.shape.size()));
+      put_array(out, o.array.shape);
+      put_str(out, o.array.file);
+      break;
+  }
+}
+
+op decode(std::string_view data, std::size_t& pos) {
+  reader r(data, pos);
+  op o;
+  const auto kind = r.get<std::uint8_t>();
+  if (kind < 1 || kind > 7) throw format_error("tracking record of unknown kind " + std::to_string(kind));
+  o.kind = static_cast<op_kind>(kind);
+  o.rank = r.get<std::int32_t>();
+  o.time = r.get<double>();
+  o.path = r.str();
+  switch (o.kind) {
+    case op_kind::begin: {
+      auto& i = o.info;
+      i.id = r.str();
+      i.name = r.str();
+      i.status = r.str();
+      i.start_time = r.get<double>();
+      i.ranks = r.get<std::int32_t>();
+      i.hosts = r.strs();
+      i.command_line = r.str();
+      i.version = r.str();
+      i.mode = r.str();
+      const auto n = r.get<std::uint32_t>();
+      for (std::uint32_t k = 0; k < n; ++k) {
+        auto key = r.str();
+        i.context[key] = r.str();
+      }
+      break;
+    }
+    case op_kind::end:
+      o.info.status = r.str();
+      o.info.reason = r.str();
+      o.info.end_time = r.get<double>();
+      break;
+    case op_kind::assign: o.atom = get_atom(r); break;
+    case op_kind::append: {
+      auto& p = o.points;
+      p.type = static_cast<field_type>(r.get<std::uint8_t>());
+      if (!is_series(p.type)) throw format_error("append record with a non-series type");
+      const auto n = r.get<std::uint64_t>();
+      if (n > data.size()) throw format_error("tracking record is truncated or damaged");
+      r.array(p.steps, n);
+      r.array(p.timestamps, n);
+      if (p.type == field_type::float_series) r.array(p.f, n);
+      if (p.type == field_type::int_series) r.array(p.i, n);
+      if (p.type == field_type::string_series) {
+        p.s.reserve(n);
+        for (std::uint64_t k = 0; k < n; ++k) p.s.push_back(r.str());
+      }
+      break;
+    }
+    case op_kind::add: o.items = r.strs(); break;
+    case op_kind::file: {
+      o.file.filename = r.str();
+      const auto n = r.get<std::uint64_t>();
+      if (n > data.size() - pos) throw format_error("tracking record is truncated or damaged");
+      o.file.journal_offset = static_cast<std::int64_t>(pos);  // relative to `data`; the journal rebases it
+      o.file.size = n;
+      o.file.data.assign(data.data() + pos, n);
+      pos += n;
+      break;
+    }
+    case op_kind::array: {
+      o.array.dtype = r.str();
+      const auto n = r.get<std::uint32_t>();
+      r.array(o.array.shape, n);
+      o.array.file = r.str();
+      break;
+    }
+  }
+  return o;
+}
+
+// ------------------------------------------------------------------- rules --
+
+namespace {
+
+std::string from_rank(int created, int writer) {
+  return " (field created by rank " + std::to_string(created) + ", write from rank " + std::to_string(writer) + ")";
+}
+
+const char* value_type_of_series(field_type t) {
+  switch (t) {
+    case field_type::float_series: return "Float";
+    case field_type::int_series: return "Int";
+    case field_type::string_series: return "String";
+    default: return "?";
+  }
+}
+
+std::string step_text(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.17g", s);
+  return b;
+}
+
+}  // namespace
+
+const field_record* run_record::find(const std::string& path) const {
+  auto it = fields.find(path);
+  return it == fields.end() ? nullptr : &it->second;
+}
+
+std::string run_record::namespace_conflict(const std::string& path) const {
+  if (namespaces_.count(path)) {
+    return "'" + path + "' is a namespace holding other fields (e.g. '" + path + "/...'); it cannot also be a field";
+  }
+  for (auto slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    const auto prefix = path.substr(0, slash);
+    if (auto it = fields.find(prefix); it != fields.end()) {
+      return std::string("'") + prefix + "' is a " + type_name(it->second.type) + " field; it cannot also hold '" +
+             path + "'";
+    }
+  }
+  return {};
+}
+
+void run_record::add_namespaces(const std::string& path) {
+  for (auto slash = path.find('/'); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    ++namespaces_[path.substr(0, slash)];
+  }
+}
+
+std::string run_record::check_new(const std::string& path, field_type t, int rank) const {
+  if (auto* f = find(path)) {
+    if (f->type == t) return {};
+    return std::string(type_name(f->type)) + " field '" + path + "' cannot become a " + type_name(t) +
+           from_rank(f->rank, rank);
+  }
+  return namespace_conflict(path);
+}
+
+bool run_record::apply(op& o, std::vector<rejection>& out) {
+  switch (o.kind) {
+    case op_kind::begin: info = o.info; return true;
+    case op_kind::end:
+      info.status = o.info.status;
+      info.reason = o.info.reason;
+      info.end_time = o.info.end_time;
+      return true;
+    default: break;
+  }
+
+  auto it = fields.find(o.path);
+  const bool exists = it != fields.end();
+  if (!exists) {
+    if (auto why = namespace_conflict(o.path); !why.empty()) {
+      out.push_back({false, why});
+      return false;
+    }
+  }
+  auto create = [&](field_type t) -> field_record& {
+    auto& f = fields[o.path];
+    f.type = t;
+    f.rank = o.rank;
+    add_namespaces(o.path);
+    return f;
+  };
+  auto refuse_type = [&](const std::string& msg) {
+    out.push_back({true, msg});
+    return false;
+  };
+
+  switch (o.kind) {
+    case op_kind::assign: {
+      auto& a = o.atom;
+      if (exists) {
+        auto& f = it->second;
+        if (is_series(f.type)) {
+          return refuse_type(std::string(type_name(f.type)) + " '" + o.path + "' cannot be assigned with '=': use " +
+                             "append() to add a point" + from_rank(f.rank, o.rank));
+        }
+        if (f.type == field_type::float_ && a.type == field_type::int_) {  // Int widens to Float, as in Neptune
+          a.type = field_type::float_;
+          a.d = static_cast<double>(a.i);
+        }
+        if (f.type != a.type) {
+          return refuse_type(std::string(type_name(f.type)) + " field '" + o.path + "' cannot be assigned a " +
+                             type_name(a.type) + from_rank(f.rank, o.rank));
+        }
+        f.atom = a;
+        f.updated = o.time;
+        return true;
+      }
+      auto& f = create(a.type);
+      f.atom = a;
+      f.updated = o.time;
+      return true;
+    }
+    case op_kind::append: {
+      auto& p = o.points;
+      field_record* f = exists ? &it->second : nullptr;
+      if (f && !is_series(f->type)) {
+        return refuse_type(std::string(type_name(f->type)) + " field '" + o.path + "' is not a series: append() " +
+                           "needs a series, assign with '=' instead" + from_rank(f->rank, o.rank));
+      }
+      if (f && f->type != p.type) {
+        if (f->type == field_type::float_series && p.type == field_type::int_series) {
+          p.type = field_type::float_series;
+          p.f.assign(p.i.begin(), p.i.end());
+          p.i.clear();
+        } else {
+          return refuse_type(std::string(type_name(f->type)) + " '" + o.path + "' cannot be appended a " +
+                             value_type_of_series(p.type) + from_rank(f->rank, o.rank));
+        }
+      }
+      double last = (f && f->series.size()) ? f->series.steps.back() : -1.0;
+      // Resolve steps and drop points whose explicit step does not advance.
+      std::size_t keep = 0, dropped = 0;
+      std::string first_drop;
+      const auto n = p.size();
+      for (std::size_t k = 0; k < n; ++k) {
+        double s = p.steps[k];
+        if (s < 0) s = std::floor(last) + 1.0;
+        if (!(s > last)) {
+          if (dropped++ == 0) {
+            first_drop = "step " + step_text(s) + " of " + type_name(f ? f->type : p.type) + " '" + o.path +
+                         "' does not come after its last step " + step_text(last) + " (from rank " +
+                         std::to_string(o.rank) + "): explicit steps must increase";
+          }
+          continue;
+        }
+        last = s;
+        p.steps[keep] = s;
+        p.timestamps[keep] = p.timestamps[k];
+        if (p.type == field_type::float_series) p.f[keep] = p.f[k];
+        if (p.type == field_type::int_series) p.i[keep] = p.i[k];
+        if (p.type == field_type::string_series && keep != k) p.s[keep] = std::move(p.s[k]);
+        ++keep;
+      }
+      if (dropped) {
+        if (dropped > 1) first_drop += "; " + std::to_string(dropped - 1) + " more points of the same append refused";
+        out.push_back({false, first_drop});
+      }
+      p.steps.resize(keep);
+      p.timestamps.resize(keep);
+      if (p.type == field_type::float_series) p.f.resize(keep);
+      if (p.type == field_type::int_series) p.i.resize(keep);
+      if (p.type == field_type::string_series) p.s.resize(keep);
+      if (keep == 0) return false;
+      if (!f) {
+        f = &create(p.type);
+        f->series.type = p.type;
+      }
+      auto& s = f->series;
+      s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
+      s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
+      s.f.insert(s.f.end(), p.f.begin(), p.f.end());
+      s.i.insert(s.i.end(), p.i.begin(), p.i.end());
+      s.s.insert(s.s.end(), p.s.begin(), p.s.end());
+      f->updated = o.time;
+      return true;
+    }
+    case op_kind::add: {
+      if (exists && it->second.type != field_type::string_set) {
+        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
+                           "' cannot be added strings: add() works on StringSet fields" +
+                           from_rank(it->second.rank, o.rank));
+      }
+      auto& f = exists ? it->second : create(field_type::string_set);
+      f.atom.type = field_type::string_set;
+      std::set<std::string> all(f.atom.list.begin(), f.atom.list.end());
+      all.insert(o.items.begin(), o.items.end());
+      f.atom.list.assign(all.begin(), all.end());
+      f.updated = o.time;
+      return true;
+    }
+    case op_kind::file:
+    case op_kind::array: {
+      const auto t = o.kind == op_kind::file ? field_type::file : field_type::array;
+      if (exists && it->second.type != t) {
+        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path + "' cannot be replaced by a " +
+                           type_name(t) + from_rank(it->second.rank, o.rank));
+      }
+      auto& f = exists ? it->second : create(t);
+      if (t == field_type::file) {
+        f.file.filename = o.file.filename;
+        f.file.size = o.file.size ? o.file.size : o.file.data.size();
+        f.file.journal_offset = o.file.journal_offset;
+        f.file.data.clear();  // bytes stay in the journal; see file_info
+      } else {
+        f.array = o.array;
+      }
+      f.updated = o.time;
+      return true;
+    }
+    default: return false;
+  }
+}
+
+}  // namespace rankflow::tracking

@@ -1,0 +1,312 @@
+// `rankflow`: look into experiment files from a login node or a laptop.
+//
+//   rankflow runs rankflow.h5                  table of runs
+//   rankflow show rankflow.h5 RUN-3 [FIELD]    a run's attributes and fields
+//   rankflow export rankflow.h5 RUN-3 --format csv|json [-o FILE]
+//   rankflow recover rankflow.h5               merge killed runs' journals
+//
+// Every command but `recover` opens files read-only.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include <rankflow/tracking/experiment.hpp>
+
+namespace tr = rankflow::tracking;
+using rankflow::field_type;
+
+namespace {
+
+std::string num(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  char b[32];
+  std::snprintf(b, sizeof b, "%.17g", v);
+  return b;
+}
+
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\t': o += "\\t"; break;
+      case '\r': o += "\\r"; break;
+      default:
+        if (c < 0x20) {
+          char b[8];
+          std::snprintf(b, sizeof b, "\\u%04x", c);
+          o += b;
+        } else {
+          o += static_cast<char>(c);
+        }
+    }
+  }
+  return o + "\"";
+}
+
+std::string json_num(double v) { return std::isfinite(v) ? num(v) : "null"; }
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string o = "\"";
+  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return o + "\"";
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep) {
+  std::string o;
+  for (const auto& s : v) o += (o.empty() ? "" : sep) + s;
+  return o;
+}
+
+std::string shape_text(const std::vector<std::uint64_t>& s) {
+  std::string o;
+  for (auto d : s) o += (o.empty() ? "" : "x") + std::to_string(d);
+  return o.empty() ? "?" : o;
+}
+
+std::string atom_text(const tr::field_record& f) {
+  switch (f.type) {
+    case field_type::int_: return std::to_string(f.atom.i);
+    case field_type::float_: return num(f.atom.d);
+    case field_type::bool_: return f.atom.i ? "true" : "false";
+    case field_type::string: return f.atom.s;
+    case field_type::datetime: return rankflow::format_time(f.atom.d);
+    case field_type::string_set:
+    case field_type::string_list: return "[" + join(f.atom.list, ", ") + "]";
+    default: return "";
+  }
+}
+
+std::string series_value(const tr::series_data& s, std::size_t k) {
+  if (s.type == field_type::float_series) return num(s.f[k]);
+  if (s.type == field_type::int_series) return std::to_string(s.i[k]);
+  return s.s[k];
+}
+
+std::string summary(const tr::field_record& f) {
+  if (rankflow::is_series(f.type)) {
+    const auto n = f.series.size();
+    if (!n) return "0 points";
+    return std::to_string(n) + " points, steps " + num(f.series.steps.front()) + ".." + num(f.series.steps.back()) +
+           ", last " + series_value(f.series, n - 1);
+  }
+  if (f.type == field_type::file) return f.file.filename + " (" + std::to_string(f.file.size) + " bytes)";
+  if (f.type == field_type::array) return f.array.dtype + " " + shape_text(f.array.shape) + " in " + f.array.file;
+  return atom_text(f);
+}
+
+double duration(const tr::run_info& i) {
+  return i.end_time > 0 && i.start_time > 0 ? i.end_time - i.start_time : 0.0;
+}
+
+int cmd_runs(const std::string& file) {
+  const auto runs = tr::list_runs(file);
+  if (runs.empty()) {
+    std::cout << "no runs in " << file << "\n";
+    return 0;
+  }
+  std::printf("%-10s %-20s %-10s %-27s %10s %6s  %s\n", "ID", "NAME", "STATUS", "START (UTC)", "SECONDS", "RANKS",
+              "HOSTS");
+  for (const auto& r : runs) {
+    auto hosts = r.hosts;
+    std::sort(hosts.begin(), hosts.end());
+    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
+    std::printf("%-10s %-20s %-10s %-27s %10.3f %6d  %s\n", r.id.c_str(), r.name.c_str(), r.status.c_str(),
+                rankflow::format_time(r.start_time).c_str(), duration(r), r.ranks, join(hosts, ",").c_str());
+  }
+  return 0;
+}
+
+void print_info(const tr::run_info& i) {
+  std::cout << "run " << i.id << " (" << i.name << ")\n"
+            << "  status:       " << i.status << (i.reason.empty() ? "" : " (" + i.reason + ")") << "\n"
+            << "  start:        " << rankflow::format_time(i.start_time) << "\n"
+            << "  end:          " << rankflow::format_time(i.end_time) << "\n"
+            << "  ranks:        " << i.ranks << "\n"
+            << "  hosts:        " << join(i.hosts, ", ") << "\n"
+            << "  command line: " << i.command_line << "\n"
+            << "  rankflow:     " << i.version << " (" << i.mode << " mode)\n";
+  for (const auto& [k, v] : i.context) std::cout << "  " << k << ": " << v << "\n";
+}
+
+int cmd_show(const std::string& file, const std::string& id, const std::string& field) {
+  const auto rec = tr::load_run(file, id, !field.empty());
+  if (field.empty()) {
+    print_info(rec.info);
+    std::cout << "fields:\n";
+    for (const auto& [path, f] : rec.fields) {
+      std::printf("  %-32s %-13s %s\n", path.c_str(), rankflow::type_name(f.type), summary(f).c_str());
+    }
+    return 0;
+  }
+  const auto* f = rec.find(field);
+  if (!f) {
+    std::cerr << "error: run " << id << " has no field '" << field << "'; `rankflow show " << file << " " << id
+              << "` lists them\n";
+    return 2;
+  }
+  std::cout << field << " (" << rankflow::type_name(f->type) << ", written by rank " << f->rank << ")\n";
+  if (rankflow::is_series(f->type)) {
+    std::printf("%14s  %-24s  %s\n", "STEP", "VALUE", "TIMESTAMP (UTC)");
+    for (std::size_t k = 0; k < f->series.size(); ++k) {
+      std::printf("%14s  %-24s  %s\n", num(f->series.steps[k]).c_str(), series_value(f->series, k).c_str(),
+                  rankflow::format_time(f->series.timestamps[k]).c_str());
+    }
+  } else if (f->type == field_type::file) {
+    std::cout << summary(*f) << "\n";
+  } else if (f->type == field_type::array) {
+    std::vector<std::uint64_t> shape;
+    const auto data = tr::read_array(file, f->array, &shape);
+    std::cout << f->array.dtype << " " << shape_text(shape) << " in " << f->array.file << "\nfirst values:";
+    for (std::size_t k = 0; k < std::min<std::size_t>(8, data.size()); ++k) std::cout << " " << num(data[k]);
+    std::cout << "\n";
+  } else {
+    std::cout << atom_text(*f) << "\n";
+  }
+  return 0;
+}
+
+void export_json(const tr::run_record& rec, std::ostream& out) {
+  const auto& i = rec.info;
+  out << "{\n  \"id\": " << json_str(i.id) << ",\n  \"name\": " << json_str(i.name) << ",\n  \"status\": "
+      << json_str(i.status) << ",\n  \"reason\": " << json_str(i.reason) << ",\n  \"start_time\": "
+      << json_str(rankflow::format_time(i.start_time)) << ",\n  \"end_time\": "
+      << json_str(rankflow::format_time(i.end_time)) << ",\n  \"ranks\": " << i.ranks << ",\n  \"hosts\": [";
+  for (std::size_t k = 0; k < i.hosts.size(); ++k) out << (k ? ", " : "") << json_str(i.hosts[k]);
+  out << "],\n  \"command_line\": " << json_str(i.command_line) << ",\n  \"rankflow_version\": " << json_str(i.version);
+  for (const auto& [k, v] : i.context) out << ",\n  " << json_str(k) << ": " << json_str(v);
+  out << ",\n  \"fields\": {";
+  bool first = true;
+  for (const auto& [path, f] : rec.fields) {
+    out << (first ? "\n" : ",\n") << "    " << json_str(path) << ": {\"type\": " << json_str(rankflow::type_name(f.type));
+    first = false;
+    switch (f.type) {
+      case field_type::int_: out << ", \"value\": " << f.atom.i; break;
+      case field_type::float_: out << ", \"value\": " << json_num(f.atom.d); break;
+      case field_type::bool_: out << ", \"value\": " << (f.atom.i ? "true" : "false"); break;
+      case field_type::string: out << ", \"value\": " << json_str(f.atom.s); break;
+      case field_type::datetime: out << ", \"value\": " << json_str(rankflow::format_time(f.atom.d)); break;
+      case field_type::string_set:
+      case field_type::string_list:
+        out << ", \"value\": [";
+        for (std::size_t k = 0; k < f.atom.list.size(); ++k) out << (k ? ", " : "") << json_str(f.atom.list[k]);
+        out << "]";
+        break;
+      case field_type::float_series:
+      case field_type::int_series:
+      case field_type::string_series: {
+        const auto& s = f.series;
+        out << ", \"steps\": [";
+        for (std::size_t k = 0; k < s.size(); ++k) out << (k ? ", " : "") << json_num(s.steps[k]);
+        out << "], \"values\": [";
+        for (std::size_t k = 0; k < s.size(); ++k) {
+          out << (k ? ", " : "");
+          if (s.type == field_type::float_series) out << json_num(s.f[k]);
+          if (s.type == field_type::int_series) out << s.i[k];
+          if (s.type == field_type::string_series) out << json_str(s.s[k]);
+        }
+        out << "], \"timestamps\": [";
+        for (std::size_t k = 0; k < s.size(); ++k) out << (k ? ", " : "") << json_num(s.timestamps[k]);
+        out << "]";
+        break;
+      }
+      case field_type::file: out << ", \"filename\": " << json_str(f.file.filename) << ", \"size\": " << f.file.size; break;
+      case field_type::array: {
+        out << ", \"dtype\": " << json_str(f.array.dtype) << ", \"file\": " << json_str(f.array.file) << ", \"shape\": [";
+        for (std::size_t k = 0; k < f.array.shape.size(); ++k) out << (k ? ", " : "") << f.array.shape[k];
+        out << "]";
+        break;
+      }
+      default: break;
+    }
+    out << "}";
+  }
+  out << "\n  }\n}\n";
+}
+
+// Long format: one row per atom field and per series point, so that
+// pandas.read_csv(...).pivot(...) gets any shape back.
+void export_csv(const tr::run_record& rec, std::ostream& out) {
+  out << "path,type,step,value,timestamp\n";
+  for (const auto& [path, f] : rec.fields) {
+    const std::string head = csv_cell(path) + "," + rankflow::type_name(f.type) + ",";
+    if (rankflow::is_series(f.type)) {
+      for (std::size_t k = 0; k < f.series.size(); ++k) {
+        out << head << num(f.series.steps[k]) << "," << csv_cell(series_value(f.series, k)) << ","
+            << rankflow::format_time(f.series.timestamps[k]) << "\n";
+      }
+    } else {
+      out << head << "," << csv_cell(summary(f)) << "," << rankflow::format_time(f.updated) << "\n";
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"rankflow: read rankflow experiment files (HDF5). Every command but `recover` opens files read-only."};
+  app.require_subcommand(1);
+  std::string file, id, field, format = "json", output;
+
+  auto* runs = app.add_subcommand("runs", "list the runs of an experiment file");
+  runs->add_option("FILE", file, "experiment file")->required();
+
+  auto* show = app.add_subcommand("show", "print a run's attributes and fields, or one field in full");
+  show->add_option("FILE", file, "experiment file")->required();
+  show->add_option("RUN", id, "run id, e.g. RUN-3")->required();
+  show->add_option("FIELD", field, "field path, e.g. train/loss");
+
+  auto* exp = app.add_subcommand("export", "write a run as JSON or CSV");
+  exp->add_option("FILE", file, "experiment file")->required();
+  exp->add_option("RUN", id, "run id")->required();
+  exp->add_option("--format", format, "json or csv")->check(CLI::IsMember({"json", "csv"}));
+  exp->add_option("-o,--output", output, "write here instead of stdout");
+
+  auto* rec = app.add_subcommand("recover", "merge the journals of killed runs into the file (writes)");
+  rec->add_option("FILE", file, "experiment file")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (runs->parsed()) return cmd_runs(file);
+    if (show->parsed()) return cmd_show(file, id, field);
+    if (exp->parsed()) {
+      const auto r = tr::load_run(file, id, false);
+      std::ofstream f;
+      if (!output.empty()) {
+        f.open(output, std::ios::trunc);
+        if (!f) throw rankflow::storage_error("cannot write '" + output + "'");
+      }
+      std::ostream& out = output.empty() ? std::cout : f;
+      if (format == "csv") {
+        export_csv(r, out);
+      } else {
+        export_json(r, out);
+      }
+      return 0;
+    }
+    if (rec->parsed()) {
+      const auto ids = tr::recover(file);
+      if (ids.empty()) std::cout << "nothing to recover in " << file << "\n";
+      for (const auto& i : ids) std::cout << "recovered " << i << " (status killed)\n";
+      return 0;
+    }
+  } catch (const rankflow::usage_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
