@@ -6,7 +6,8 @@
 #include <chrono>
 #include <vector>
 
-#include <rankflow/tracking/h5.hpp>
+#include <cstdio>
+#include <span>
 
 namespace bigsum {
 
@@ -81,14 +82,56 @@ void validate(const params& p) {
                                 std::to_string(p.cols));
   }
   if (p.block_rows < 0) throw rankflow::usage_error("bigsum: --block-rows must be >= 0 (0 = automatic)");
-  if (!p.save.empty() && p.how == mode::stream) {
+  if (p.save && p.how == mode::stream) {
     throw rankflow::usage_error("bigsum: --save needs the matrix in memory; use --mode materialize (or auto)");
   }
 }
 
 }  // namespace
 
-result run(rankflow::Runtime& rt, const params& p) {
+// Times each partition where it runs: items of a partition are mapped in
+// order on one rank, so its first item starts the clock and its last stops it.
+class partition_timer {
+ public:
+  partition_timer(bool on, const rankflow::partition_plan& plan) : on_(on), plan_(plan) {}
+  void before(std::int64_t i) {
+    if (on_ && i % plan_.chunk == 0) t0_ = clock_type::now();
+  }
+  void after(std::int64_t i) {
+    if (on_ && (i % plan_.chunk == plan_.chunk - 1 || i == plan_.items - 1)) {
+      done_.push_back(static_cast<double>(i / plan_.chunk));
+      done_.push_back(ms_since(t0_));
+    }
+  }
+  /// Every rank's (partition, ms) pairs on rank 0, in partition order.
+  std::vector<std::pair<std::int64_t, double>> gather(MPI_Comm comm, int rank, int size) {
+    std::vector<std::pair<std::int64_t, double>> out;
+    if (!on_) return out;
+    int n = static_cast<int>(done_.size());
+    std::vector<int> counts(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+    rankflow::detail::check_mpi(MPI_Gather(&n, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm), "MPI_Gather");
+    int total = 0;
+    for (int r = 0; r < size; ++r) {
+      displs[static_cast<std::size_t>(r)] = total;
+      total += counts[static_cast<std::size_t>(r)];
+    }
+    std::vector<double> all(rank == 0 ? static_cast<std::size_t>(total) : 0);
+    rankflow::detail::check_mpi(MPI_Gatherv(done_.data(), n, MPI_DOUBLE, all.data(), counts.data(), displs.data(),
+                                            MPI_DOUBLE, 0, comm),
+                                "MPI_Gatherv");
+    for (std::size_t k = 0; k + 1 < all.size(); k += 2) out.emplace_back(static_cast<std::int64_t>(all[k]), all[k + 1]);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  bool on_;
+  rankflow::partition_plan plan_;
+  clock_type::time_point t0_{};
+  std::vector<double> done_;
+};
+
+result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
   validate(p);
   const rankflow::range rows(0, p.rows);
   const auto plan = rankflow::make_plan(rows.size(), p.block_rows);
@@ -103,6 +146,7 @@ result run(rankflow::Runtime& rt, const params& p) {
   r.used = p.how;
 
   const rankflow::range mine = rt.owned_items(rows, plan.chunk);
+  partition_timer timer(tracked != nullptr, plan);
   if (p.how != mode::stream) {
     // Decide together: the largest block any rank must hold against the
     // smallest budget any rank has.
@@ -142,15 +186,19 @@ result run(rankflow::Runtime& rt, const params& p) {
     t0 = clock_type::now();
     r.sum = rt.mapreduce(
         rows,
-        [&](std::int64_t i) { return row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols); },
+        [&](std::int64_t i) {
+          timer.before(i);
+          const double s = row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols);
+          timer.after(i);
+          return s;
+        },
         plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
     r.sum_ms = ms_since(t0);
-    if (!p.save.empty()) {
+    if (p.save && tracked) {
       t0 = clock_type::now();
-      auto file = rankflow::h5::create_parallel(p.save, comm);
-      rankflow::h5::write_block(file.id(), "matrix", buf.data(),
-                                {static_cast<std::uint64_t>(mine.size()), cols},
-                                {static_cast<std::uint64_t>(p.rows), cols}, {static_cast<std::uint64_t>(mine.first), 0});
+      tracked->write_array("matrix", std::span<const double>(buf.data(), static_cast<std::size_t>(mine.size()) * cols),
+                           {static_cast<std::uint64_t>(mine.size()), cols},
+                           {static_cast<std::uint64_t>(p.rows), cols}, {static_cast<std::uint64_t>(mine.first), 0});
       r.save_ms = ms_since(t0);
     }
   } else {
@@ -160,14 +208,42 @@ result run(rankflow::Runtime& rt, const params& p) {
         rows,
         [&](std::int64_t i) {
           thread_local std::vector<double> row;
+          timer.before(i);
           row.resize(cols);
           generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
-          return row_sum(row.data(), cols);
+          const double s = row_sum(row.data(), cols);
+          timer.after(i);
+          return s;
         },
         plus, {.chunk_size = plan.chunk, .step = "stream"});
     r.sum_ms = ms_since(t0);
   }
+  r.partition_ms = timer.gather(comm, rt.rank(), rt.size());
   return r;
+}
+
+void track(rankflow::Runtime& rt, rankflow::Run& run, const params& p, const result& r) {
+  if (!rt.is_scheduler()) return;
+  run["params/rows"] = p.rows;
+  run["params/cols"] = p.cols;
+  run["params/seed"] = static_cast<std::int64_t>(p.seed);
+  run["params/mode"] = to_string(p.how);
+  run["params/block_rows"] = p.block_rows;
+  run["params/save"] = p.save;
+  run["sys/ranks"] = rt.size();
+  run["result/mode"] = to_string(r.used);
+  run["result/partitions"] = r.partitions;
+  run["result/bytes"] = static_cast<std::int64_t>(r.bytes);
+  run["result/sum"] = r.sum;
+  char hex[64];
+  std::snprintf(hex, sizeof hex, "%a", r.sum);
+  run["result/sum_hex"] = std::string(hex);  // the exact bits, as printed
+  run["timing/sum_ms"] = r.sum_ms;
+  if (r.used == mode::materialize) run["timing/generate_ms"] = r.generate_ms;
+  if (p.save) run["timing/save_ms"] = r.save_ms;
+  for (const auto& [partition, ms] : r.partition_ms) {
+    run["timing/partition_ms"].append(ms, {.step = static_cast<double>(partition)});
+  }
 }
 
 }  // namespace bigsum

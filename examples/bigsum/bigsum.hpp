@@ -48,7 +48,7 @@ struct params {
   std::uint64_t seed = 42;
   mode how = mode::automatic;
   std::int64_t block_rows = 0;  ///< rows per partition; 0 = rankflow::auto_chunk(rows)
-  std::string save;             ///< if set, write the materialised matrix to this HDF5 file
+  bool save = false;            ///< store the materialised matrix in the run (Run::write_array)
 };
 
 struct result {
@@ -59,11 +59,18 @@ struct result {
   double save_ms = 0;
   std::int64_t partitions = 0;
   std::uint64_t bytes = 0;  ///< size of the whole matrix
+  /// On rank 0 when tracked: (partition, milliseconds) of every partition, in partition order.
+  std::vector<std::pair<std::int64_t, double>> partition_ms;
 };
 
 /// Runs bigsum on every rank of rt (collective). Throws rankflow::resource_error
-/// when materialize was asked for and does not fit, before allocating.
-result run(rankflow::Runtime& rt, const params& p);
+/// when materialize was asked for and does not fit, before allocating. With a
+/// run, per-partition times are collected and --save writes the matrix into it.
+result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked = nullptr);
+
+/// Records parameters, rank count, the sum, the times and the per-partition
+/// times in `tracked` (rank 0 writes; collective-safe to call on every rank).
+void track(rankflow::Runtime& rt, rankflow::Run& tracked, const params& p, const result& r);
 
 const char* to_string(mode m) noexcept;
 

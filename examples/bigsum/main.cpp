@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   app.add_option("--block-rows", p.block_rows, "rows per partition (0: automatic, about 2048 partitions)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--save", p.save, "write the materialised matrix to this HDF5 file (dataset /matrix)");
+  app.add_flag("--save", p.save,
+               "store the materialised matrix in the run as the Array 'matrix' (collective parallel HDF5 write)");
   app.footer("\n" + rankflow::help_text());
 
   try {
@@ -40,7 +41,12 @@ int main(int argc, char** argv) {
   }
 
   try {
-    const bigsum::result r = bigsum::run(rt, p);
+    // Every bigsum is a tracked run in --experiment (default rankflow.h5);
+    // --tracking-mode debug tracks nothing.
+    rankflow::Run run = rt.start_run("bigsum");
+    const bigsum::result r = bigsum::run(rt, p, &run);
+    bigsum::track(rt, run, p, r);
+    run.stop();
     if (root) {
       std::printf("bigsum: %lld x %lld doubles (%s), seed %llu, %s mode, %d ranks, %lld partitions\n",
                   static_cast<long long>(p.rows), static_cast<long long>(p.cols),
@@ -54,7 +60,12 @@ int main(int argc, char** argv) {
       } else {
         std::printf("Generating and summing (streamed together) took %.0fms.\n", r.sum_ms);
       }
-      if (!p.save.empty()) std::printf("Saved the matrix to %s (/matrix) in %.0fms.\n", p.save.c_str(), r.save_ms);
+      if (p.save) {
+        std::printf("Saved the matrix as %s/runs/%s/matrix in %.0fms.\n", run.experiment().c_str(), run.id().c_str(),
+                    r.save_ms);
+      }
+      std::printf("Tracked as run %s in %s (rankflow show %s %s).\n", run.id().c_str(), run.experiment().c_str(),
+                  run.experiment().c_str(), run.id().c_str());
     }
   } catch (const rankflow::usage_error& e) {
     if (root) std::fprintf(stderr, "%s\n", e.what());
@@ -62,6 +73,9 @@ int main(int argc, char** argv) {
   } catch (const rankflow::resource_error& e) {
     if (root) std::fprintf(stderr, "%s\n", e.what());
     return 3;
+  } catch (const rankflow::storage_error& e) {
+    if (root) std::fprintf(stderr, "bigsum: %s\n", e.what());
+    return 4;
   }
   return 0;
 }

@@ -1,10 +1,14 @@
-# --save writes the matrix collectively; h5dump and h5py read it back, and its
-# elements are the generator's (checked independently in Python).
+# bigsum tracks itself; --save writes the matrix collectively into the run.
+# h5dump and h5py read it back, its elements are the generator's (checked
+# independently in Python), and the tracked sum, times and per-partition
+# series are there.
 source "$(dirname "$0")/common.sh"
-rm -f saved.h5
-run 3 "$BIGSUM" --rows 301 --cols 7 --save saved.h5
+rm -rf saved.h5 saved.h5.d
+run 3 "$BIGSUM" --rows 301 --cols 7 --block-rows 10 --save --experiment saved.h5
 [ "$RC" -eq 0 ] || fail "bigsum --save exited $RC: $OUT"
-h5dump -H saved.h5 | grep -q "DATASPACE  SIMPLE { ( 301, 7 ) / ( 301, 7 ) }" || fail "h5dump header: $(h5dump -H saved.h5)"
+printf '%s\n' "$OUT" | grep -q "Tracked as run RUN-1 in saved.h5" || fail "no tracking line: $OUT"
+h5dump -H -d /runs/RUN-1/matrix saved.h5 | grep -q "DATASPACE  SIMPLE { ( 301, 7 ) / ( 301, 7 ) }" ||
+  fail "h5dump header: $(h5dump -H -d /runs/RUN-1/matrix saved.h5)"
 sum=$(exact_sum)
 /usr/bin/python3 - "$sum" <<'PY' || fail "h5py check failed"
 import sys, h5py
@@ -16,7 +20,16 @@ def mix(z):
 def element(seed, i, j):
     key = mix((seed + 0x9e3779b97f4a7c15) & M) ^ ((i * 0xd1b54a32d192ed03) & M)
     return (mix((key + j * 0x9e3779b97f4a7c15) & M) >> 11) * 2.0**-53
-m = h5py.File("saved.h5", "r")["matrix"][...]
+run = h5py.File("saved.h5", "r")["runs/RUN-1"]
+assert run.attrs["status"] == "succeeded" and run.attrs["ranks"] == 3
+assert run["params/rows"][()] == 301 and run["params/save"][()] == True
+assert run["result/sum_hex"][()].decode() == sys.argv[1]
+assert run["result/partitions"][()] == 31 and run["sys/ranks"][()] == 3
+steps = run["timing/partition_ms/step"][...]
+assert list(steps) == list(range(31)), steps
+assert (run["timing/partition_ms/value"][...] >= 0).all()
+assert run["timing/generate_ms"][()] >= 0 and run["timing/save_ms"][()] >= 0
+m = run["matrix"][...]
 assert m.shape == (301, 7), m.shape
 for i in (0, 1, 150, 300):
     for j in range(7):

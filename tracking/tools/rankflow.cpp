@@ -7,6 +7,7 @@
 //
 // Every command but `recover` opens files read-only.
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -23,8 +24,12 @@ namespace {
 
 std::string num(double v) {
   if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  // The shortest form that reads back as the same double.
   char b[32];
-  std::snprintf(b, sizeof b, "%.17g", v);
+  for (int digits = 15; digits <= 17; ++digits) {
+    std::snprintf(b, sizeof b, "%.*g", digits, v);
+    if (std::strtod(b, nullptr) == v) break;
+  }
   return b;
 }
 
