@@ -29,10 +29,7 @@ bool pending_send::test() {
   if (reqs_.empty()) return true;
   int done = 0;
   check_mpi(MPI_Testall(static_cast<int>(reqs_.size()), reqs_.data(), &done, MPI_STATUSES_IGNORE), "MPI_Testall");
-  if (done) {
-    reqs_.clear();
-    bytes().swap(buf_);
-  }
+  if (done) reqs_.clear();
   return done != 0;
 }
 
@@ -40,7 +37,11 @@ void pending_send::wait() {
   if (reqs_.empty()) return;
   check_mpi(MPI_Waitall(static_cast<int>(reqs_.size()), reqs_.data(), MPI_STATUSES_IGNORE), "MPI_Waitall");
   reqs_.clear();
-  bytes().swap(buf_);
+}
+
+bytes pending_send::release() {
+  wait();
+  return std::move(buf_);
 }
 
 pending_send isend_frame(MPI_Comm comm, int dest, int tag, bytes&& frame, std::size_t segment_bytes) {

@@ -319,8 +319,58 @@ void field_attrs(hid_t obj, const field_record& f) {
   attr_num(obj, "updated", f.updated);
 }
 
+// A series whose points are streamed from the journal into its columns.
+struct streamed_series {
+  handle step, value, timestamp;
+  field_type type = field_type::none;
+  hsize_t size = 0;
+  hsize_t written = 0;
+};
+using streamed_map = std::map<std::string, streamed_series>;
+
+void write_slab(hid_t d, hsize_t at, hsize_t n, hid_t mem_t, const void* data, const std::string& what) {
+  handle fs(check(H5Dget_space(d), "H5Dget_space", what));
+  check(H5Sselect_hyperslab(fs.id(), H5S_SELECT_SET, &at, nullptr, &n, nullptr), "H5Sselect_hyperslab", what);
+  handle ms(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", what));
+  check(H5Dwrite(d, mem_t, ms.id(), fs.id(), H5P_DEFAULT, data), "H5Dwrite", what);
+}
+
+void stream_points(const std::string& journal_path, streamed_map& streamed) {
+  auto vt = vl_string_type();
+  std::vector<const char*> ptrs;
+  scan_journal(journal_path, [&](op& o) {
+    if (o.kind != op_kind::append) return true;
+    auto it = streamed.find(o.path);
+    if (it == streamed.end()) return true;
+    auto& st = it->second;
+    const hsize_t n = o.points.size();
+    if (n == 0) return true;
+    if (st.written + n > st.size) throw format_error("journal of '" + o.path + "' holds more points than counted");
+    write_slab(st.step.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.steps.data(), o.path);
+    write_slab(st.timestamp.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.timestamps.data(), o.path);
+    if (st.type == field_type::float_series) {
+      write_slab(st.value.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.f.data(), o.path);
+    } else if (st.type == field_type::int_series) {
+      write_slab(st.value.id(), st.written, n, H5T_NATIVE_INT64, o.points.i.data(), o.path);
+    } else {
+      ptrs.clear();
+      for (const auto& x : o.points.s) ptrs.push_back(x.c_str());
+      write_slab(st.value.id(), st.written, n, vt.id(), ptrs.data(), o.path);
+    }
+    st.written += n;
+    return true;
+  });
+  for (auto& [path, st] : streamed) {
+    if (st.written != st.size) {
+      throw format_error("journal of '" + path + "' ends before all of its points (" + std::to_string(st.written) +
+                         " of " + std::to_string(st.size) + ")");
+    }
+  }
+}
+
 void write_field(hid_t run, const std::string& path, const field_record& f, const experiment_paths& p,
-                 const std::string& id, const std::function<std::string(const file_info&)>& bytes_of) {
+                 const std::string& id, const std::function<std::string(const file_info&)>& bytes_of,
+                 streamed_map* streamed) {
   switch (f.type) {
     case field_type::int_:
     case field_type::float_:
@@ -365,6 +415,23 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
       auto lcpl = lcpl_intermediate();
       handle g(check(H5Gcreate2(run, path.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", path));
       const auto& s = f.series;
+      if (f.points > s.size() && streamed) {
+        // Points are in the journal: make the columns at their final size now
+        // and fill them block by block in one pass over the journal.
+        auto& st = (*streamed)[path];
+        const auto n = static_cast<hsize_t>(f.points);
+        auto vt = vl_string_type();
+        const hid_t value_t = f.type == field_type::float_series ? H5T_IEEE_F64LE
+                              : f.type == field_type::int_series ? H5T_STD_I64LE
+                                                                 : vt.id();
+        st.step = create_1d(g.id(), "step", H5T_IEEE_F64LE, n, true);
+        st.value = create_1d(g.id(), "value", value_t, n, true);
+        st.timestamp = create_1d(g.id(), "timestamp", H5T_IEEE_F64LE, n, true);
+        st.type = f.type;
+        st.size = n;
+        field_attrs(g.id(), f);
+        break;
+      }
       write_column(g.id(), "step", s.steps, true);
       if (f.type == field_type::float_series) write_column(g.id(), "value", s.f, true);
       if (f.type == field_type::int_series) write_column(g.id(), "value", s.i, true);
@@ -398,7 +465,7 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
 }
 
 void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
-               const std::function<std::string(const file_info&)>& bytes_of) {
+               const std::function<std::string(const file_info&)>& bytes_of, const std::string& journal_path) {
   const auto& i = rec.info;
   const std::string where = "/runs/" + i.id;
   if (H5Lexists(file, "runs", H5P_DEFAULT) <= 0) {
@@ -422,7 +489,9 @@ void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
   attr_str(g.id(), "rankflow_version", i.version);
   attr_str(g.id(), "mode", i.mode);
   for (const auto& [k, v] : i.context) attr_str(g.id(), k.c_str(), v);
-  for (const auto& [path, f] : rec.fields) write_field(g.id(), path, f, p, i.id, bytes_of);
+  streamed_map streamed;
+  for (const auto& [path, f] : rec.fields) write_field(g.id(), path, f, p, i.id, bytes_of, &streamed);
+  if (!streamed.empty()) stream_points(journal_path, streamed);
 }
 
 handle create_experiment_file(const std::string& path) {
@@ -587,6 +656,8 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, wal
         handle v(check(H5Dopen2(d, "value", H5P_DEFAULT), "H5Dopen2", path));
         s.s = read_vl_strings(v.id(), false, path);
       }
+      f.points = s.steps.size();
+      f.last_step = s.steps.empty() ? -1.0 : s.steps.back();
       break;
     }
     case field_type::file: {
@@ -638,9 +709,12 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
     } else {
       f = create_experiment_file(tmp);
     }
-    write_run(f.id(), rec, p, [&](const file_info& fi) {
-      return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
-    });
+    write_run(
+        f.id(), rec, p,
+        [&](const file_info& fi) {
+          return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
+        },
+        journal_path);
     check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
   }
   fsync_path(tmp, false);
@@ -668,12 +742,15 @@ bool check_file(const std::string& file) {
   return true;
 }
 
-run_record replay(const std::string& journal_path, bool* torn) {
-  auto jc = read_journal(journal_path);
-  if (torn) *torn = jc.torn;
+run_record replay(const std::string& journal_path, bool* torn, bool keep_points) {
   run_record rec;
+  rec.keep_points = keep_points;
   std::vector<rejection> ignored;  // a journal holds accepted operations only
-  for (auto& o : jc.ops) rec.apply(o, ignored);
+  const bool cut = scan_journal(journal_path, [&](op& o) {
+    rec.apply(o, ignored);
+    return true;
+  });
+  if (torn) *torn = cut;
   return rec;
 }
 
@@ -778,7 +855,7 @@ std::vector<std::string> recover(const std::string& file) {
     bool torn = false;
     run_record rec;
     try {
-      rec = replay(j, &torn);
+      rec = replay(j, &torn, false);
     } catch (const format_error&) {
       continue;  // not ours; leave it
     }

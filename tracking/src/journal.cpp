@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -123,13 +125,36 @@ std::uint64_t journal_writer::append(const std::string& payload) {
   const auto crc = crc32c(payload.data(), payload.size());
   std::memcpy(h, &len, 4);
   std::memcpy(h + 4, &crc, 4);
-  buf_.append(h, record_header);
   const auto at = size_ + record_header;
-  buf_.append(payload);
   size_ += record_header + payload.size();
-  // Large buffers go to the kernel at once: memory stays bounded, and a kill
-  // loses at most what was not yet asked to be durable anyway.
-  if (buf_.size() >= (std::size_t{8} << 20)) flush();
+  if (payload.size() >= (std::size_t{64} << 10)) {
+    // A large record (a block of points) goes to the kernel straight from
+    // the caller's buffer: copying it into ours would only touch more memory.
+    flush();
+    iovec iov[2] = {{h, record_header}, {const_cast<char*>(payload.data()), payload.size()}};
+    std::size_t left = record_header + payload.size();
+    while (left > 0) {
+      const auto w = ::writev(fd_, iov, 2);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) throw storage_error(sys_error("cannot write journal", path_));
+      left -= static_cast<std::size_t>(w);
+      auto done = static_cast<std::size_t>(w);
+      for (auto& v : iov) {
+        const auto d = std::min(done, v.iov_len);
+        v.iov_base = static_cast<char*>(v.iov_base) + d;
+        v.iov_len -= d;
+        done -= d;
+      }
+    }
+    unsynced_ = true;
+    return at;
+  }
+  if (buf_.capacity() < (std::size_t{1} << 20)) buf_.reserve(std::size_t{1} << 20);
+  buf_.append(h, record_header);
+  buf_.append(payload);
+  // Small records are gathered; a full buffer goes to the kernel (a kill
+  // loses at most what was not yet asked to be durable anyway).
+  if (buf_.size() >= (std::size_t{1} << 20)) flush();
   return at;
 }
 
@@ -155,53 +180,68 @@ void journal_writer::close() {
   fd_ = -1;
 }
 
-namespace {
-std::string read_file(const std::string& path, std::size_t limit) {
+bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw storage_error(sys_error("cannot open journal", path));
-  std::string out;
-  char buf[1 << 16];
-  while (out.size() < limit) {
-    const auto r = ::read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    out.append(buf, static_cast<std::size_t>(r));
-  }
-  ::close(fd);
-  return out;
-}
-}  // namespace
-
-journal_contents read_journal(const std::string& path, bool head_only) {
-  const auto data = read_file(path, head_only ? (std::size_t{1} << 20) : SIZE_MAX);
-  if (data.size() < sizeof magic || std::memcmp(data.data(), magic, sizeof magic) != 0) {
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_fd{fd};
+  // A window over the file: [pos, len) of `buf` holds the bytes at file
+  // offset `at`... onwards. Refilled in place, grown only for a larger record.
+  thread_local std::string buf;
+  std::size_t pos = 0, len = 0;
+  std::uint64_t at = 0;  // file offset of buf[pos]
+  bool eof = false;
+  auto need = [&](std::size_t n) {
+    if (len - pos >= n) return true;
+    if (pos > 0) {
+      std::memmove(buf.data(), buf.data() + pos, len - pos);
+      len -= pos;
+      pos = 0;
+    }
+    if (buf.size() < std::max<std::size_t>(n, std::size_t{4} << 20)) buf.resize(std::max<std::size_t>(n, std::size_t{4} << 20));
+    while (len < n && !eof) {
+      const auto r = ::read(fd, buf.data() + len, buf.size() - len);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw storage_error(sys_error("cannot read journal", path));
+      if (r == 0) eof = true;
+      len += static_cast<std::size_t>(r);
+    }
+    return len - pos >= n;
+  };
+  if (!need(sizeof magic) || std::memcmp(buf.data(), magic, sizeof magic) != 0) {
     throw format_error("'" + path + "' is not a rankflow journal (bad magic)");
   }
-  journal_contents jc;
-  std::size_t pos = sizeof magic;
-  while (pos < data.size()) {
-    if (data.size() - pos < record_header) {
-      jc.torn = true;
-      break;
-    }
-    std::uint32_t len = 0, crc = 0;
-    std::memcpy(&len, data.data() + pos, 4);
-    std::memcpy(&crc, data.data() + pos + 4, 4);
-    if (data.size() - pos - record_header < len || crc32c(data.data() + pos + record_header, len) != crc) {
-      jc.torn = true;
-      break;
-    }
-    const std::string_view payload(data.data() + pos + record_header, len);
+  pos += sizeof magic;
+  at += sizeof magic;
+  op o;
+  for (;;) {
+    if (!need(record_header)) return len != pos;  // clean end, or a torn header
+    std::uint32_t n = 0, crc = 0;
+    std::memcpy(&n, buf.data() + pos, 4);
+    std::memcpy(&crc, buf.data() + pos + 4, 4);
+    if (!need(record_header + n)) return true;
+    const char* payload = buf.data() + pos + record_header;
+    if (crc32c(payload, n) != crc) return true;
     std::size_t p = 0;
-    auto o = decode(payload, p);
+    decode_into(std::string_view(payload, n), p, o);
     if (o.kind == op_kind::file) {
-      o.file.journal_offset += static_cast<std::int64_t>(pos + record_header);
+      o.file.journal_offset += static_cast<std::int64_t>(at + record_header);
       o.file.data.clear();
     }
-    jc.ops.push_back(std::move(o));
-    pos += record_header + len;
-    if (head_only) break;
+    pos += record_header + n;
+    at += record_header + n;
+    if (!fn(o)) return false;
   }
+}
+
+journal_contents read_journal(const std::string& path, bool head_only) {
+  journal_contents jc;
+  jc.torn = scan_journal(path, [&](op& o) {
+    jc.ops.push_back(o);
+    return !head_only;
+  });
   return jc;
 }
 

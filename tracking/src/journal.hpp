@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,8 +53,15 @@ struct journal_contents {
   std::vector<op> ops;
   bool torn = false;  ///< the last record was cut short (the writer was killed mid-write)
 };
-/// Reads every intact record. `head_only` stops after the first (the run's
-/// begin record). Throws format_error when the file is not a journal.
+/// Calls fn(op) for every intact record in order, reading the journal through
+/// one reused window (no copy of the whole file: memory stays flat however
+/// many points a run has). File artifacts come with absolute offsets and no
+/// bytes. Returns true when the last record was cut short. `fn` returns false
+/// to stop early. Throws format_error when the file is not a journal.
+bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn);
+
+/// Every intact record, in memory. `head_only` stops after the first (the
+/// run's begin record).
 journal_contents read_journal(const std::string& path, bool head_only = false);
 
 /// Reads `n` bytes at `offset` of a file (an artifact kept in a journal).

@@ -43,6 +43,9 @@ constexpr char msg_sync = 'S';   // wait + the run's structure
 constexpr char msg_check = 'A';  // may this path become an Array? (rank 0 only)
 constexpr char msg_stop = 'X';   // no more operations from me
 
+// A batch is built in place as a frame: length slot, kind byte, operations.
+constexpr std::size_t batch_head = detail::frame_header_bytes + 1;
+
 // Flush a rank's batch when it holds this many points or bytes, or is this old.
 constexpr std::size_t flush_points = std::size_t{1} << 16;
 constexpr std::size_t flush_bytes = std::size_t{4} << 20;
@@ -198,19 +201,44 @@ class service {
  public:
   service(MPI_Comm ops, int size, std::size_t seg, run_record initial, journal_writer j, bool journaling)
       : rec(std::move(initial)), journal(std::move(j)), errors(static_cast<std::size_t>(size)), ops_(ops), size_(size),
-        seg_(seg), journaling_(journaling) {}
+        seg_(seg), journaling_(journaling) {
+    // A live run's points are in its journal; rank 0 keeps only what checks
+    // need (type, last step), so its memory does not grow with the points.
+    if (journaling_) rec.keep_points = false;
+  }
 
   run_record rec;
   journal_writer journal;
   std::vector<std::vector<rejection>> errors;  ///< refusals not yet reported, per rank
 
-  /// From rank 0's main thread: operations to apply, no answer.
-  void post(char kind, std::string payload) {
+  /// From rank 0's main thread: a frame of operations to apply (built like a
+  /// worker's, see run_impl::batch), no answer.
+  void post(bytes frame) {
     {
       std::lock_guard lk(m_);
-      q_.push_back({kind, std::move(payload), nullptr});
+      q_.push_back({msg_batch, {}, std::move(frame), nullptr});
     }
     cv_.notify_one();
+  }
+  void post_stop() {
+    {
+      std::lock_guard lk(m_);
+      q_.push_back({msg_stop, {}, {}, nullptr});
+    }
+    cv_.notify_one();
+  }
+  /// Batches rank 0 has posted and the service has not yet taken.
+  std::size_t queued() {
+    std::lock_guard lk(m_);
+    return q_.size();
+  }
+  /// A used frame buffer for rank 0's next batch, if one is free.
+  bool take_spare(bytes& out) {
+    std::lock_guard lk(m_);
+    if (spare_.empty()) return false;
+    out = std::move(spare_.back());
+    spare_.pop_back();
+    return true;
   }
   /// From rank 0's main thread: a request, answered like a remote one.
   std::string call(char kind, std::string payload) {
@@ -218,7 +246,7 @@ class service {
     auto f = p.get_future();
     {
       std::lock_guard lk(m_);
-      q_.push_back({kind, std::move(payload), &p});
+      q_.push_back({kind, std::move(payload), {}, &p});
     }
     cv_.notify_one();
     return f.get();
@@ -241,10 +269,25 @@ class service {
       for (auto& it : items) {
         did = true;
         try {
-          auto rep = handle(0, it.kind, it.payload);
+          const std::string_view body = it.kind == msg_batch
+                                            ? std::string_view(it.frame.data() + batch_head, it.frame.size() - batch_head)
+                                            : std::string_view(it.payload);
+          auto rep = handle(0, it.kind, body);
           if (it.reply) it.reply->set_value(std::move(rep));
         } catch (...) {
-          if (it.reply) it.reply->set_exception(std::current_exception());
+          if (it.reply) {
+            it.reply->set_exception(std::current_exception());
+          } else {
+            try {
+              throw;
+            } catch (const std::exception& e) {
+              errors[0].push_back({false, std::string("rank 0 could not store its operations: ") + e.what()});
+            }
+          }
+        }
+        if (it.kind == msg_batch) {
+          std::lock_guard lk(m_);
+          if (spare_.size() < max_in_flight + 2) spare_.push_back(std::move(it.frame));
         }
       }
       for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
@@ -285,9 +328,11 @@ class service {
  private:
   struct item {
     char kind;
-    std::string payload;
+    std::string payload;  ///< requests
+    bytes frame;          ///< batches: frame header, kind, operations
     std::promise<std::string>* reply;
   };
+  std::vector<bytes> spare_;
 
   void make_durable() {
     if (journaling_) journal.sync();
@@ -299,9 +344,10 @@ class service {
     switch (kind) {
       case msg_batch: {
         std::size_t pos = 0;
-        std::string enc;
+        auto& o = scratch_;
+        auto& enc = enc_;
         while (pos < payload.size()) {
-          op o = decode(payload, pos);
+          decode_into(payload, pos, o);
           o.rank = rank;
           if (!rec.apply(o, errs)) continue;
           if (!journaling_) {
@@ -345,6 +391,13 @@ class service {
           journal.flush();
           data = read_range(journal.path(), static_cast<std::uint64_t>(f->file.journal_offset), f->file.size);
         }
+        if (is_series(f->type) && !rec.keep_points) {
+          // The points are in the journal: gather this series' from it.
+          journal.flush();
+          field_record copy = *f;
+          copy.series = series_from_journal(journal.path(), path);
+          return encode_field(copy, path, data);
+        }
         return encode_field(*f, path, data);
       }
       case msg_check: return rec.check_new(std::string(payload), field_type::array, rank);
@@ -353,6 +406,27 @@ class service {
     }
   }
 
+  static series_data series_from_journal(const std::string& journal_path, const std::string& path) {
+    series_data s;
+    scan_journal(journal_path, [&](op& o) {
+      if (o.kind != op_kind::append || o.path != path) return true;
+      auto& p = o.points;
+      s.type = p.type;
+      s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
+      s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
+      if (p.type == field_type::float_series || s.type == field_type::float_series) {
+        if (p.type == field_type::int_series) p.f.assign(p.i.begin(), p.i.end());
+        s.f.insert(s.f.end(), p.f.begin(), p.f.end());
+      }
+      if (p.type == field_type::int_series) s.i.insert(s.i.end(), p.i.begin(), p.i.end());
+      if (p.type == field_type::string_series) s.s.insert(s.s.end(), p.s.begin(), p.s.end());
+      return true;
+    });
+    return s;
+  }
+
+  op scratch_;       // reused for every decoded operation: no allocation per batch
+  std::string enc_;  // reused journal encoding
   MPI_Comm ops_;
   int size_;
   std::size_t seg_;
@@ -393,7 +467,8 @@ class run_impl {
   std::map<std::string, series_buf, std::less<>> sbufs;
   series_buf* last_buf = nullptr;
   std::string last_path;
-  std::string batch;
+  bytes batch;                                 ///< a frame being filled (see batch_head)
+  std::vector<bytes> spare;                    ///< sent frames' buffers, for reuse
   std::size_t pending = 0;
   std::size_t buffered_points = 0;  ///< points in sbufs not yet encoded into batch
   unsigned ops_since_check = 0;
@@ -419,6 +494,9 @@ class run_impl {
       flush();
     } else if (++ops_since_check >= 1024) {
       ops_since_check = 0;
+      // Let MPI move batches already sent (large ones need this side's
+      // progress), and send a batch that has waited long enough.
+      if (!in_flight.empty()) progress_sends();
       if (now_unix_seconds() - last_flush > flush_age_s) flush();
     }
   }
@@ -479,7 +557,27 @@ class run_impl {
   }
 
   void progress_sends() {
-    while (!in_flight.empty() && in_flight.front().test()) in_flight.pop_front();
+    while (!in_flight.empty() && in_flight.front().test()) {
+      if (spare.size() < max_in_flight + 2) spare.push_back(in_flight.front().release());
+      in_flight.pop_front();
+    }
+  }
+
+  /// An empty batch frame, in a used buffer when there is one: on machines
+  /// where first-touching memory is slow, fresh buffers cost more than encoding.
+  void new_batch() {
+    bytes b;
+    if (!spare.empty()) {
+      b = std::move(spare.back());
+      spare.pop_back();
+    } else if (rank == 0) {
+      svc->take_spare(b);
+    }
+    // Room for a full batch of points at once: growing by doubling would
+    // copy it several times into fresh memory.
+    b.reserve(flush_points * 3 * sizeof(double) + 4096);
+    b.assign(batch_head, msg_batch);
+    batch = std::move(b);
   }
 
   void emit_all() {
@@ -492,18 +590,24 @@ class run_impl {
     emit_all();
     pending = 0;
     last_flush = now_unix_seconds();
-    if (batch.empty()) return;
+    if (batch.size() == batch_head) return;
     if (rank == 0) {
-      svc->post(msg_batch, std::move(batch));
-      batch.clear();
+      svc->post(std::move(batch));
+      // Rank 0 far ahead of its own service waits, like a worker does for
+      // its sends: memory stays bounded and frame buffers get reused.
+      for (unsigned us = 1; svc->queued() > max_in_flight; us = std::min(us * 2, 1000u)) {
+        std::this_thread::sleep_for(std::chrono::microseconds(us));
+      }
+      new_batch();
       return;
     }
-    in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, make_frame(msg_batch, batch), seg));
-    batch.clear();
+    in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, std::move(batch), seg));
+    new_batch();
     progress_sends();
     // Bounded memory: a rank far ahead of rank 0 waits for its oldest batch.
     while (in_flight.size() > max_in_flight) {
-      in_flight.front().wait();
+      auto done = in_flight.front().release();
+      if (spare.size() < max_in_flight + 2) spare.push_back(std::move(done));
       in_flight.pop_front();
     }
   }
@@ -577,6 +681,7 @@ class run_impl {
         encode(end, enc);
         svc->journal.append(enc);
         svc->journal.sync();
+        // Points stream from the journal into the file; nothing is replayed.
         merge_run(paths, svc->rec, svc->journal.path());
         svc->journal.close();
         ::unlink(paths.journal(id).c_str());
@@ -605,7 +710,7 @@ class run_impl {
     stopped = true;
     flush();
     if (rank == 0) {
-      svc->post(msg_stop, {});
+      svc->post_stop();
       svc_thread.join();
       finish(status, reason, true);
     } else {
@@ -756,6 +861,9 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
     const bool journaling = r.mode == tracking_mode::async || r.mode == tracking_mode::sync;
     r.svc = std::make_unique<tracking::service>(r.ops, r.size, r.seg, std::move(rec), std::move(journal), journaling);
     r.svc_thread = std::thread([svc = r.svc.get()] { svc->loop(); });
+  }
+  r.new_batch();
+  if (r.rank == 0) {
     if (r.mode != tracking_mode::read_only) {
       log::info() << "run " << r.id << " ('" << r.name << "') tracking to " << r.paths.file << " ("
                   << to_string(r.mode) << ")";

@@ -113,23 +113,28 @@ static_assert(std::endian::native == std::endian::little, "journal encoding assu
 
 namespace {
 
-template <class T>
-void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));
-  out.append(b, sizeof(T));
+template <class Out>
+void put_raw(Out& out, const void* p, std::size_t n) {
+  const auto* c = static_cast<const char*>(p);
+  out.insert(out.end(), c, c + n);
 }
-void put_str(std::string& out, std::string_view s) {
+template <class T, class Out>
+void put(Out& out, T v) {
+  put_raw(out, &v, sizeof(T));
+}
+template <class Out>
+void put_str(Out& out, std::string_view s) {
   put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
-  out.append(s.data(), s.size());
+  put_raw(out, s.data(), s.size());
 }
-void put_strs(std::string& out, const std::vector<std::string>& v) {
+template <class Out>
+void put_strs(Out& out, const std::vector<std::string>& v) {
   put<std::uint32_t>(out, static_cast<std::uint32_t>(v.size()));
   for (const auto& s : v) put_str(out, s);
 }
-template <class T>
-void put_array(std::string& out, const std::vector<T>& v) {
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+template <class T, class Out>
+void put_array(Out& out, const std::vector<T>& v) {
+  put_raw(out, v.data(), v.size() * sizeof(T));
 }
 
 class reader {
@@ -173,7 +178,8 @@ class reader {
   std::size_t& pos_;
 };
 
-void put_atom(std::string& out, const atom_value& a) {
+template <class Out>
+void put_atom(Out& out, const atom_value& a) {
   put<std::uint8_t>(out, static_cast<std::uint8_t>(a.type));
   switch (a.type) {
     case field_type::int_:
@@ -205,7 +211,8 @@ atom_value get_atom(reader& r) {
 
 }  // namespace
 
-void encode(const op& o, std::string& out) {
+template <class Out>
+void encode_to(const op& o, Out& out) {
   put<std::uint8_t>(out, static_cast<std::uint8_t>(o.kind));
   put<std::int32_t>(out, o.rank);
   put<double>(out, o.time);
@@ -253,7 +260,7 @@ void encode(const op& o, std::string& out) {
     case op_kind::file:
       put_str(out, o.file.filename);
       put<std::uint64_t>(out, o.file.data.size());
-      out.append(o.file.data);
+      put_raw(out, o.file.data.data(), o.file.data.size());
       break;
     case op_kind::array:
       put_str(out, o.array.dtype);
@@ -264,9 +271,17 @@ void encode(const op& o, std::string& out) {
   }
 }
 
+void encode(const op& o, std::string& out) { encode_to(o, out); }
+void encode(const op& o, bytes& out) { encode_to(o, out); }
+
 op decode(std::string_view data, std::size_t& pos) {
-  reader r(data, pos);
   op o;
+  decode_into(data, pos, o);
+  return o;
+}
+
+void decode_into(std::string_view data, std::size_t& pos, op& o) {
+  reader r(data, pos);
   const auto kind = r.get<std::uint8_t>();
   if (kind < 1 || kind > 7) throw format_error("tracking record of unknown kind " + std::to_string(kind));
   o.kind = static_cast<op_kind>(kind);
@@ -285,6 +300,7 @@ op decode(std::string_view data, std::size_t& pos) {
       i.command_line = r.str();
       i.version = r.str();
       i.mode = r.str();
+      i.context.clear();
       const auto n = r.get<std::uint32_t>();
       for (std::uint32_t k = 0; k < n; ++k) {
         auto key = r.str();
@@ -306,6 +322,9 @@ op decode(std::string_view data, std::size_t& pos) {
       if (n > data.size()) throw format_error("tracking record is truncated or damaged");
       r.array(p.steps, n);
       r.array(p.timestamps, n);
+      p.f.clear();
+      p.i.clear();
+      p.s.clear();
       if (p.type == field_type::float_series) r.array(p.f, n);
       if (p.type == field_type::int_series) r.array(p.i, n);
       if (p.type == field_type::string_series) {
@@ -333,7 +352,6 @@ op decode(std::string_view data, std::size_t& pos) {
       break;
     }
   }
-  return o;
 }
 
 // ------------------------------------------------------------------- rules --
@@ -469,7 +487,7 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
                              value_type_of_series(p.type) + from_rank(f->rank, o.rank));
         }
       }
-      double last = (f && f->series.size()) ? f->series.steps.back() : -1.0;
+      double last = f ? f->last_step : -1.0;
       // Resolve steps and drop points whose explicit step does not advance.
       std::size_t keep = 0, dropped = 0;
       std::string first_drop;
@@ -507,12 +525,16 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
         f = &create(p.type);
         f->series.type = p.type;
       }
-      auto& s = f->series;
-      s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
-      s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
-      s.f.insert(s.f.end(), p.f.begin(), p.f.end());
-      s.i.insert(s.i.end(), p.i.begin(), p.i.end());
-      s.s.insert(s.s.end(), p.s.begin(), p.s.end());
+      f->last_step = last;
+      f->points += keep;
+      if (keep_points) {
+        auto& s = f->series;
+        s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
+        s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
+        s.f.insert(s.f.end(), p.f.begin(), p.f.end());
+        s.i.insert(s.i.end(), p.i.begin(), p.i.end());
+        s.s.insert(s.s.end(), p.s.begin(), p.s.end());
+      }
       f->updated = o.time;
       return true;
     }

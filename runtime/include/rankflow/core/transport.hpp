@@ -40,6 +40,9 @@ class pending_send {
   /// True once every segment has been handed to MPI's buffers or delivered.
   bool test();
   void wait();
+  /// Waits, then hands the frame's buffer back for reuse (its capacity is
+  /// kept: a sender that reuses buffers touches no fresh memory).
+  bytes release();
 
  private:
   friend pending_send isend_frame(MPI_Comm, int, int, bytes&&, std::size_t);

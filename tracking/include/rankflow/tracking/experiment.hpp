@@ -58,8 +58,8 @@ std::string create_run(const experiment_paths& p, journal_writer& out);
 
 /// Writes `rec` as /runs/<id> into the experiment file: copy, change, fsync,
 /// rename, under the sidecar's lock. A kill at any point leaves either the old
-/// or the new file, never a damaged one. File artifacts whose bytes are not in
-/// memory are read from `journal_path`.
+/// or the new file, never a damaged one. File artifacts whose bytes and series
+/// whose points are not in memory are read from `journal_path`, streamed.
 void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path);
 
 /// Replays every journal in the sidecar whose writer is gone: the run is
@@ -67,7 +67,9 @@ void merge_run(const experiment_paths& p, const run_record& rec, const std::stri
 /// end) and the journal removed. Returns the recovered ids.
 std::vector<std::string> recover(const std::string& file);
 
-/// Rebuilds a run from a journal (what recover and live readers use).
-run_record replay(const std::string& journal_path, bool* torn = nullptr);
+/// Rebuilds a run from a journal (what recover and live readers use). With
+/// keep_points false, series hold their type, count and last step only, and
+/// merge_run streams their points from the journal.
+run_record replay(const std::string& journal_path, bool* torn = nullptr, bool keep_points = true);
 
 }  // namespace rankflow::tracking

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include <rankflow/core/serialize.hpp>
 #include <rankflow/tracking/types.hpp>
 
 namespace rankflow::tracking {
@@ -55,6 +56,8 @@ struct field_record {
   field_type type = field_type::none;
   int rank = 0;        ///< rank whose write created the field
   double updated = 0;  ///< Unix seconds of the last change
+  double last_step = -1;     ///< series: step of the last point (-1: none yet)
+  std::uint64_t points = 0;  ///< series: number of points
   atom_value atom;
   series_data series;
   file_info file;
@@ -104,6 +107,9 @@ class run_record {
  public:
   run_info info;
   std::map<std::string, field_record> fields;
+  /// false: series keep only their type, last step and count, not their
+  /// points (rank 0 of a live run, whose points are in the journal).
+  bool keep_points = true;
 
   /// Applies `o`, checking types, namespaces and series steps. On success the
   /// operation is changed into what must be journaled (steps resolved,
@@ -123,10 +129,14 @@ class run_record {
   std::map<std::string, int> namespaces_;  ///< prefixes of field paths -> count
 };
 
-/// Byte encoding of operations (journal records and messages to rank 0).
+/// Byte encoding of operations (journal records and messages to rank 0),
+/// appended to `out`.
 void encode(const op& o, std::string& out);
+void encode(const op& o, bytes& out);
 /// Decodes one operation at `data[pos]`, advancing `pos`. Throws format_error
 /// on truncated or malformed input.
 op decode(std::string_view data, std::size_t& pos);
+/// Same, into `o`, reusing its buffers (rank 0 decodes millions of points).
+void decode_into(std::string_view data, std::size_t& pos, op& o);
 
 }  // namespace rankflow::tracking
