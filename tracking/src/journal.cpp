@@ -175,7 +175,7 @@ void journal_writer::sync() {
 
 void journal_writer::close() {
   if (fd_ < 0) return;
-  sync();
+  flush();
   ::close(fd_);
   fd_ = -1;
 }

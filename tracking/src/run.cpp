@@ -679,8 +679,10 @@ class run_impl {
       if (mode == tracking_mode::async || mode == tracking_mode::sync) {
         std::string enc;
         encode(end, enc);
+        // Handed to the kernel (survives kill -9) but not fsync'd: the merge
+        // below fsyncs what matters, the file itself.
         svc->journal.append(enc);
-        svc->journal.sync();
+        svc->journal.flush();
         // Points stream from the journal into the file; nothing is replayed.
         merge_run(paths, svc->rec, svc->journal.path());
         svc->journal.close();
@@ -838,7 +840,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
           std::string enc;
           tracking::encode(begin, enc);
           journal.append(enc);
-          journal.sync();
+          journal.flush();  // survives kill -9 at once; fsync'd by the first wait()
         }
       }
       msg = rec.info.id + '\n' + rec.info.name;
