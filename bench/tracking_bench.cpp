@@ -10,6 +10,7 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <span>
 #include <string>
@@ -186,6 +187,48 @@ void BM_bigsum_tracking(benchmark::State& state) {
   }
 }
 
+// The same comparison with tracked and untracked runs interleaved (order
+// alternating), so that this VM's drift of several percent between minutes
+// cancels out; reports both medians and the overhead.
+void BM_bigsum_tracking_paired(benchmark::State& state) {
+  auto& rt = bench_runtime();
+  bigsum::params p;
+  p.rows = env_int("RANKFLOW_BENCH_ROWS", 20000);
+  p.cols = env_int("RANKFLOW_BENCH_COLS", 20000);
+  p.how = bigsum::mode::stream;
+  const std::string file = "bench_bigsum_paired.h5";
+  std::vector<double> plain, tracked;
+  bool tracked_first = false;
+  for (auto _ : state) {
+    clean(file);
+    double pair[2] = {0, 0};
+    for (int k = 0; k < 2; ++k) {
+      const bool track = (k == 0) == tracked_first;
+      pair[track ? 1 : 0] = timed_max([&] {
+        if (track) {
+          auto run = rt.start_run("bigsum", bench_run(file));
+          auto r = bigsum::run(rt, p, &run);
+          bigsum::track(rt, run, p, r);
+          run.stop();
+        } else {
+          benchmark::DoNotOptimize(bigsum::run(rt, p, nullptr).sum);
+        }
+      });
+    }
+    tracked_first = !tracked_first;
+    plain.push_back(pair[0]);
+    tracked.push_back(pair[1]);
+    state.SetIterationTime(pair[0] + pair[1]);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  state.counters["untracked_ms"] = median(plain) * 1e3;
+  state.counters["tracked_ms"] = median(tracked) * 1e3;
+  state.counters["overhead_pct"] = (median(tracked) / median(plain) - 1.0) * 100.0;
+}
+
 }  // namespace
 
 BENCHMARK(BM_series_plain_hdf5)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
@@ -193,3 +236,4 @@ BENCHMARK(BM_series_rankflow_wait)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchm
 BENCHMARK(BM_array_plain_write)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_array_rankflow_write)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_bigsum_tracking)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
+BENCHMARK(BM_bigsum_tracking_paired)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(9);

@@ -62,6 +62,7 @@ TEST(Tracking, EveryFieldTypeRoundTrips) {
       run["sys/tags"].add("c");
       for (int s = 0; s < 5; ++s) run["train/loss"].append(1.0 / (s + 1));
       run["train/epoch"].append(std::int64_t{7}, {.step = 10});
+      run["train/when"].append(1.5, {.step = 2, .timestamp = 1700000000.25});
       run["train/note"].append("start");
       run["train/note"].append("end");
       run["artifacts/config"].upload_bytes(std::string("lr: 0.5\n\0binary", 16), "config.yaml");
@@ -86,6 +87,10 @@ TEST(Tracking, EveryFieldTypeRoundTrips) {
     EXPECT_EQ(epoch.steps, std::vector<double>{10});
     EXPECT_EQ(epoch.values, std::vector<std::int64_t>{7});
     EXPECT_EQ(run["train/note"].fetch_values<std::string>().values, (std::vector<std::string>{"start", "end"}));
+    auto when_v = run["train/when"].fetch_values();
+    EXPECT_EQ(when_v.timestamps, std::vector<double>{1700000000.25});
+    EXPECT_EQ(when_v.steps, std::vector<double>{2});
+    EXPECT_GT(loss.timestamps[0], 1.7e9);  // stamped at append time
     EXPECT_EQ(run["artifacts/config"].fetch_bytes(), std::string("lr: 0.5\n\0binary", 16));
     EXPECT_EQ(run["params/lr"].type(), field_type::float_);
     EXPECT_FALSE(run["params/nothing"].exists());
@@ -445,5 +450,29 @@ TEST(Tracking, ArtifactsFromFiles) {
       EXPECT_EQ(static_cast<unsigned char>(f->file.data[1]), static_cast<unsigned char>((7 + r) & 0xFF));
       EXPECT_EQ(f->file.filename, "upload_src_r" + std::to_string(r) + "_np" + std::to_string(rt.size()) + ".bin");
     }
+  }
+}
+
+TEST(Tracking, AnExceptionMarksTheRunFailed) {
+  auto& rt = test_runtime();
+  const auto file = fresh("track_failed");
+  std::string id;
+  try {
+    auto run = rt.start_run("doomed", in(file));
+    id = run.id();
+    run["before"] = 1.0;
+    run.wait();
+    MPI_Barrier(MPI_COMM_WORLD);
+    throw std::runtime_error("simulated failure");
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "simulated failure");
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rt.is_scheduler()) {
+    auto rec = tr::load_run(file, id);
+    EXPECT_EQ(rec.info.status, "failed");
+    EXPECT_NE(rec.info.reason.find("exception"), std::string::npos) << rec.info.reason;
+    ASSERT_NE(rec.find("before"), nullptr);
+    EXPECT_EQ(rec.find("before")->atom.d, 1.0);
   }
 }

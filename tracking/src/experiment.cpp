@@ -703,9 +703,16 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
   const auto tmp = p.dir + "/." + basename_of(p.file) + ".tmp-" + std::to_string(::getpid());
   {
     handle f;
-    if (check_file(p.file)) {
+    if (exists(p.file)) {
       copy_file(p.file, tmp);
-      f = handle(check(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "H5Fopen", tmp));
+      try {
+        f = open_checked(tmp, H5F_ACC_RDWR);  // the copy is checked: one open, not two
+      } catch (const format_error& e) {
+        ::unlink(tmp.c_str());
+        std::string msg = e.what();
+        for (auto at = msg.find(tmp); at != std::string::npos; at = msg.find(tmp)) msg.replace(at, tmp.size(), p.file);
+        throw format_error(msg);
+      }
     } else {
       f = create_experiment_file(tmp);
     }
@@ -826,9 +833,9 @@ std::vector<double> read_array(const std::string& file, const array_info& a, std
 }
 
 std::string create_run(const experiment_paths& p, journal_writer& out) {
-  dir_lock lock(p);
   int top = 0;
-  if (check_file(p.file)) {
+  dir_lock lock(p);
+  if (exists(p.file)) {
     auto f = open_checked(p.file, H5F_ACC_RDONLY);
     for (const auto& id : run_ids_in_file(f.id())) top = std::max(top, run_number(id));
   }

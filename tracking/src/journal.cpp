@@ -190,6 +190,11 @@ bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn) {
   // A window over the file: [pos, len) of `buf` holds the bytes at file
   // offset `at`... onwards. Refilled in place, grown only for a larger record.
   thread_local std::string buf;
+  struct stat st {};
+  ::fstat(fd, &st);
+  // The window: 4 MiB, or the whole journal when it is smaller (fresh memory
+  // is not free: never touch more than the file needs).
+  const std::size_t window = std::clamp<std::size_t>(static_cast<std::size_t>(st.st_size), 64, std::size_t{4} << 20);
   std::size_t pos = 0, len = 0;
   std::uint64_t at = 0;  // file offset of buf[pos]
   bool eof = false;
@@ -200,7 +205,7 @@ bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn) {
       len -= pos;
       pos = 0;
     }
-    if (buf.size() < std::max<std::size_t>(n, std::size_t{4} << 20)) buf.resize(std::max<std::size_t>(n, std::size_t{4} << 20));
+    if (buf.size() < std::max(n, window)) buf.resize(std::max(n, window));
     while (len < n && !eof) {
       const auto r = ::read(fd, buf.data() + len, buf.size() - len);
       if (r < 0 && errno == EINTR) continue;

@@ -315,10 +315,15 @@ class service {
         continue;
       }
       // Nothing to do: sleep (woken at once by rank 0's own calls) for a
-      // growing while, so an idle run costs no CPU beside the computation.
+      // growing while, so an idle run costs no CPU beside the computation:
+      // up to 1 ms while traffic is recent, then up to 20 ms once the ranks
+      // have been quiet for a while (a worker's wait() after a long compute
+      // is answered within that). Each wake-up is a context switch that a
+      // fully busy node pays for.
       if (++idle < 16) continue;
       std::unique_lock lk(m_);
-      const auto us = std::min(1000u, 1u << std::min(idle - 16, 10u));
+      const unsigned cap = idle < 16 + 10 + 200 ? 1000u : 20000u;
+      const auto us = std::min(cap, 1u << std::min(idle - 16, 15u));
       cv_.wait_for(lk, std::chrono::microseconds(us), [&] { return !q_.empty() || aborted_.load(); });
     }
     for (auto& s : out_) s.wait();
@@ -684,7 +689,11 @@ class run_impl {
         svc->journal.append(enc);
         svc->journal.flush();
         // Points stream from the journal into the file; nothing is replayed.
+        const auto t0 = std::chrono::steady_clock::now();
         merge_run(paths, svc->rec, svc->journal.path());
+        log::debug() << "run " << id << " written into " << paths.file << " in "
+                     << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()
+                     << " ms";
         svc->journal.close();
         ::unlink(paths.journal(id).c_str());
       }
@@ -739,7 +748,14 @@ class run_impl {
   void abandon(const std::string& reason) {
     if (stopped) return;
     stopped = true;
-    if (rank != 0) return;
+    if (rank != 0) {
+      // Rank 0 will not receive what is still in flight; waiting for those
+      // sends (as their destructors would) could hang this rank. They are
+      // left to MPI: the job is ending or the run's communicator is dropped.
+      progress_sends();
+      if (!in_flight.empty()) new std::deque<detail::pending_send>(std::move(in_flight));  // NOLINT: deliberate leak
+      return;
+    }
     try {
       flush();
     } catch (...) {
@@ -812,7 +828,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
       } else if (r.mode == tracking_mode::debug) {
         rec.info.id = "DEBUG";
       } else {
-        tracking::check_file(r.paths.file);
+        tracking::check_file(r.paths.file);  // a bad file is refused before anything is created
         const auto recovered = tracking::recover(r.paths.file);
         for (const auto& id : recovered) {
           log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (it was killed; status 'killed')";
