@@ -10,6 +10,9 @@ run 3 "$DEMO" all --experiment readback/exp.h5
 [ "$RC" -eq 0 ] || fail "track_demo exited $RC: $OUT"
 printf '%s\n' "$OUT" | grep -q "run RUN-1 done" || fail "no run id printed: $OUT"
 
+h5dump readback/exp.h5 > readback/all.txt || fail "h5dump of the whole file failed"
+grep -q '"hello, artifact' readback/all.txt || grep -q '104, 101, 108, 108, 111' readback/all.txt || fail "artifact bytes not in h5dump"
+grep -q '"adam"' readback/all.txt || fail "String field not in h5dump"
 h5dump -A readback/exp.h5 > readback/attrs.txt || fail "h5dump -A failed"
 grep -q 'ATTRIBUTE "rankflow_format_major"' readback/attrs.txt || fail "no format attribute in h5dump"
 grep -q '"succeeded"' readback/attrs.txt || fail "status not succeeded in h5dump"
