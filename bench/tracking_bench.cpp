@@ -176,6 +176,7 @@ void BM_bigsum_tracking(benchmark::State& state) {
     const double s = timed_max([&] {
       if (tracked) {
         auto run = rt.start_run("bigsum", bench_run(file));
+        bigsum::track_params(rt, run, p);
         auto r = bigsum::run(rt, p, &run);
         bigsum::track(rt, run, p, r);
         run.stop();
@@ -207,6 +208,7 @@ void BM_bigsum_tracking_paired(benchmark::State& state) {
       pair[track ? 1 : 0] = timed_max([&] {
         if (track) {
           auto run = rt.start_run("bigsum", bench_run(file));
+          bigsum::track_params(rt, run, p);
           auto r = bigsum::run(rt, p, &run);
           bigsum::track(rt, run, p, r);
           run.stop();

@@ -222,7 +222,7 @@ result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
   return r;
 }
 
-void track(rankflow::Runtime& rt, rankflow::Run& run, const params& p, const result& r) {
+void track_params(rankflow::Runtime& rt, rankflow::Run& run, const params& p) {
   if (!rt.is_scheduler()) return;
   run["params/rows"] = p.rows;
   run["params/cols"] = p.cols;
@@ -231,6 +231,10 @@ void track(rankflow::Runtime& rt, rankflow::Run& run, const params& p, const res
   run["params/block_rows"] = p.block_rows;
   run["params/save"] = p.save;
   run["sys/ranks"] = rt.size();
+}
+
+void track(rankflow::Runtime& rt, rankflow::Run& run, const params& p, const result& r) {
+  if (!rt.is_scheduler()) return;
   run["result/mode"] = to_string(r.used);
   run["result/partitions"] = r.partitions;
   run["result/bytes"] = static_cast<std::int64_t>(r.bytes);

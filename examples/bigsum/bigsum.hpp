@@ -68,8 +68,12 @@ struct result {
 /// run, per-partition times are collected and --save writes the matrix into it.
 result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked = nullptr);
 
-/// Records parameters, rank count, the sum, the times and the per-partition
-/// times in `tracked` (rank 0 writes; collective-safe to call on every rank).
+/// Records the parameters and rank count (before computing, so that an
+/// interrupted run has them too).
+void track_params(rankflow::Runtime& rt, rankflow::Run& tracked, const params& p);
+
+/// Records the mode used, the sum (and its exact bits), the times and the
+/// per-partition times in `tracked` (rank 0 writes; safe to call on every rank).
 void track(rankflow::Runtime& rt, rankflow::Run& tracked, const params& p, const result& r);
 
 const char* to_string(mode m) noexcept;

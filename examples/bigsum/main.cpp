@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     // Every bigsum is a tracked run in --experiment (default rankflow.h5);
     // --tracking-mode debug tracks nothing.
     rankflow::Run run = rt.start_run("bigsum");
+    bigsum::track_params(rt, run, p);
     const bigsum::result r = bigsum::run(rt, p, &run);
     bigsum::track(rt, run, p, r);
     run.stop();
@@ -73,6 +74,11 @@ int main(int argc, char** argv) {
   } catch (const rankflow::resource_error& e) {
     if (root) std::fprintf(stderr, "%s\n", e.what());
     return 3;
+  } catch (const rankflow::interrupted& e) {
+    // A time limit or scancel: the run is marked killed; 75 (EX_TEMPFAIL)
+    // tells a batch script "try again later".
+    if (root) std::fprintf(stderr, "bigsum: %s\n", e.what());
+    return 75;
   } catch (const rankflow::storage_error& e) {
     if (root) std::fprintf(stderr, "bigsum: %s\n", e.what());
     return 4;

@@ -17,6 +17,9 @@
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/transport.hpp>
+#include <csignal>
+
+#include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 
 #include <cstring>
@@ -115,6 +118,14 @@ void send_small(const runtime_state& st, int dest, int tag, bytes&& f) {
                     "same order");
 }
 
+// failure_info::partition of a call stopped by a signal rather than a task.
+constexpr std::int64_t interrupted_partition = -2;
+
+failure_info interruption(int rank, int sig) {
+  return {rank, 0, -1, interrupted_partition, std::string("interrupted by ") + signal_name(sig) + " on rank " +
+                                                   std::to_string(rank)};
+}
+
 task_error make_task_error(const runtime_state& st, const job& j, const failure_info& fi) {
   task_error::details d;
   d.step = j.step;
@@ -125,6 +136,14 @@ task_error make_task_error(const runtime_state& st, const job& j, const failure_
   d.attempts = fi.attempts;
   d.message = fi.message;
   return task_error(std::move(d));
+}
+
+[[noreturn]] void raise_failure(const runtime_state& st, const job& j, const failure_info& fi) {
+  if (fi.partition == interrupted_partition) {
+    int sig = pending_signal();
+    throw interrupted(sig ? sig : SIGTERM, j.step + ": " + fi.message + "; work in flight was finished or abandoned");
+  }
+  throw make_task_error(st, j, fi);
 }
 
 // ---------------------------------------------------------------- rank 0 ---
@@ -144,7 +163,7 @@ class scheduler {
     encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
     if (failure_) append_failure(stop, *failure_);
     for (int r = 1; r < st_.size; ++r) send_small(st_, r, tag_ctrl, bytes(stop));
-    if (failure_) throw make_task_error(st_, j_, *failure_);
+    if (failure_) raise_failure(st_, j_, *failure_);
     progress_.finish();
   }
 
@@ -160,6 +179,7 @@ class scheduler {
     const int active = std::max(1, std::min(j_.active_ranks, st_.size));
     for (;;) {
       bool busy = poll();
+      check_signal(active);
       if (!failure_) {
         for (int r = 1; r < active; ++r) {
           std::int64_t p = 0;
@@ -190,6 +210,8 @@ class scheduler {
   void run_blocked() {
     const auto own = blocked_partitions(j_.plan.count, 0, st_.size);
     for (std::int64_t p = own.first; p < own.last && !failure_; ++p) {
+      check_signal(1);
+      if (failure_) break;
       for (int attempt = 1;; ++attempt) {
         if (run_here(p, attempt, 1) || failure_) break;
         retry_.clear();  // blocked: the retry happens here, in place
@@ -244,8 +266,13 @@ class scheduler {
     progress_.update(completed_);
   }
 
+  // A signal on rank 0: stop handing out work, as after a final failure.
+  void check_signal(int active) {
+    if (const int sig = pending_signal(); sig != 0 && !failure_) failed(interruption(0, sig), active);
+  }
+
   void failed(const failure_info& fi, int active) {
-    if (fi.attempts <= j_.retries) {
+    if (fi.partition != interrupted_partition && fi.attempts <= j_.retries) {
       log::warn() << j_.step << ": partition " << fi.partition << " failed on rank " << fi.rank << " (attempt "
                   << fi.attempts << " of " << j_.retries + 1 << "), item " << fi.item << ": " << fi.message
                   << "; retrying" << (active > 1 && j_.sched == schedule::dynamic ? " on another rank" : "");
@@ -254,9 +281,14 @@ class scheduler {
     }
     if (failure_) return;  // the first final failure is the one reported
     failure_ = fi;
-    log::error() << j_.step << ": partition " << fi.partition << " failed on rank " << fi.rank << " (host "
-                 << st_.hosts[fi.rank] << ") after " << fi.attempts << " attempt(s), item " << fi.item << ": "
-                 << fi.message;
+    if (fi.partition == interrupted_partition) {
+      log::warn() << j_.step << ": " << fi.message << " (host " << st_.hosts[fi.rank]
+                  << "): no new partitions are handed out; finishing those in flight";
+    } else {
+      log::error() << j_.step << ": partition " << fi.partition << " failed on rank " << fi.rank << " (host "
+                   << st_.hosts[fi.rank] << ") after " << fi.attempts << " attempt(s), item " << fi.item << ": "
+                   << fi.message;
+    }
     if (j_.sched == schedule::blocked) {
       for (int r = 1; r < st_.size; ++r) {
         send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
@@ -282,7 +314,8 @@ class scheduler {
           completed();
           break;
         case kind::fail: {
-          if (j_.sched == schedule::dynamic) release(r);
+          // An interruption report is not the answer to an assignment.
+          if (j_.sched == schedule::dynamic && h.partition != interrupted_partition) release(r);
           failure_info fi = read_failure(body(in), body_size(in));
           failed(fi, std::max(1, std::min(j_.active_ranks, st_.size)));
           break;
@@ -325,7 +358,17 @@ class worker {
     if (j_.sched == schedule::blocked) run_blocked();
     wait_for_stop();
     for (auto& s : sends_) s.wait();
-    if (failure_) throw make_task_error(st_, j_, *failure_);
+    if (failure_) raise_failure(st_, j_, *failure_);
+  }
+
+  // A signal on this worker: tell rank 0 once, which stops the call everywhere.
+  void check_signal() {
+    const int sig = pending_signal();
+    if (sig == 0 || signal_reported_) return;
+    signal_reported_ = true;
+    bytes ff = frame_with({kind::fail, 0, st_.op, interrupted_partition, j_.plan.count});
+    append_failure(ff, interruption(st_.rank, sig));
+    send(std::move(ff));
   }
 
  private:
@@ -360,6 +403,8 @@ class worker {
   void run_blocked() {
     const auto own = blocked_partitions(j_.plan.count, st_.rank, st_.size);
     for (std::int64_t p = own.first; p < own.last && !cancelled_; ++p) {
+      check_signal();
+      if (signal_reported_) break;
       bool ok = false;
       for (int a = 1; a <= j_.retries + 1 && !ok; ++a) ok = attempt(p, a, a == j_.retries + 1);
       if (!ok) break;
@@ -396,6 +441,7 @@ class worker {
     backoff idle;
     while (!stopped_) {
       drain_ctrl();
+      check_signal();
       if (!queue_.empty()) {
         auto [p, a] = queue_.front();
         queue_.pop_front();
@@ -414,6 +460,7 @@ class worker {
   std::deque<pending_send> sends_;
   bool stopped_ = false;
   bool cancelled_ = false;
+  bool signal_reported_ = false;
   std::optional<failure_info> failure_;
 };
 

@@ -1,4 +1,5 @@
 #include <rankflow/runtime/runtime.hpp>
+#include <rankflow/core/signals.hpp>
 
 #include <unistd.h>
 
@@ -105,6 +106,7 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
     std::exit(bad.empty() ? 0 : 2);
   }
   std::set_terminate(abort_job_on_terminate);
+  if (opts.handle_signals) detail::install_signal_handlers();
 }
 
 Runtime::~Runtime() {

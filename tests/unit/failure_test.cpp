@@ -1,5 +1,9 @@
 #include <set>
 
+#include <chrono>
+#include <csignal>
+#include <thread>
+
 #include "mpi_test.hpp"
 
 namespace {
@@ -136,4 +140,31 @@ TEST(Failure, MpiErrorsBecomeExceptions) {
   // A send to a rank that does not exist: MPI_ERRORS_RETURN turns it into an exception.
   EXPECT_THROW(rankflow::detail::check_mpi(MPI_Send(&x, 1, MPI_INT, rt.size() + 5, 0, MPI_COMM_WORLD), "MPI_Send"),
                rankflow::mpi_error);
+}
+
+// A time-limit signal on one rank stops the collective call on every rank
+// with rankflow::interrupted, whichever schedule.
+TEST(Interrupt, SignalOnOneRankStopsTheCallEverywhere) {
+  auto& rt = test_runtime();
+  const int who = rt.size() - 1;
+  for (auto sched : {rankflow::schedule::dynamic, rankflow::schedule::blocked}) {
+    bool raised = false;
+    EXPECT_THROW_WITH(rt.parallel_map(
+                          rankflow::range(0, 4000),
+                          [&](std::int64_t i) {
+                            if (rt.rank() == who && !raised) {
+                              raised = true;
+                              std::raise(SIGUSR1);
+                            }
+                            std::this_thread::sleep_for(std::chrono::microseconds(50));
+                            return i;
+                          },
+                          {.chunk_size = 1, .sched = sched}),
+                      rankflow::interrupted, "interrupted by SIGUSR1 on rank " + std::to_string(who));
+    rankflow::detail::clear_pending_signal();
+    rankflow::detail::install_signal_handlers();  // the handler is one-shot
+    // The runtime is usable afterwards.
+    auto r = rt.parallel_map(rankflow::range(0, 10), [](std::int64_t i) { return i; });
+    if (rt.is_scheduler()) EXPECT_EQ(r.size(), 10u);
+  }
 }

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <rankflow/core/log.hpp>
+#include <rankflow/core/signals.hpp>
 #include <rankflow/core/transport.hpp>
 #include <rankflow/tracking/experiment.hpp>
 #include <rankflow/tracking/h5.hpp>
@@ -259,7 +260,10 @@ class service {
   void loop() {
     detail::frame_in f;
     unsigned idle = 0;
-    while (!aborted_) {
+    for (;;) {
+      // Checked before draining: what rank 0 posted before abort() is still
+      // applied (an abandoned run keeps what rank 0 tracked).
+      const bool stopping = aborted_.load();
       bool did = false;
       std::deque<item> items;
       {
@@ -290,6 +294,7 @@ class service {
           if (spare_.size() < max_in_flight + 2) spare_.push_back(std::move(it.frame));
         }
       }
+      if (stopping) break;
       for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
         did = true;
         const char kind = f.payload()[0];
@@ -745,7 +750,7 @@ class run_impl {
 
   /// This rank is unwinding: no collective is possible. Rank 0 records the
   /// failure and writes the run; other ranks just leave.
-  void abandon(const std::string& reason) {
+  void abandon(std::string reason) {
     if (stopped) return;
     stopped = true;
     if (rank != 0) {
@@ -762,7 +767,12 @@ class run_impl {
     }
     svc->abort();
     svc_thread.join();
-    finish("failed", reason, false);
+    const int sig = pending_signal();
+    if (sig != 0) {
+      reason = std::string("interrupted by ") + signal_name(sig) + " (a time limit, scancel or preemption); "
+               "everything tracked until then was kept";
+    }
+    finish(sig != 0 ? "killed" : "failed", reason, false);
   }
 
   void free_comms() {

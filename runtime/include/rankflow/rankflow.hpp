@@ -5,6 +5,7 @@
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/serialize.hpp>
+#include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/resources.hpp>

@@ -67,4 +67,16 @@ class task_error : public error {
   details d_;
 };
 
+/// A time-limit or cancellation signal (SIGTERM, SIGUSR1) arrived: the
+/// collective call in progress was stopped on every rank. Programs usually
+/// let it end main() with a distinct exit code (bigsum: 75, EX_TEMPFAIL).
+class interrupted : public error {
+ public:
+  interrupted(int sig, const std::string& what) : error(what), signal_(sig) {}
+  int signal() const noexcept { return signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace rankflow

@@ -62,6 +62,9 @@ struct runtime_options {
   /// true: the program prints its own --help (and appends help_text());
   /// false: on --help, rank 0 prints rankflow's help and the program exits 0.
   bool program_handles_help = false;
+  /// Catch SIGTERM and SIGUSR1 (a time limit, scancel) once: the collective
+  /// call in progress stops on every rank with rankflow::interrupted.
+  bool handle_signals = true;
 };
 
 namespace detail {
