@@ -161,30 +161,38 @@ void BM_array_rankflow_write(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(rows * rows * sizeof(double)) * state.iterations());
 }
 
-// bigsum stream, 0: untracked, 1: tracked (start_run, per-partition times,
-// fields, stop with the merge into the file), whole program time.
-void BM_bigsum_tracking(benchmark::State& state) {
-  auto& rt = bench_runtime();
+bigsum::params bigsum_params() {
   bigsum::params p;
   p.rows = env_int("RANKFLOW_BENCH_ROWS", 20000);
   p.cols = env_int("RANKFLOW_BENCH_COLS", 20000);
   p.how = bigsum::mode::stream;
+  return p;
+}
+
+// One bigsum as the program runs it: tracked (start_run, parameters,
+// per-partition times, result, stop with the merge) or not.
+void bigsum_once(const bigsum::params& p, const std::string& file, bool tracked) {
+  auto& rt = bench_runtime();
+  if (tracked) {
+    auto run = rt.start_run("bigsum", bench_run(file));
+    bigsum::track_params(rt, run, p);
+    auto r = bigsum::run(rt, p, &run);
+    bigsum::track(rt, run, p, r);
+    run.stop();
+  } else {
+    benchmark::DoNotOptimize(bigsum::run(rt, p, nullptr).sum);
+  }
+}
+
+// bigsum stream, 0: untracked, 1: tracked (start_run, per-partition times,
+// fields, stop with the merge into the file), whole program time.
+void BM_bigsum_tracking(benchmark::State& state) {
+  const auto p = bigsum_params();
   const bool tracked = state.range(0) != 0;
   const std::string file = "bench_bigsum.h5";
   for (auto _ : state) {
     clean(file);
-    const double s = timed_max([&] {
-      if (tracked) {
-        auto run = rt.start_run("bigsum", bench_run(file));
-        bigsum::track_params(rt, run, p);
-        auto r = bigsum::run(rt, p, &run);
-        bigsum::track(rt, run, p, r);
-        run.stop();
-      } else {
-        benchmark::DoNotOptimize(bigsum::run(rt, p, nullptr).sum);
-      }
-    });
-    state.SetIterationTime(s);
+    state.SetIterationTime(timed_max([&] { bigsum_once(p, file, tracked); }));
   }
 }
 
@@ -192,11 +200,7 @@ void BM_bigsum_tracking(benchmark::State& state) {
 // alternating), so that this VM's drift of several percent between minutes
 // cancels out; reports both medians and the overhead.
 void BM_bigsum_tracking_paired(benchmark::State& state) {
-  auto& rt = bench_runtime();
-  bigsum::params p;
-  p.rows = env_int("RANKFLOW_BENCH_ROWS", 20000);
-  p.cols = env_int("RANKFLOW_BENCH_COLS", 20000);
-  p.how = bigsum::mode::stream;
+  const auto p = bigsum_params();
   const std::string file = "bench_bigsum_paired.h5";
   std::vector<double> plain, tracked;
   bool tracked_first = false;
@@ -205,17 +209,7 @@ void BM_bigsum_tracking_paired(benchmark::State& state) {
     double pair[2] = {0, 0};
     for (int k = 0; k < 2; ++k) {
       const bool track = (k == 0) == tracked_first;
-      pair[track ? 1 : 0] = timed_max([&] {
-        if (track) {
-          auto run = rt.start_run("bigsum", bench_run(file));
-          bigsum::track_params(rt, run, p);
-          auto r = bigsum::run(rt, p, &run);
-          bigsum::track(rt, run, p, r);
-          run.stop();
-        } else {
-          benchmark::DoNotOptimize(bigsum::run(rt, p, nullptr).sum);
-        }
-      });
+      pair[track ? 1 : 0] = timed_max([&] { bigsum_once(p, file, track); });
     }
     tracked_first = !tracked_first;
     plain.push_back(pair[0]);

@@ -17,11 +17,16 @@ int pending_signal() noexcept { return g_signal.load(std::memory_order_relaxed);
 
 const char* signal_name(int sig) noexcept {
   switch (sig) {
-    case SIGTERM: return "SIGTERM";
-    case SIGUSR1: return "SIGUSR1";
-    case SIGINT: return "SIGINT";
-    case 0: return "no signal";
-    default: return "a signal";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGUSR1:
+      return "SIGUSR1";
+    case SIGINT:
+      return "SIGINT";
+    case 0:
+      return "no signal";
+    default:
+      return "a signal";
   }
 }
 

@@ -165,6 +165,8 @@ TEST(Interrupt, SignalOnOneRankStopsTheCallEverywhere) {
     rankflow::detail::install_signal_handlers();  // the handler is one-shot
     // The runtime is usable afterwards.
     auto r = rt.parallel_map(rankflow::range(0, 10), [](std::int64_t i) { return i; });
-    if (rt.is_scheduler()) EXPECT_EQ(r.size(), 10u);
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(r.size(), 10u);
+    }
   }
 }

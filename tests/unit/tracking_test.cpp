@@ -77,7 +77,8 @@ TEST(Tracking, EveryFieldTypeRoundTrips) {
     EXPECT_EQ(run["params/use_gpu"].fetch<bool>(), true);
     EXPECT_EQ(run["params/optimizer"].fetch<std::string>(), "adam");
     EXPECT_EQ(rankflow::to_unix_seconds(run["params/started"].fetch<rankflow::timestamp>()), 1795000000.25);
-    EXPECT_EQ(run["params/layers"].fetch<std::vector<std::string>>(), (std::vector<std::string>{"conv", "relu", "conv"}));
+    EXPECT_EQ(run["params/layers"].fetch<std::vector<std::string>>(),
+              (std::vector<std::string>{"conv", "relu", "conv"}));
     EXPECT_EQ(run["sys/tags"].fetch<std::set<std::string>>(), (std::set<std::string>{"a", "b", "c"}));
     auto loss = run["train/loss"].fetch_values();
     ASSERT_EQ(loss.size(), 5u);
@@ -184,8 +185,7 @@ TEST(Tracking, StepsAreAssignedInArrivalOrderAndMustIncrease) {
   run[own].append(2.0, {.step = 3});  // backwards: refused
   run[own].append(3.0, {.step = 5});  // not after 5: refused
   run[own].append(4.0);               // assigned 6
-  EXPECT_THROW_WITH(run.wait(), rankflow::tracking_error, "step 3", "'" + own + "'", "last step 5",
-                    "1 more points");
+  EXPECT_THROW_WITH(run.wait(), rankflow::tracking_error, "step 3", "'" + own + "'", "last step 5", "1 more points");
   auto o = run[own].fetch_values();
   EXPECT_EQ(o.steps, (std::vector<double>{5, 6}));
   EXPECT_EQ(o.values, (std::vector<double>{1.0, 4.0}));
@@ -202,8 +202,8 @@ TEST(Tracking, ConflictBetweenRanksIsRefusedForTheLaterOne) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (rt.rank() == last) {
     run["shared/x"] = "text";
-    EXPECT_THROW_WITH(run.wait(), rankflow::type_error, "Float field 'shared/x' cannot be assigned a String",
-                      "rank 0", "rank " + std::to_string(last));
+    EXPECT_THROW_WITH(run.wait(), rankflow::type_error, "Float field 'shared/x' cannot be assigned a String", "rank 0",
+                      "rank " + std::to_string(last));
   } else {
     run.wait();  // the refusal goes to the rank that made it, not to others
   }
@@ -292,8 +292,10 @@ TEST(Tracking, ArraysWrittenCollectivelyReadBackExactly) {
     std::vector<std::int32_t> cube;
     for (std::uint64_t a = 0; a < d0; ++a)
       for (std::uint64_t b = 0; b < d1; ++b)
-        for (std::uint64_t c = 0; c < 2; ++c) cube.push_back(static_cast<std::int32_t>(a * 100 + b * 10 + rt.rank() * 2 + c));
-    run.write_array<std::int32_t>("data/cube", cube, {d0, d1, 2}, {d0, d1, d2}, {0, 0, static_cast<std::uint64_t>(rt.rank()) * 2});
+        for (std::uint64_t c = 0; c < 2; ++c)
+          cube.push_back(static_cast<std::int32_t>(a * 100 + b * 10 + rt.rank() * 2 + c));
+    run.write_array<std::int32_t>("data/cube", cube, {d0, d1, 2}, {d0, d1, d2},
+                                  {0, 0, static_cast<std::uint64_t>(rt.rank()) * 2});
     std::vector<std::uint64_t> shape;
     auto all = run["data/matrix"].fetch_array(&shape);
     EXPECT_EQ(shape, (std::vector<std::uint64_t>{rows, cols}));
@@ -308,7 +310,7 @@ TEST(Tracking, ArraysWrittenCollectivelyReadBackExactly) {
     std::vector<double> one(cols, 1.0);
     if (rt.size() > 1)
       EXPECT_THROW_WITH(run.write_array("bad", one, {rt.rank() == 0 ? rows : rows + 1, cols}, {0, 0}),
-                      rankflow::usage_error, "every rank must describe the same array");
+                        rankflow::usage_error, "every rank must describe the same array");
     run["scalar"] = 1.0;
     run.wait();
     std::vector<double> none;
@@ -399,7 +401,10 @@ TEST(Tracking, BadFilesAreClearErrorsOnEveryRank) {
   }
   // A truncated experiment file: a real one cut in half.
   const auto good = fresh(stem + "_good");
-  { auto run = rt.start_run("ok", in(good)); run["x"] = 1.0; }
+  {
+    auto run = rt.start_run("ok", in(good));
+    run["x"] = 1.0;
+  }
   if (rt.is_scheduler()) {
     struct stat st {};
     ::stat(good.c_str(), &st);
@@ -407,7 +412,8 @@ TEST(Tracking, BadFilesAreClearErrorsOnEveryRank) {
   }
   MPI_Barrier(MPI_COMM_WORLD);
   EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_text.h5")), rankflow::format_error, "is not an HDF5 file");
-  EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_other.h5")), rankflow::format_error, "not a rankflow experiment file");
+  EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_other.h5")), rankflow::format_error,
+                    "not a rankflow experiment file");
   EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_newer.h5")), rankflow::format_error, "newer rankflow", "format 99");
   EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_cut.h5")), rankflow::format_error, "truncated or damaged");
   EXPECT_THROW_WITH(rt.start_run("x", in(stem + "_cut.h5", rankflow::tracking_mode::read_only)), rankflow::format_error,

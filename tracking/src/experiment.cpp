@@ -285,8 +285,8 @@ handle create_1d(hid_t loc, const std::string& name, hid_t type, hsize_t n, bool
     check(H5Pset_chunk(dcpl.id(), 1, &chunk), "H5Pset_chunk", name);
   }
   auto lcpl = lcpl_intermediate();
-  return handle(check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT), "H5Dcreate2",
-                      name));
+  return handle(
+      check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT), "H5Dcreate2", name));
 }
 
 void write_strings(hid_t loc, const std::string& name, const std::vector<std::string>& v, bool extendible) {
@@ -309,8 +309,8 @@ void write_column(hid_t loc, const std::string& name, const std::vector<T>& v, b
 handle scalar_dataset(hid_t loc, const std::string& name, hid_t type) {
   handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
   auto lcpl = lcpl_intermediate();
-  return handle(check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Dcreate2",
-                      name));
+  return handle(
+      check(H5Dcreate2(loc, name.c_str(), type, sp.id(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Dcreate2", name));
 }
 
 void field_attrs(hid_t obj, const field_record& f) {
@@ -460,7 +460,8 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
             "H5Lcreate_external", path);
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -497,8 +498,8 @@ void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
 handle create_experiment_file(const std::string& path) {
   handle fcpl(check(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate", path));
   // Track link creation order so tools can list runs in the order they ran.
-  check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "H5Pset_link_creation_order",
-        path);
+  check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
+        "H5Pset_link_creation_order", path);
   handle f(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), H5P_DEFAULT), "H5Fcreate", path));
   attr_str(f.id(), "rankflow_format", "rankflow experiment file; see docs/format.md");
   attr_num(f.id(), "rankflow_format_major", format_major);
@@ -628,7 +629,9 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, wal
   f.atom.type = type;
   const hid_t d = obj.id();
   switch (type) {
-    case field_type::int_: check(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dread", path); break;
+    case field_type::int_:
+      check(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dread", path);
+      break;
     case field_type::float_:
     case field_type::datetime:
       check(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.d), "H5Dread", path);
@@ -640,9 +643,13 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, wal
       f.atom.i = v;
       break;
     }
-    case field_type::string: f.atom.s = read_vl_strings(d, false, path).at(0); break;
+    case field_type::string:
+      f.atom.s = read_vl_strings(d, false, path).at(0);
+      break;
     case field_type::string_set:
-    case field_type::string_list: f.atom.list = read_vl_strings(d, false, path); break;
+    case field_type::string_list:
+      f.atom.list = read_vl_strings(d, false, path);
+      break;
     case field_type::float_series:
     case field_type::int_series:
     case field_type::string_series: {

@@ -39,14 +39,29 @@ handle& handle::operator=(handle&& o) noexcept {
 handle::~handle() {
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
-    case H5I_FILE: H5Fclose(id_); break;
-    case H5I_GROUP: H5Gclose(id_); break;
-    case H5I_DATASET: H5Dclose(id_); break;
-    case H5I_DATASPACE: H5Sclose(id_); break;
-    case H5I_DATATYPE: H5Tclose(id_); break;
-    case H5I_ATTR: H5Aclose(id_); break;
-    case H5I_GENPROP_LST: H5Pclose(id_); break;
-    default: break;
+    case H5I_FILE:
+      H5Fclose(id_);
+      break;
+    case H5I_GROUP:
+      H5Gclose(id_);
+      break;
+    case H5I_DATASET:
+      H5Dclose(id_);
+      break;
+    case H5I_DATASPACE:
+      H5Sclose(id_);
+      break;
+    case H5I_DATATYPE:
+      H5Tclose(id_);
+      break;
+    case H5I_ATTR:
+      H5Aclose(id_);
+      break;
+    case H5I_GENPROP_LST:
+      H5Pclose(id_);
+      break;
+    default:
+      break;
   }
   id_ = H5I_INVALID_HID;
 }
@@ -72,8 +87,9 @@ handle open_read(const std::string& path) {
   return handle(check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "H5Fopen", path));
 }
 
-void write_block(hid_t file, const std::string& name, const double* block, const std::vector<std::uint64_t>& block_shape,
-                 const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset) {
+void write_block(hid_t file, const std::string& name, const double* block,
+                 const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                 const std::vector<std::uint64_t>& offset) {
   write_block(file, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, block, block_shape, global_shape, offset);
 }
 
@@ -81,10 +97,12 @@ handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t m
                    const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
                    const std::vector<std::uint64_t>& offset) {
   const auto rank = static_cast<int>(global_shape.size());
-  const bool empty_block = block_shape.empty() ||
-                           std::accumulate(block_shape.begin(), block_shape.end(), std::uint64_t{1}, std::multiplies<>()) == 0;
-  if (rank == 0 || (!empty_block && (block_shape.size() != global_shape.size() || offset.size() != global_shape.size()))) {
-    throw usage_error("write_block('" + name + "'): block shape, global shape and offset must have the same, non-zero rank");
+  const bool empty_block = block_shape.empty() || std::accumulate(block_shape.begin(), block_shape.end(),
+                                                                  std::uint64_t{1}, std::multiplies<>()) == 0;
+  if (rank == 0 ||
+      (!empty_block && (block_shape.size() != global_shape.size() || offset.size() != global_shape.size()))) {
+    throw usage_error("write_block('" + name +
+                      "'): block shape, global shape and offset must have the same, non-zero rank");
   }
   if (!empty_block) {
     for (int d = 0; d < rank; ++d) {
@@ -99,9 +117,8 @@ handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t m
   handle fspace(check(H5Screate_simple(rank, gdims.data(), nullptr), "H5Screate_simple", name));
   handle dset(check(H5Dcreate2(file, name.c_str(), file_type, fspace.id(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
                     "H5Dcreate2", name));
-  const hsize_t count = empty_block ? 0
-                                    : std::accumulate(block_shape.begin(), block_shape.end(), hsize_t{1},
-                                                      std::multiplies<>());
+  const hsize_t count =
+      empty_block ? 0 : std::accumulate(block_shape.begin(), block_shape.end(), hsize_t{1}, std::multiplies<>());
   const hsize_t mcount = std::max<hsize_t>(count, 1);
   handle mspace(check(H5Screate_simple(1, &mcount, nullptr), "H5Screate_simple", name));
   if (count == 0) {

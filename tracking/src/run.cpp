@@ -126,11 +126,16 @@ std::pair<err_kind, std::string> classify(const std::exception_ptr& e) {
 }
 [[noreturn]] void raise(err_kind k, const std::string& m) {
   switch (k) {
-    case err_kind::usage: throw usage_error(m);
-    case err_kind::format: throw format_error(m);
-    case err_kind::storage: throw storage_error(m);
-    case err_kind::tracking: throw tracking_error(m);
-    default: throw error(m);
+    case err_kind::usage:
+      throw usage_error(m);
+    case err_kind::format:
+      throw format_error(m);
+    case err_kind::storage:
+      throw storage_error(m);
+    case err_kind::tracking:
+      throw tracking_error(m);
+    default:
+      throw error(m);
   }
 }
 
@@ -201,8 +206,13 @@ std::string encode_field(const field_record& f, const std::string& path, const s
 class service {
  public:
   service(MPI_Comm ops, int size, std::size_t seg, run_record initial, journal_writer j, bool journaling)
-      : rec(std::move(initial)), journal(std::move(j)), errors(static_cast<std::size_t>(size)), ops_(ops), size_(size),
-        seg_(seg), journaling_(journaling) {
+      : rec(std::move(initial)),
+        journal(std::move(j)),
+        errors(static_cast<std::size_t>(size)),
+        ops_(ops),
+        size_(size),
+        seg_(seg),
+        journaling_(journaling) {
     // A live run's points are in its journal; rank 0 keeps only what checks
     // need (type, last step), so its memory does not grow with the points.
     if (journaling_) rec.keep_points = false;
@@ -273,9 +283,9 @@ class service {
       for (auto& it : items) {
         did = true;
         try {
-          const std::string_view body = it.kind == msg_batch
-                                            ? std::string_view(it.frame.data() + batch_head, it.frame.size() - batch_head)
-                                            : std::string_view(it.payload);
+          const std::string_view body =
+              it.kind == msg_batch ? std::string_view(it.frame.data() + batch_head, it.frame.size() - batch_head)
+                                   : std::string_view(it.payload);
           auto rep = handle(0, it.kind, body);
           if (it.reply) it.reply->set_value(std::move(rep));
         } catch (...) {
@@ -410,9 +420,13 @@ class service {
         }
         return encode_field(*f, path, data);
       }
-      case msg_check: return rec.check_new(std::string(payload), field_type::array, rank);
-      case msg_stop: ++stops_; return rep;
-      default: throw error("rankflow tracking: unknown message kind from rank " + std::to_string(rank));
+      case msg_check:
+        return rec.check_new(std::string(payload), field_type::array, rank);
+      case msg_stop:
+        ++stops_;
+        return rep;
+      default:
+        throw error("rankflow tracking: unknown message kind from rank " + std::to_string(rank));
     }
   }
 
@@ -477,15 +491,17 @@ class run_impl {
   std::map<std::string, series_buf, std::less<>> sbufs;
   series_buf* last_buf = nullptr;
   std::string last_path;
-  bytes batch;                                 ///< a frame being filled (see batch_head)
-  std::vector<bytes> spare;                    ///< sent frames' buffers, for reuse
+  bytes batch;               ///< a frame being filled (see batch_head)
+  std::vector<bytes> spare;  ///< sent frames' buffers, for reuse
   std::size_t pending = 0;
   std::size_t buffered_points = 0;  ///< points in sbufs not yet encoded into batch
   unsigned ops_since_check = 0;
   double last_flush = now_unix_seconds();
   std::deque<detail::pending_send> in_flight;
 
-  bool writable() const { return mode == tracking_mode::async || mode == tracking_mode::sync || mode == tracking_mode::debug; }
+  bool writable() const {
+    return mode == tracking_mode::async || mode == tracking_mode::sync || mode == tracking_mode::debug;
+  }
   void require_writable(const std::string& path) const {
     if (stopped) throw usage_error("run " + id + " has stopped: cannot write '" + path + "'");
     if (!writable()) {
@@ -704,8 +720,8 @@ class run_impl {
       }
     } catch (...) {
       std::tie(fk, failure) = classify(std::current_exception());
-      failure = "rank 0 could not write run " + id + " into '" + paths.file + "': " + failure +
-                " (its journal " + paths.journal(id) + " is kept; `rankflow recover` retries)";
+      failure = "rank 0 could not write run " + id + " into '" + paths.file + "': " + failure + " (its journal " +
+                paths.journal(id) + " is kept; `rankflow recover` retries)";
     }
     if (!collective) return;
     std::deque<detail::pending_send> replies;
@@ -769,7 +785,8 @@ class run_impl {
     svc_thread.join();
     const int sig = pending_signal();
     if (sig != 0) {
-      reason = std::string("interrupted by ") + signal_name(sig) + " (a time limit, scancel or preemption); "
+      reason = std::string("interrupted by ") + signal_name(sig) +
+               " (a time limit, scancel or preemption); "
                "everything tracked until then was kept";
     }
     finish(sig != 0 ? "killed" : "failed", reason, false);
@@ -893,8 +910,8 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   r.new_batch();
   if (r.rank == 0) {
     if (r.mode != tracking_mode::read_only) {
-      log::info() << "run " << r.id << " ('" << r.name << "') tracking to " << r.paths.file << " ("
-                  << to_string(r.mode) << ")";
+      log::info() << "run " << r.id << " ('" << r.name << "') tracking to " << r.paths.file << " (" << to_string(r.mode)
+                  << ")";
     }
   }
 }
@@ -1006,7 +1023,7 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
       if (!why.empty()) throw type_error(why);
       if (r.mode != tracking_mode::debug) {
         const auto dir = abs.substr(0, abs.rfind('/'));
-        for (std::size_t p = dir.find('/', 1); ; p = dir.find('/', p + 1)) {
+        for (std::size_t p = dir.find('/', 1);; p = dir.find('/', p + 1)) {
           const auto sub = p == std::string::npos ? dir : dir.substr(0, p);
           if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) {
             throw storage_error("cannot create directory '" + sub + "': " + std::strerror(errno));
@@ -1064,71 +1081,64 @@ field_ref field_ref::operator[](std::string_view sub) const {
   return field_ref(r_, path_ + "/" + std::string(sub));
 }
 
-namespace {
-op assign_op(const tracking::run_impl& r, const std::string& path, tracking::atom_value a) {
+void field_ref::assign(tracking::atom_value a) {
+  r_->require_writable(path_);
   op o;
   o.kind = op_kind::assign;
-  o.rank = r.rank;
+  o.rank = r_->rank;
   o.time = now_unix_seconds();
-  o.path = path;
+  o.path = path_;
   o.atom = std::move(a);
-  return o;
+  r_->enqueue(o);
+}
+
+namespace {
+tracking::atom_value atom(field_type t) {
+  tracking::atom_value a;
+  a.type = t;
+  return a;
 }
 }  // namespace
 
 field_ref& field_ref::operator=(double v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::float_;
+  auto a = atom(field_type::float_);
   a.d = v;
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 void field_ref::assign_int(std::int64_t v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::int_;
+  auto a = atom(field_type::int_);
   a.i = v;
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
 }
 field_ref& field_ref::operator=(bool v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::bool_;
+  auto a = atom(field_type::bool_);
   a.i = v ? 1 : 0;
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 field_ref& field_ref::operator=(const std::string& v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::string;
+  auto a = atom(field_type::string);
   a.s = v;
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 field_ref& field_ref::operator=(timestamp v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::datetime;
+  auto a = atom(field_type::datetime);
   a.d = to_unix_seconds(v);
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 field_ref& field_ref::operator=(const std::vector<std::string>& v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::string_list;
+  auto a = atom(field_type::string_list);
   a.list = v;
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 field_ref& field_ref::operator=(const std::set<std::string>& v) {
-  r_->require_writable(path_);
-  tracking::atom_value a;
-  a.type = field_type::string_set;
+  auto a = atom(field_type::string_set);
   a.list.assign(v.begin(), v.end());
-  r_->enqueue(assign_op(*r_, path_, std::move(a)));
+  assign(std::move(a));
   return *this;
 }
 void field_ref::add(const std::vector<std::string>& v) {

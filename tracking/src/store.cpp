@@ -10,8 +10,8 @@
 namespace rankflow {
 
 namespace {
-constexpr const char* type_names[] = {"None",       "Int",         "Float",     "Bool",         "String",
-                                      "Datetime",   "StringSet",   "StringList", "FloatSeries", "IntSeries",
+constexpr const char* type_names[] = {"None",         "Int",       "Float",      "Bool",        "String",
+                                      "Datetime",     "StringSet", "StringList", "FloatSeries", "IntSeries",
                                       "StringSeries", "File",      "Array"};
 }  // namespace
 
@@ -29,10 +29,14 @@ field_type type_from_name(std::string_view name) noexcept {
 
 const char* to_string(tracking_mode m) noexcept {
   switch (m) {
-    case tracking_mode::async: return "async";
-    case tracking_mode::sync: return "sync";
-    case tracking_mode::read_only: return "read-only";
-    case tracking_mode::debug: return "debug";
+    case tracking_mode::async:
+      return "async";
+    case tracking_mode::sync:
+      return "sync";
+    case tracking_mode::read_only:
+      return "read-only";
+    case tracking_mode::debug:
+      return "debug";
   }
   return "?";
 }
@@ -183,13 +187,22 @@ void put_atom(Out& out, const atom_value& a) {
   put<std::uint8_t>(out, static_cast<std::uint8_t>(a.type));
   switch (a.type) {
     case field_type::int_:
-    case field_type::bool_: put<std::int64_t>(out, a.i); break;
+    case field_type::bool_:
+      put<std::int64_t>(out, a.i);
+      break;
     case field_type::float_:
-    case field_type::datetime: put<double>(out, a.d); break;
-    case field_type::string: put_str(out, a.s); break;
+    case field_type::datetime:
+      put<double>(out, a.d);
+      break;
+    case field_type::string:
+      put_str(out, a.s);
+      break;
     case field_type::string_set:
-    case field_type::string_list: put_strs(out, a.list); break;
-    default: break;
+    case field_type::string_list:
+      put_strs(out, a.list);
+      break;
+    default:
+      break;
   }
 }
 
@@ -198,13 +211,22 @@ atom_value get_atom(reader& r) {
   a.type = static_cast<field_type>(r.get<std::uint8_t>());
   switch (a.type) {
     case field_type::int_:
-    case field_type::bool_: a.i = r.get<std::int64_t>(); break;
+    case field_type::bool_:
+      a.i = r.get<std::int64_t>();
+      break;
     case field_type::float_:
-    case field_type::datetime: a.d = r.get<double>(); break;
-    case field_type::string: a.s = r.str(); break;
+    case field_type::datetime:
+      a.d = r.get<double>();
+      break;
+    case field_type::string:
+      a.s = r.str();
+      break;
     case field_type::string_set:
-    case field_type::string_list: a.list = r.strs(); break;
-    default: throw format_error("tracking record holds an unknown atom type " + std::to_string(int(a.type)));
+    case field_type::string_list:
+      a.list = r.strs();
+      break;
+    default:
+      throw format_error("tracking record holds an unknown atom type " + std::to_string(int(a.type)));
   }
   return a;
 }
@@ -241,7 +263,9 @@ void encode_to(const op& o, Out& out) {
       put_str(out, o.info.reason);
       put<double>(out, o.info.end_time);
       break;
-    case op_kind::assign: put_atom(out, o.atom); break;
+    case op_kind::assign:
+      put_atom(out, o.atom);
+      break;
     case op_kind::append: {
       const auto& p = o.points;
       const auto n = p.size();
@@ -256,7 +280,9 @@ void encode_to(const op& o, Out& out) {
       }
       break;
     }
-    case op_kind::add: put_strs(out, o.items); break;
+    case op_kind::add:
+      put_strs(out, o.items);
+      break;
     case op_kind::file:
       put_str(out, o.file.filename);
       put<std::uint64_t>(out, o.file.data.size());
@@ -313,7 +339,9 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       o.info.reason = r.str();
       o.info.end_time = r.get<double>();
       break;
-    case op_kind::assign: o.atom = get_atom(r); break;
+    case op_kind::assign:
+      o.atom = get_atom(r);
+      break;
     case op_kind::append: {
       auto& p = o.points;
       p.type = static_cast<field_type>(r.get<std::uint8_t>());
@@ -333,7 +361,9 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       }
       break;
     }
-    case op_kind::add: o.items = r.strs(); break;
+    case op_kind::add:
+      o.items = r.strs();
+      break;
     case op_kind::file: {
       o.file.filename = r.str();
       const auto n = r.get<std::uint64_t>();
@@ -364,10 +394,14 @@ std::string from_rank(int created, int writer) {
 
 const char* value_type_of_series(field_type t) {
   switch (t) {
-    case field_type::float_series: return "Float";
-    case field_type::int_series: return "Int";
-    case field_type::string_series: return "String";
-    default: return "?";
+    case field_type::float_series:
+      return "Float";
+    case field_type::int_series:
+      return "Int";
+    case field_type::string_series:
+      return "String";
+    default:
+      return "?";
   }
 }
 
@@ -415,13 +449,16 @@ std::string run_record::check_new(const std::string& path, field_type t, int ran
 
 bool run_record::apply(op& o, std::vector<rejection>& out) {
   switch (o.kind) {
-    case op_kind::begin: info = o.info; return true;
+    case op_kind::begin:
+      info = o.info;
+      return true;
     case op_kind::end:
       info.status = o.info.status;
       info.reason = o.info.reason;
       info.end_time = o.info.end_time;
       return true;
-    default: break;
+    default:
+      break;
   }
 
   auto it = fields.find(o.path);
@@ -556,8 +593,8 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
     case op_kind::array: {
       const auto t = o.kind == op_kind::file ? field_type::file : field_type::array;
       if (exists && it->second.type != t) {
-        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path + "' cannot be replaced by a " +
-                           type_name(t) + from_rank(it->second.rank, o.rank));
+        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
+                           "' cannot be replaced by a " + type_name(t) + from_rank(it->second.rank, o.rank));
       }
       auto& f = exists ? it->second : create(t);
       if (t == field_type::file) {
@@ -571,7 +608,8 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       f.updated = o.time;
       return true;
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 

@@ -7,8 +7,8 @@
 //
 // Every command but `recover` opens files read-only.
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -37,11 +37,21 @@ std::string json_str(const std::string& s) {
   std::string o = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      case '\r': o += "\\r"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
       default:
         if (c < 0x20) {
           char b[8];
@@ -78,14 +88,21 @@ std::string shape_text(const std::vector<std::uint64_t>& s) {
 
 std::string atom_text(const tr::field_record& f) {
   switch (f.type) {
-    case field_type::int_: return std::to_string(f.atom.i);
-    case field_type::float_: return num(f.atom.d);
-    case field_type::bool_: return f.atom.i ? "true" : "false";
-    case field_type::string: return f.atom.s;
-    case field_type::datetime: return rankflow::format_time(f.atom.d);
+    case field_type::int_:
+      return std::to_string(f.atom.i);
+    case field_type::float_:
+      return num(f.atom.d);
+    case field_type::bool_:
+      return f.atom.i ? "true" : "false";
+    case field_type::string:
+      return f.atom.s;
+    case field_type::datetime:
+      return rankflow::format_time(f.atom.d);
     case field_type::string_set:
-    case field_type::string_list: return "[" + join(f.atom.list, ", ") + "]";
-    default: return "";
+    case field_type::string_list:
+      return "[" + join(f.atom.list, ", ") + "]";
+    default:
+      return "";
   }
 }
 
@@ -107,9 +124,7 @@ std::string summary(const tr::field_record& f) {
   return atom_text(f);
 }
 
-double duration(const tr::run_info& i) {
-  return i.end_time > 0 && i.start_time > 0 ? i.end_time - i.start_time : 0.0;
-}
+double duration(const tr::run_info& i) { return i.end_time > 0 && i.start_time > 0 ? i.end_time - i.start_time : 0.0; }
 
 int cmd_runs(const std::string& file) {
   const auto runs = tr::list_runs(file);
@@ -180,24 +195,36 @@ int cmd_show(const std::string& file, const std::string& id, const std::string& 
 
 void export_json(const tr::run_record& rec, std::ostream& out) {
   const auto& i = rec.info;
-  out << "{\n  \"id\": " << json_str(i.id) << ",\n  \"name\": " << json_str(i.name) << ",\n  \"status\": "
-      << json_str(i.status) << ",\n  \"reason\": " << json_str(i.reason) << ",\n  \"start_time\": "
-      << json_str(rankflow::format_time(i.start_time)) << ",\n  \"end_time\": "
-      << json_str(rankflow::format_time(i.end_time)) << ",\n  \"ranks\": " << i.ranks << ",\n  \"hosts\": [";
+  out << "{\n  \"id\": " << json_str(i.id) << ",\n  \"name\": " << json_str(i.name)
+      << ",\n  \"status\": " << json_str(i.status) << ",\n  \"reason\": " << json_str(i.reason)
+      << ",\n  \"start_time\": " << json_str(rankflow::format_time(i.start_time))
+      << ",\n  \"end_time\": " << json_str(rankflow::format_time(i.end_time)) << ",\n  \"ranks\": " << i.ranks
+      << ",\n  \"hosts\": [";
   for (std::size_t k = 0; k < i.hosts.size(); ++k) out << (k ? ", " : "") << json_str(i.hosts[k]);
   out << "],\n  \"command_line\": " << json_str(i.command_line) << ",\n  \"rankflow_version\": " << json_str(i.version);
   for (const auto& [k, v] : i.context) out << ",\n  " << json_str(k) << ": " << json_str(v);
   out << ",\n  \"fields\": {";
   bool first = true;
   for (const auto& [path, f] : rec.fields) {
-    out << (first ? "\n" : ",\n") << "    " << json_str(path) << ": {\"type\": " << json_str(rankflow::type_name(f.type));
+    out << (first ? "\n" : ",\n") << "    " << json_str(path)
+        << ": {\"type\": " << json_str(rankflow::type_name(f.type));
     first = false;
     switch (f.type) {
-      case field_type::int_: out << ", \"value\": " << f.atom.i; break;
-      case field_type::float_: out << ", \"value\": " << json_num(f.atom.d); break;
-      case field_type::bool_: out << ", \"value\": " << (f.atom.i ? "true" : "false"); break;
-      case field_type::string: out << ", \"value\": " << json_str(f.atom.s); break;
-      case field_type::datetime: out << ", \"value\": " << json_str(rankflow::format_time(f.atom.d)); break;
+      case field_type::int_:
+        out << ", \"value\": " << f.atom.i;
+        break;
+      case field_type::float_:
+        out << ", \"value\": " << json_num(f.atom.d);
+        break;
+      case field_type::bool_:
+        out << ", \"value\": " << (f.atom.i ? "true" : "false");
+        break;
+      case field_type::string:
+        out << ", \"value\": " << json_str(f.atom.s);
+        break;
+      case field_type::datetime:
+        out << ", \"value\": " << json_str(rankflow::format_time(f.atom.d));
+        break;
       case field_type::string_set:
       case field_type::string_list:
         out << ", \"value\": [";
@@ -222,14 +249,18 @@ void export_json(const tr::run_record& rec, std::ostream& out) {
         out << "]";
         break;
       }
-      case field_type::file: out << ", \"filename\": " << json_str(f.file.filename) << ", \"size\": " << f.file.size; break;
+      case field_type::file:
+        out << ", \"filename\": " << json_str(f.file.filename) << ", \"size\": " << f.file.size;
+        break;
       case field_type::array: {
-        out << ", \"dtype\": " << json_str(f.array.dtype) << ", \"file\": " << json_str(f.array.file) << ", \"shape\": [";
+        out << ", \"dtype\": " << json_str(f.array.dtype) << ", \"file\": " << json_str(f.array.file)
+            << ", \"shape\": [";
         for (std::size_t k = 0; k < f.array.shape.size(); ++k) out << (k ? ", " : "") << f.array.shape[k];
         out << "]";
         break;
       }
-      default: break;
+      default:
+        break;
     }
     out << "}";
   }

@@ -49,7 +49,8 @@ std::vector<run_info> list_runs(const std::string& file);
 run_record load_run(const std::string& file, const std::string& id, bool with_bytes = true);
 
 /// Reads an array field's data as doubles (for tools and tests).
-std::vector<double> read_array(const std::string& file, const array_info& a, std::vector<std::uint64_t>* shape = nullptr);
+std::vector<double> read_array(const std::string& file, const array_info& a,
+                               std::vector<std::uint64_t>* shape = nullptr);
 
 /// Reserves a new run id ("RUN-<n>", n one more than any id in the file or
 /// its sidecar) and creates its journal, under the sidecar's lock so jobs

@@ -55,8 +55,9 @@ handle open_read(const std::string& path);
 /// prod(block_shape) values placed at `offset` in a dataset of `global_shape`.
 /// Every rank of the file's communicator calls it (a rank with nothing to
 /// write passes an empty block); the transfer is collective (MPI-IO).
-void write_block(hid_t file, const std::string& name, const double* block, const std::vector<std::uint64_t>& block_shape,
-                 const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset);
+void write_block(hid_t file, const std::string& name, const double* block,
+                 const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                 const std::vector<std::uint64_t>& offset);
 
 /// Same for any element type: `file_type` is stored, `mem_type` describes
 /// `block`. Returns the dataset so the caller can add attributes (also a

@@ -36,9 +36,9 @@ namespace rankflow {
 /// Per-run choices; empty ones come from --experiment / --tracking-mode (or
 /// RANKFLOW_EXPERIMENT / RANKFLOW_TRACKING_MODE), then the defaults.
 struct run_options {
-  std::string experiment;                ///< experiment file; default rankflow.h5
-  std::optional<tracking_mode> mode;     ///< default async
-  std::string with_id;                   ///< read-only: the run to open ("" = the latest)
+  std::string experiment;             ///< experiment file; default rankflow.h5
+  std::optional<tracking_mode> mode;  ///< default async
+  std::string with_id;                ///< read-only: the run to open ("" = the latest)
 };
 
 namespace tracking {
@@ -59,11 +59,26 @@ struct run_context {
 
 template <class T>
 struct dtype_of;
-template <> struct dtype_of<double> { static constexpr const char* name = "f8"; };
-template <> struct dtype_of<float> { static constexpr const char* name = "f4"; };
-template <> struct dtype_of<std::int64_t> { static constexpr const char* name = "i8"; };
-template <> struct dtype_of<std::int32_t> { static constexpr const char* name = "i4"; };
-template <> struct dtype_of<std::uint8_t> { static constexpr const char* name = "u1"; };
+template <>
+struct dtype_of<double> {
+  static constexpr const char* name = "f8";
+};
+template <>
+struct dtype_of<float> {
+  static constexpr const char* name = "f4";
+};
+template <>
+struct dtype_of<std::int64_t> {
+  static constexpr const char* name = "i8";
+};
+template <>
+struct dtype_of<std::int32_t> {
+  static constexpr const char* name = "i4";
+};
+template <>
+struct dtype_of<std::uint8_t> {
+  static constexpr const char* name = "u1";
+};
 }  // namespace tracking
 
 /// A field of a run, by path: `run["params/lr"]`. Cheap to make; holds the
@@ -78,8 +93,7 @@ class field_ref {
   field_ref& operator=(double v);
   field_ref& operator=(float v) { return *this = static_cast<double>(v); }
   template <std::integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  field_ref& operator=(T v) {
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) field_ref& operator=(T v) {
     assign_int(static_cast<std::int64_t>(v));
     return *this;
   }
@@ -98,8 +112,7 @@ class field_ref {
   void append(double v, point_options o = {});
   void append(float v, point_options o = {}) { append(static_cast<double>(v), o); }
   template <std::integral T>
-    requires(!std::same_as<T, bool> && !std::same_as<T, char>)
-  void append(T v, point_options o = {}) {
+  requires(!std::same_as<T, bool> && !std::same_as<T, char>) void append(T v, point_options o = {}) {
     append_int(static_cast<std::int64_t>(v), o);
   }
   void append(const char* v, point_options o = {}) { append(std::string(v), o); }
@@ -133,6 +146,7 @@ class field_ref {
  private:
   friend class Run;
   field_ref(tracking::run_impl* r, std::string p);
+  void assign(tracking::atom_value a);
   void assign_int(std::int64_t v);
   void append_int(std::int64_t v, point_options o);
   tracking::field_record get() const;
@@ -213,16 +227,27 @@ class Run {
 };
 
 // fetch<T>() and fetch_values<T>() exist for these types (defined in run.cpp).
-template <> double field_ref::fetch<double>() const;
-template <> std::int64_t field_ref::fetch<std::int64_t>() const;
-template <> int field_ref::fetch<int>() const;
-template <> bool field_ref::fetch<bool>() const;
-template <> std::string field_ref::fetch<std::string>() const;
-template <> timestamp field_ref::fetch<timestamp>() const;
-template <> std::vector<std::string> field_ref::fetch<std::vector<std::string>>() const;
-template <> std::set<std::string> field_ref::fetch<std::set<std::string>>() const;
-template <> series_values<double> field_ref::fetch_values<double>() const;
-template <> series_values<std::int64_t> field_ref::fetch_values<std::int64_t>() const;
-template <> series_values<std::string> field_ref::fetch_values<std::string>() const;
+template <>
+double field_ref::fetch<double>() const;
+template <>
+std::int64_t field_ref::fetch<std::int64_t>() const;
+template <>
+int field_ref::fetch<int>() const;
+template <>
+bool field_ref::fetch<bool>() const;
+template <>
+std::string field_ref::fetch<std::string>() const;
+template <>
+timestamp field_ref::fetch<timestamp>() const;
+template <>
+std::vector<std::string> field_ref::fetch<std::vector<std::string>>() const;
+template <>
+std::set<std::string> field_ref::fetch<std::set<std::string>>() const;
+template <>
+series_values<double> field_ref::fetch_values<double>() const;
+template <>
+series_values<std::int64_t> field_ref::fetch_values<std::int64_t>() const;
+template <>
+series_values<std::string> field_ref::fetch_values<std::string>() const;
 
 }  // namespace rankflow

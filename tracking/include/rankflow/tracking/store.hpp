@@ -54,8 +54,8 @@ struct array_info {
 
 struct field_record {
   field_type type = field_type::none;
-  int rank = 0;        ///< rank whose write created the field
-  double updated = 0;  ///< Unix seconds of the last change
+  int rank = 0;              ///< rank whose write created the field
+  double updated = 0;        ///< Unix seconds of the last change
   double last_step = -1;     ///< series: step of the last point (-1: none yet)
   std::uint64_t points = 0;  ///< series: number of points
   atom_value atom;
@@ -88,12 +88,12 @@ struct op {
   int rank = 0;
   double time = 0;  ///< when the calling rank made it
   std::string path;
-  atom_value atom;        ///< assign
-  series_data points;     ///< append: steps < 0 are assigned by rank 0
+  atom_value atom;                 ///< assign
+  series_data points;              ///< append: steps < 0 are assigned by rank 0
   std::vector<std::string> items;  ///< add
-  file_info file;         ///< file (bytes in file.data)
-  array_info array;       ///< array
-  run_info info;          ///< begin; end uses status, reason, end_time
+  file_info file;                  ///< file (bytes in file.data)
+  array_info array;                ///< array
+  run_info info;                   ///< begin; end uses status, reason, end_time
 };
 
 /// Why apply() refused (all or part of) an operation.
