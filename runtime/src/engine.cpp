@@ -121,8 +121,9 @@ void send_small(const runtime_state& st, int dest, int tag, bytes&& f) {
 // failure_info::partition of a call stopped by a signal rather than a task.
 constexpr std::int64_t interrupted_partition = -2;
 
+// The signal number travels in `attempts` (unused for an interruption).
 failure_info interruption(int rank, int sig) {
-  return {rank, 0, -1, interrupted_partition, std::string("interrupted by ") + signal_name(sig) + " on rank " +
+  return {rank, sig, -1, interrupted_partition, std::string("interrupted by ") + signal_name(sig) + " on rank " +
                                                    std::to_string(rank)};
 }
 
@@ -140,8 +141,10 @@ task_error make_task_error(const runtime_state& st, const job& j, const failure_
 
 [[noreturn]] void raise_failure(const runtime_state& st, const job& j, const failure_info& fi) {
   if (fi.partition == interrupted_partition) {
-    int sig = pending_signal();
-    throw interrupted(sig ? sig : SIGTERM, j.step + ": " + fi.message + "; work in flight was finished or abandoned");
+    const int sig = fi.attempts > 0 ? fi.attempts : SIGTERM;
+    // Every rank now knows: a tracked run ended by this is recorded as killed.
+    detail::note_signal(sig);
+    throw interrupted(sig, j.step + ": " + fi.message + "; work in flight was finished or abandoned");
   }
   throw make_task_error(st, j, fi);
 }
@@ -303,6 +306,7 @@ class scheduler {
     while (try_recv_frame(st_.comm, MPI_ANY_SOURCE, tag_data, st_.cfg.segment_bytes, in)) {
       any = true;
       const header h = read_header(in);
+      if (h.k == kind::fail && h.partition == interrupted_partition && h.op < st_.op) continue;  // late report
       if (h.op != st_.op) protocol_error(st_, h, st_.op, j_.plan.count);
       const int r = in.source;
       switch (h.k) {
@@ -364,7 +368,9 @@ class worker {
   // A signal on this worker: tell rank 0 once, which stops the call everywhere.
   void check_signal() {
     const int sig = pending_signal();
-    if (sig == 0 || signal_reported_) return;
+    // After STOP (or after `done` in a blocked call) rank 0 has left this
+    // call: a report now would arrive in the next one. That call reports it.
+    if (sig == 0 || signal_reported_ || stopped_ || done_sent_) return;
     signal_reported_ = true;
     bytes ff = frame_with({kind::fail, 0, st_.op, interrupted_partition, j_.plan.count});
     append_failure(ff, interruption(st_.rank, sig));
@@ -411,6 +417,7 @@ class worker {
       drain_ctrl();
     }
     send(frame_with({kind::done, 0, st_.op, -1, j_.plan.count}));
+    done_sent_ = true;
   }
 
   // Reads control messages; dynamic assignments go to queue_.
@@ -461,6 +468,7 @@ class worker {
   bool stopped_ = false;
   bool cancelled_ = false;
   bool signal_reported_ = false;
+  bool done_sent_ = false;
   std::optional<failure_info> failure_;
 };
 

@@ -39,6 +39,10 @@ void install_signal_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGUSR1, &sa, nullptr);
 }
+void note_signal(int sig) noexcept {
+  int none = 0;
+  g_signal.compare_exchange_strong(none, sig, std::memory_order_relaxed);
+}
 void clear_pending_signal() noexcept { g_signal.store(0, std::memory_order_relaxed); }
 }  // namespace detail
 

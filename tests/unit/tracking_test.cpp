@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "mpi_test.hpp"
@@ -480,5 +481,60 @@ TEST(Tracking, AnExceptionMarksTheRunFailed) {
     EXPECT_NE(rec.info.reason.find("exception"), std::string::npos) << rec.info.reason;
     ASSERT_NE(rec.find("before"), nullptr);
     EXPECT_EQ(rec.find("before")->atom.d, 1.0);
+  }
+}
+
+TEST(Tracking, AJournalWithAGarbledTailReplaysUpToIt) {
+  auto& rt = test_runtime();
+  const auto file = fresh("track_tail");
+  auto run = rt.start_run("tail", in(file));
+  if (rt.is_scheduler()) {
+    run["a"] = 1.0;
+    for (int k = 0; k < 100; ++k) run["s"].append(k);
+  }
+  run.wait();
+  if (rt.is_scheduler()) {
+    const auto journal = file + ".d/" + run.id() + ".journal";
+    for (const auto& [name, tail] :
+         {std::pair{"zeros", std::string(64, '\0')}, {"garbage", std::string("\x10\0\0\0xxxxgarbage", 16)}}) {
+      const auto copy = journal + "." + name;
+      std::system(("cp '" + journal + "' '" + copy + "'").c_str());
+      std::ofstream(copy, std::ios::app | std::ios::binary) << tail;
+      bool torn = false;
+      auto rec = tr::replay(copy, &torn);
+      EXPECT_TRUE(torn) << name;
+      ASSERT_NE(rec.find("s"), nullptr) << name;
+      EXPECT_EQ(rec.find("s")->series.size(), 100u) << name;
+      EXPECT_EQ(rec.find("a")->atom.d, 1.0) << name;
+      std::remove(copy.c_str());
+    }
+  }
+}
+
+TEST(Tracking, AWorkerLeavingWithAnExceptionDoesNotHangRankZero) {
+  auto& rt = test_runtime();
+  if (rt.size() < 2) GTEST_SKIP() << "needs two ranks";
+  const auto file = fresh("track_worker_leaves");
+  std::string id;
+  {
+    std::optional<rankflow::Run> run;
+    run.emplace(rt.start_run("leaving", in(file)));
+    id = run->id();
+    (*run)["r" + std::to_string(rt.rank())] = rt.rank();
+    if (rt.rank() != 0) {
+      try {
+        auto moved = std::move(*run);  // this rank's Run dies while an exception unwinds
+        throw std::runtime_error("worker gives up");
+      } catch (const std::runtime_error&) {
+      }
+    } else {
+      run->stop();  // returns although the workers never called stop()
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rt.is_scheduler()) {
+    auto rec = tr::load_run(file, id);
+    EXPECT_EQ(rec.info.status, "succeeded");
+    EXPECT_NE(rec.find("r0"), nullptr);
   }
 }

@@ -708,6 +708,14 @@ std::vector<std::string> run_ids_in_file(hid_t f) {
 
 void merge_locked(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
   const auto tmp = p.dir + "/." + basename_of(p.file) + ".tmp-" + std::to_string(::getpid());
+  // Whatever fails below, the copy goes; the experiment file is untouched.
+  struct remove_tmp {
+    const std::string& path;
+    bool armed = true;
+    ~remove_tmp() {
+      if (armed) ::unlink(path.c_str());
+    }
+  } guard{tmp};
   {
     handle f;
     if (exists(p.file)) {
@@ -730,9 +738,12 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
         },
         journal_path);
     check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
+    check(H5Fclose(f.id()), "H5Fclose", tmp);
+    f.release();
   }
   fsync_path(tmp, false);
   if (::rename(tmp.c_str(), p.file.c_str()) != 0) throw storage_error(sys_error("cannot replace", p.file));
+  guard.armed = false;
   fsync_path(dirname_of(p.file), true);
 }
 
@@ -789,7 +800,7 @@ std::vector<run_info> list_runs(const std::string& file) {
       }
       std::erase_if(out, [&](const run_info& r) { return r.id == info.id; });
       out.push_back(info);
-    } catch (const format_error&) {
+    } catch (const storage_error&) {  // not a journal, or gone (its run just finished)
     }
   }
   return out;
@@ -850,6 +861,7 @@ std::string create_run(const experiment_paths& p, journal_writer& out) {
   for (const auto& id : list_dir(p.dir + "/arrays")) top = std::max(top, run_number(id));
   const auto id = "RUN-" + std::to_string(top + 1);
   out = journal_writer::create(p.journal(id));
+  fsync_path(p.dir, true);  // the journal's name survives a crash of the machine too
   return id;
 }
 
@@ -871,7 +883,10 @@ std::vector<std::string> recover(const std::string& file) {
     try {
       rec = replay(j, &torn, false);
     } catch (const format_error&) {
-      continue;  // not ours; leave it
+      struct stat st {};
+      // Shorter than the journal magic: killed while creating it; else not ours.
+      if (::stat(j.c_str(), &st) == 0 && st.st_size < 8) ::unlink(j.c_str());
+      continue;
     }
     if (rec.info.id.empty()) {  // killed before its first record: nothing to keep
       ::unlink(j.c_str());

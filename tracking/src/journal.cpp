@@ -93,7 +93,12 @@ journal_writer journal_writer::create(const std::string& path) {
 }
 
 journal_writer::journal_writer(journal_writer&& o) noexcept
-    : fd_(o.fd_), path_(std::move(o.path_)), buf_(std::move(o.buf_)), size_(o.size_), unsynced_(o.unsynced_) {
+    : fd_(o.fd_),
+      path_(std::move(o.path_)),
+      buf_(std::move(o.buf_)),
+      size_(o.size_),
+      unsynced_(o.unsynced_),
+      failed_(std::move(o.failed_)) {
   o.fd_ = -1;
 }
 
@@ -105,6 +110,7 @@ journal_writer& journal_writer::operator=(journal_writer&& o) noexcept {
     buf_ = std::move(o.buf_);
     size_ = o.size_;
     unsynced_ = o.unsynced_;
+    failed_ = std::move(o.failed_);
     o.fd_ = -1;
   }
   return *this;
@@ -113,13 +119,18 @@ journal_writer& journal_writer::operator=(journal_writer&& o) noexcept {
 journal_writer::~journal_writer() {
   if (fd_ < 0) return;
   try {
-    flush();
+    if (failed_.empty()) flush();
   } catch (...) {  // a destructor must not throw; wait() reports write errors
   }
   ::close(fd_);
 }
 
 std::uint64_t journal_writer::append(const std::string& payload) {
+  check_usable();
+  if (payload.size() > UINT32_MAX) {
+    throw storage_error("a tracking record of " + std::to_string(payload.size()) + " bytes is too large for journal '" +
+                        path_ + "' (4 GiB at most)");
+  }
   char h[record_header];
   const auto len = static_cast<std::uint32_t>(payload.size());
   const auto crc = crc32c(payload.data(), payload.size());
@@ -136,7 +147,7 @@ std::uint64_t journal_writer::append(const std::string& payload) {
     while (left > 0) {
       const auto w = ::writev(fd_, iov, 2);
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0) throw storage_error(sys_error("cannot write journal", path_));
+      if (w < 0) fail(sys_error("cannot write journal", path_));
       left -= static_cast<std::size_t>(w);
       auto done = static_cast<std::size_t>(w);
       for (auto& v : iov) {
@@ -159,8 +170,13 @@ std::uint64_t journal_writer::append(const std::string& payload) {
 }
 
 void journal_writer::flush() {
+  check_usable();
   if (buf_.empty() || fd_ < 0) return;
-  write_all(fd_, buf_.data(), buf_.size(), path_);
+  try {
+    write_all(fd_, buf_.data(), buf_.size(), path_);
+  } catch (const storage_error& e) {
+    fail(e.what());
+  }
   buf_.clear();
   unsynced_ = true;
 }
@@ -168,9 +184,21 @@ void journal_writer::flush() {
 void journal_writer::sync() {
   flush();
   if (unsynced_ && fd_ >= 0) {
-    if (::fdatasync(fd_) != 0) throw storage_error(sys_error("cannot fsync journal", path_));
+    if (::fdatasync(fd_) != 0) fail(sys_error("cannot fsync journal", path_));
     unsynced_ = false;
   }
+}
+
+// After a failed write the file may hold part of a record, and the offsets
+// this writer hands out would no longer match it: it refuses all later use
+// rather than write after a hole (what was durable stays recoverable).
+void journal_writer::fail(const std::string& why) {
+  failed_ = why;
+  throw storage_error(why);
+}
+
+void journal_writer::check_usable() const {
+  if (!failed_.empty()) throw storage_error("journal '" + path_ + "' is unusable after an earlier error: " + failed_);
 }
 
 void journal_writer::close() {
@@ -226,11 +254,18 @@ bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn) {
     std::uint32_t n = 0, crc = 0;
     std::memcpy(&n, buf.data() + pos, 4);
     std::memcpy(&crc, buf.data() + pos + 4, 4);
+    // A zeroed or garbled tail (a crash of the machine, not of the process)
+    // can pass a CRC check with length 0, or claim more than the file holds.
+    if (n == 0 || n > static_cast<std::uint64_t>(st.st_size) - at - record_header) return true;
     if (!need(record_header + n)) return true;
     const char* payload = buf.data() + pos + record_header;
     if (crc32c(payload, n) != crc) return true;
     std::size_t p = 0;
-    decode_into(std::string_view(payload, n), p, o);
+    try {
+      decode_into(std::string_view(payload, n), p, o);
+    } catch (const format_error&) {
+      return true;  // intact bytes that are not a record: treat as the end
+    }
     if (o.kind == op_kind::file) {
       o.file.journal_offset += static_cast<std::int64_t>(at + record_header);
       o.file.data.clear();
@@ -271,7 +306,9 @@ std::string read_range(const std::string& path, std::uint64_t offset, std::uint6
 bool journal_is_live(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  const bool live = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  // Any failure to take the lock counts as live: merging a live run's
+  // journal as killed would be far worse than leaving a dead one alone.
+  const bool live = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
   ::close(fd);
   return live;
 }

@@ -43,8 +43,11 @@ class journal_writer {
   int fd_ = -1;
   std::string path_;
   std::string buf_;
+  [[noreturn]] void fail(const std::string& why);
+  void check_usable() const;
   std::uint64_t size_ = 0;  ///< bytes in the file plus bytes buffered
   bool unsynced_ = false;
+  std::string failed_;  ///< why the last write failed; the writer refuses use after that
 };
 
 /// A journal read back: its operations in order, with file artifacts' offsets

@@ -44,6 +44,9 @@ constexpr char msg_sync = 'S';   // wait + the run's structure
 constexpr char msg_check = 'A';  // may this path become an Array? (rank 0 only)
 constexpr char msg_stop = 'X';   // no more operations from me
 
+// First byte of a fetch answer that failed on rank 0 (otherwise a field_type).
+constexpr std::uint8_t fetch_failed = 255;
+
 // A batch is built in place as a frame: length slot, kind byte, operations.
 constexpr std::size_t batch_head = detail::frame_header_bytes + 1;
 
@@ -304,7 +307,18 @@ class service {
           if (spare_.size() < max_in_flight + 2) spare_.push_back(std::move(it.frame));
         }
       }
-      if (stopping) break;
+      if (stopping) {
+        // What the workers already sent is applied; their requests are not
+        // answered (they are leaving too).
+        while (detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f)) {
+          if (f.payload()[0] != msg_batch) continue;
+          try {
+            handle(f.source, msg_batch, std::string_view(f.payload() + 1, f.payload_size() - 1));
+          } catch (const std::exception&) {
+          }
+        }
+        break;
+      }
       for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
         did = true;
         const char kind = f.payload()[0];
@@ -312,9 +326,21 @@ class service {
         try {
           rep = handle(f.source, kind, std::string_view(f.payload() + 1, f.payload_size() - 1));
         } catch (const std::exception& e) {
-          // A storage failure (disk full) is reported to the rank that asked.
-          rejection r{false, std::string("rank 0 could not store this rank's operations: ") + e.what()};
-          errors[static_cast<std::size_t>(f.source)].push_back(r);
+          // A storage failure (disk full) is reported to the rank that asked:
+          // in the answer to its request, or at its next wait() for a batch.
+          auto& errs = errors[static_cast<std::size_t>(f.source)];
+          rep.clear();
+          if (kind == msg_fetch) {
+            put<std::uint8_t>(rep, fetch_failed);
+            put_str(rep, std::string("rank 0 could not read it: ") + e.what());
+          } else {
+            errs.push_back({false, std::string("rank 0 could not store this rank's operations: ") + e.what()});
+            if (kind == msg_wait || kind == msg_sync) {
+              put_rejections(rep, errs);
+              errs.clear();
+              if (kind == msg_sync) put<std::uint32_t>(rep, 0);
+            }
+          }
         }
         if (kind != msg_batch && kind != msg_stop) {
           out_.push_back(detail::isend_frame(ops_, f.source, tag_reply, make_frame(kind, rep), seg_));
@@ -676,7 +702,9 @@ class run_impl {
     const auto rep = request(msg_fetch, path);
     cursor c{rep};
     field_record f;
-    f.type = static_cast<field_type>(c.get<std::uint8_t>());
+    const auto t = c.get<std::uint8_t>();
+    if (t == fetch_failed) throw storage_error("fetching '" + path + "': " + c.str());
+    f.type = static_cast<field_type>(t);
     if (f.type == field_type::none) return f;
     f.rank = c.get<std::int32_t>();
     op o = decode(rep, c.pos);
@@ -715,8 +743,10 @@ class run_impl {
         log::debug() << "run " << id << " written into " << paths.file << " in "
                      << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()
                      << " ms";
-        svc->journal.close();
+        // Unlinked while still locked: another job's recover() never sees
+        // this journal unlocked and merges it a second time.
         ::unlink(paths.journal(id).c_str());
+        svc->journal.close();
       }
     } catch (...) {
       std::tie(fk, failure) = classify(std::current_exception());
@@ -770,10 +800,16 @@ class run_impl {
     if (stopped) return;
     stopped = true;
     if (rank != 0) {
-      // Rank 0 will not receive what is still in flight; waiting for those
-      // sends (as their destructors would) could hang this rank. They are
-      // left to MPI: the job is ending or the run's communicator is dropped.
-      progress_sends();
+      // Tell rank 0 this rank is gone, so that a rank 0 which carries on to
+      // stop() does not wait for it. Nothing here may block: what is still
+      // in flight is left to MPI (the job is ending, or the run's
+      // communicator is dropped), not waited for as destructors would.
+      try {
+        flush();
+        in_flight.push_back(detail::isend_frame(ops, 0, tag_ops, make_frame(msg_stop, {}), seg));
+        progress_sends();
+      } catch (...) {
+      }
       if (!in_flight.empty()) new std::deque<detail::pending_send>(std::move(in_flight));  // NOLINT: deliberate leak
       return;
     }
@@ -921,7 +957,11 @@ Run::~Run() {
   auto& r = *impl_;
   if (!r.stopped) {
     if (std::uncaught_exceptions() > uncaught_at_start_) {
-      r.abandon("an exception ended the program on rank " + std::to_string(r.rank));
+      try {
+        r.abandon("an exception ended the program on rank " + std::to_string(r.rank));
+      } catch (const std::exception& e) {
+        log::error() << "recording run " << r.id << " as failed: " << e.what();
+      }
     } else {
       try {
         r.stop("succeeded", "");
@@ -1019,7 +1059,7 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
   const auto abs = r.paths.array_absolute(r.id, path);
   if (r.rank == 0) {
     try {
-      auto why = r.svc->call(tracking::msg_check, path);
+      auto why = r.request(tracking::msg_check, path);  // after this rank's own earlier writes
       if (!why.empty()) throw type_error(why);
       if (r.mode != tracking_mode::debug) {
         const auto dir = abs.substr(0, abs.rfind('/'));
@@ -1188,6 +1228,10 @@ void field_ref::upload(const std::string& file_path) {
 
 void field_ref::upload_bytes(std::string_view data, const std::string& filename) {
   r_->require_writable(path_);
+  if (data.size() > (std::uint64_t{4} << 30) - (1u << 20)) {
+    throw usage_error("upload('" + path_ + "'): " + std::to_string(data.size()) + " bytes is more than a File " +
+                      "artifact holds (4 GiB); store large data with Run::write_array");
+  }
   op o;
   o.kind = op_kind::file;
   o.rank = r_->rank;

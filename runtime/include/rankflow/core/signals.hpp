@@ -18,6 +18,9 @@ const char* signal_name(int sig) noexcept;
 namespace detail {
 /// Catches SIGTERM and SIGUSR1 once each (SA_RESETHAND).
 void install_signal_handlers();
+/// Records `sig` as received (if none was): a rank that learns of another
+/// rank's signal through a collective call behaves as if it got it too.
+void note_signal(int sig) noexcept;
 /// For tests: forget a received signal.
 void clear_pending_signal() noexcept;
 }  // namespace detail

@@ -36,6 +36,12 @@ class handle {
   handle& operator=(const handle&) = delete;
   ~handle();
   hid_t id() const noexcept { return id_; }
+  /// Gives up ownership (after the caller closed it and checked the result).
+  hid_t release() noexcept {
+    const hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
   explicit operator bool() const noexcept { return id_ >= 0; }
 
  private:
