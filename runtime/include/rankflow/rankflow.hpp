@@ -8,6 +8,7 @@
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/runtime.hpp>
+#include <rankflow/runtime/threads.hpp>
 #include <rankflow/runtime/resources.hpp>
 #include <rankflow/tracking/experiment.hpp>
 #include <rankflow/tracking/h5.hpp>
