@@ -46,6 +46,20 @@ progress_mode parse_progress(std::string_view flag, std::string_view v) {
   throw usage_error(std::string(flag) + " expects one of auto|on|off, got '" + std::string(v) + "'");
 }
 
+bool is_run_id(std::string_view v) {
+  if (v.size() <= 4 || v.substr(0, 4) != "RUN-") return false;
+  for (char ch : v.substr(4)) {
+    if (ch < '0' || ch > '9') return false;
+  }
+  return true;
+}
+
+std::string parse_resume(std::string_view flag, std::string_view v) {
+  if (v == "last" || v == "no" || is_run_id(v)) return std::string(v);
+  throw usage_error(std::string(flag) + " expects a run id such as RUN-3, 'last' or 'no', got '" + std::string(v) +
+                    "'");
+}
+
 // One table drives argv, the environment and the help text, so they cannot drift.
 struct flag_spec {
   const char* name;  // without leading dashes
@@ -53,6 +67,10 @@ struct flag_spec {
   const char* value;
   const char* help;
   void (*apply)(config&, std::string_view flag, std::string_view value);
+  /// Flags whose value may be left out ("--resume"): the value used then, and
+  /// which next arguments are taken as the value.
+  const char* implicit = nullptr;
+  bool (*takes)(std::string_view next) = nullptr;
 };
 
 const flag_spec flags[] = {
@@ -85,6 +103,11 @@ const flag_spec flags[] = {
      }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
+    {"resume", "RANKFLOW_RESUME", "[RUN]",
+     "continue run RUN (default: the last killed or failed run of the same name), reusing the partitions it "
+     "finished; 'no' starts a new run even in a requeued Slurm job",
+     [](config& c, std::string_view f, std::string_view v) { c.resume = parse_resume(f, v); }, "last",
+     [](std::string_view next) { return next == "last" || next == "no" || is_run_id(next); }},
 };
 
 const flag_spec* find_flag(std::string_view name) {
@@ -114,6 +137,8 @@ config parse_config(const std::vector<std::string>& args, std::vector<std::strin
         std::string flag = "--" + std::string(name);
         if (body.size() > name.size()) {
           f->apply(c, flag, body.substr(name.size() + 1));
+        } else if (f->implicit && !(i + 1 < args.size() && f->takes(args[i + 1]))) {
+          f->apply(c, flag, f->implicit);
         } else if (i + 1 < args.size()) {
           f->apply(c, flag, args[++i]);
         } else {

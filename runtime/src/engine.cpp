@@ -23,6 +23,7 @@
 #include <rankflow/runtime/detail/engine.hpp>
 
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <optional>
 #include <typeinfo>
@@ -51,6 +52,8 @@ struct header {
   std::uint64_t op;
   std::int64_t partition;
   std::int64_t partitions;  // lets a worker check that it runs the same call
+  double start = 0;         // result, fail: when the worker began the partition (Unix seconds)
+  double end = 0;           // ... and when it ended (for the run's ledger)
 };
 
 struct failure_info {
@@ -59,7 +62,15 @@ struct failure_info {
   std::int64_t item = -1;
   std::int64_t partition = -1;
   std::string message;
+  double start = 0;  // not sent in the body: a failure message's header carries them
+  double end = 0;
 };
+
+double unix_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 bytes frame_with(const header& h) {
   bytes f = new_frame();
@@ -139,6 +150,44 @@ task_error make_task_error(const runtime_state& st, const job& j, const failure_
   return task_error(std::move(d));
 }
 
+// Which partitions an earlier execution of the run finished: rank 0 hands
+// their recorded results to the job and every rank learns the set, so that
+// no rank runs them again. Collective (only when j.resuming).
+std::vector<std::uint8_t> recall_finished(const runtime_state& st, const job& j) {
+  const auto n = static_cast<std::size_t>(j.plan.count);
+  std::vector<std::uint8_t> done(n + 1, 0);  // the last byte: 1 when rank 0 failed
+  std::string why;
+  std::size_t reused = 0;
+  if (st.rank == 0) {
+    try {
+      auto recorded = j.recall ? j.recall() : std::map<std::int64_t, std::string>{};
+      for (auto& [p, result] : recorded) {
+        if (p < 0 || static_cast<std::size_t>(p) >= n) continue;
+        j.accept(p, result.data(), result.size());
+        done[static_cast<std::size_t>(p)] = 1;
+        ++reused;
+        std::string().swap(result);  // the decoded copy is what stays
+      }
+    } catch (const std::exception& e) {
+      done[n] = 1;
+      why = e.what();
+    }
+  }
+  check_mpi(MPI_Bcast(done.data(), static_cast<int>(done.size()), MPI_BYTE, 0, st.comm), "MPI_Bcast");
+  if (done[n]) {
+    bytes msg = new_frame();
+    if (st.rank == 0) msg.insert(msg.end(), why.begin(), why.end());
+    bcast_frame(st.comm, 0, msg, st.cfg.segment_bytes);
+    throw usage_error(std::string(msg.begin() + frame_header_bytes, msg.end()));
+  }
+  if (st.rank == 0 && reused > 0) {
+    log::info() << j.step << ": resuming: " << reused << " of " << n
+                << " partitions reused from the run's ledger, " << n - reused << " to run";
+  }
+  done.pop_back();
+  return done;
+}
+
 [[noreturn]] void raise_failure(const runtime_state& st, const job& j, const failure_info& fi) {
   if (fi.partition == interrupted_partition) {
     const int sig = fi.attempts > 0 ? fi.attempts : SIGTERM;
@@ -153,8 +202,11 @@ task_error make_task_error(const runtime_state& st, const job& j, const failure_
 
 class scheduler {
  public:
-  scheduler(runtime_state& st, const job& j)
-      : st_(st), j_(j), progress_(st.cfg, j.step, j.plan.count, true), inflight_(st.size, 0) {}
+  scheduler(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused)
+      : st_(st), j_(j), reused_(reused), progress_(st.cfg, j.step, j.plan.count, true), inflight_(st.size, 0) {
+    for (auto r : reused_) completed_ += r;
+    if (completed_) progress_.update(completed_);
+  }
 
   void run() {
     if (j_.sched == schedule::dynamic) {
@@ -213,6 +265,7 @@ class scheduler {
   void run_blocked() {
     const auto own = blocked_partitions(j_.plan.count, 0, st_.size);
     for (std::int64_t p = own.first; p < own.last && !failure_; ++p) {
+      if (is_reused(p)) continue;
       check_signal(1);
       if (failure_) break;
       for (int attempt = 1;; ++attempt) {
@@ -241,6 +294,7 @@ class scheduler {
         return true;
       }
     }
+    while (next_ < j_.plan.count && is_reused(next_)) ++next_;
     if (next_ < j_.plan.count) {
       p = next_++;
       attempt = 1;
@@ -249,17 +303,27 @@ class scheduler {
     return false;
   }
 
+  bool is_reused(std::int64_t p) const { return !reused_.empty() && reused_[static_cast<std::size_t>(p)] != 0; }
+
   // Runs partition p on rank 0; returns true on success.
   bool run_here(std::int64_t p, int attempt, int active) {
     log::set_partition(p);
+    const double t0 = j_.record ? unix_now() : 0.0;
     try {
-      j_.run_local(p);
+      encoded_.clear();
+      j_.run_local(p, j_.record ? &encoded_ : nullptr);
       log::set_partition(-1);
+      if (j_.record) {
+        j_.record({p, 0, t0, unix_now(), attempt, true, -1, {}}, encoded_.data(), encoded_.size());
+      }
       completed();
       return true;
     } catch (const item_failure& f) {
       log::set_partition(-1);
-      failed({0, attempt, f.item, p, f.message}, active);
+      failure_info fi{0, attempt, f.item, p, f.message};
+      fi.start = t0;
+      fi.end = j_.record ? unix_now() : 0.0;
+      failed(fi, active);
       return false;
     }
   }
@@ -281,6 +345,9 @@ class scheduler {
                   << "; retrying" << (active > 1 && j_.sched == schedule::dynamic ? " on another rank" : "");
       retry_.push_back({fi.partition, fi.attempts, fi.rank});
       return;
+    }
+    if (fi.partition != interrupted_partition && j_.record) {
+      j_.record({fi.partition, fi.rank, fi.start, fi.end, fi.attempts, false, fi.item, fi.message}, nullptr, 0);
     }
     if (failure_) return;  // the first final failure is the one reported
     failure_ = fi;
@@ -315,12 +382,18 @@ class scheduler {
           log::set_partition(h.partition);
           j_.accept(h.partition, body(in), body_size(in));
           log::set_partition(-1);
+          if (j_.record) {
+            j_.record({h.partition, r, h.start, h.end, static_cast<int>(h.attempt), true, -1, {}}, body(in),
+                      body_size(in));
+          }
           completed();
           break;
         case kind::fail: {
           // An interruption report is not the answer to an assignment.
           if (j_.sched == schedule::dynamic && h.partition != interrupted_partition) release(r);
           failure_info fi = read_failure(body(in), body_size(in));
+          fi.start = h.start;
+          fi.end = h.end;
           failed(fi, std::max(1, std::min(j_.active_ranks, st_.size)));
           break;
         }
@@ -332,6 +405,7 @@ class scheduler {
                       " from rank " + std::to_string(r));
       }
     }
+    if (j_.flush_record) j_.flush_record(false);
     return any;
   }
 
@@ -342,7 +416,9 @@ class scheduler {
 
   runtime_state& st_;
   const job& j_;
+  const std::vector<std::uint8_t>& reused_;  // empty, or 1 for each partition an earlier execution finished
   progress_meter progress_;
+  bytes encoded_;  // rank 0's own result, encoded for the ledger (reused)
   std::vector<int> inflight_;
   int inflight_total_ = 0;
   int done_workers_ = 0;
@@ -356,7 +432,8 @@ class scheduler {
 
 class worker {
  public:
-  worker(runtime_state& st, const job& j) : st_(st), j_(j) {}
+  worker(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused)
+      : st_(st), j_(j), reused_(reused) {}
 
   void run() {
     if (j_.sched == schedule::blocked) run_blocked();
@@ -380,10 +457,13 @@ class worker {
  private:
   // Runs p once; sends its result or failure. Returns true on success.
   bool attempt(std::int64_t p, int attempt_no, bool report_failure) {
-    bytes f = frame_with({kind::result, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count});
+    const double t0 = unix_now();
+    bytes f = frame_with({kind::result, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, 0.0});
     log::set_partition(p);
     try {
       j_.run_remote(p, f);
+      const double t1 = unix_now();
+      std::memcpy(f.data() + frame_header_bytes + offsetof(header, end), &t1, sizeof t1);
     } catch (const item_failure& e) {
       log::set_partition(-1);
       if (!report_failure) {
@@ -391,7 +471,8 @@ class worker {
                     << j_.retries + 1 << "), item " << e.item << ": " << e.message << "; retrying here";
         return false;
       }
-      bytes ff = frame_with({kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count});
+      bytes ff =
+          frame_with({kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, unix_now()});
       append_failure(ff, {st_.rank, attempt_no, e.item, p, e.message});
       send(std::move(ff));
       return false;
@@ -409,6 +490,7 @@ class worker {
   void run_blocked() {
     const auto own = blocked_partitions(j_.plan.count, st_.rank, st_.size);
     for (std::int64_t p = own.first; p < own.last && !cancelled_; ++p) {
+      if (!reused_.empty() && reused_[static_cast<std::size_t>(p)]) continue;
       check_signal();
       if (signal_reported_) break;
       bool ok = false;
@@ -463,6 +545,7 @@ class worker {
 
   runtime_state& st_;
   const job& j_;
+  const std::vector<std::uint8_t>& reused_;
   std::deque<std::pair<std::int64_t, int>> queue_;
   std::deque<pending_send> sends_;
   bool stopped_ = false;
@@ -496,10 +579,23 @@ std::string describe_current_exception() {
 void execute(runtime_state& st, const job& j) {
   ++st.op;
   log::scope in_step(j.step);
+  const std::vector<std::uint8_t> reused = j.resuming ? recall_finished(st, j) : std::vector<std::uint8_t>{};
   if (st.rank == 0) {
-    scheduler(st, j).run();
+    // Whatever happens, the outcomes recorded so far go to the run now: a
+    // run that is interrupted or fails next keeps them for --resume.
+    struct flush_at_end {
+      const job& j;
+      ~flush_at_end() {
+        try {
+          if (j.flush_record) j.flush_record(true);
+        } catch (const std::exception& e) {
+          log::error() << "recording the ledger of " << j.step << ": " << e.what();
+        }
+      }
+    } guard{j};
+    scheduler(st, j, reused).run();
   } else {
-    worker(st, j).run();
+    worker(st, j, reused).run();
   }
 }
 

@@ -138,7 +138,17 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
                                  {"SLURM_JOB_NAME", "slurm_job_name"}}) {
     if (const char* v = std::getenv(env); v && *v) ctx.context[key] = v;
   }
-  return Run(ctx, std::move(name), opts);
+  if (!st_.cfg.resume.empty()) {
+    ctx.resume = st_.cfg.resume;
+  } else if (const char* n = std::getenv("SLURM_RESTART_COUNT"); n && std::atoi(n) > 0) {
+    // Slurm requeued this job (time limit, preemption, node failure): carry
+    // on with the run the last execution left, as if --resume were given.
+    ctx.resume = "last";
+    if (is_scheduler()) log::info() << "Slurm restarted this job (SLURM_RESTART_COUNT=" << n << "): resuming";
+  }
+  Run run(ctx, std::move(name), opts);
+  ledger_ = run.ledger();
+  return run;
 }
 
 boost::mpi::communicator Runtime::world() const {
@@ -154,7 +164,7 @@ void Runtime::check_splits(std::int64_t n) const {
   }
 }
 
-detail::job Runtime::make_job(const map_options& opts, const char* default_step, const partition_plan& plan) const {
+detail::job Runtime::make_job(const map_options& opts, const char* default_step, const partition_plan& plan) {
   if (opts.retries < 0) throw usage_error("map_options::retries must be >= 0, got " + std::to_string(opts.retries));
   if (opts.chunk_size < 0) {
     throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));
@@ -166,6 +176,29 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   j.retries = opts.retries;
   j.active_ranks = opts.max_workers == 0 ? st_.size
                                          : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
+  auto lg = ledger_.lock();
+  if (!lg || !lg->open()) return j;
+  // Every rank numbers the call (they make the same calls); only rank 0
+  // records and recalls.
+  const tracking::call_info call{lg->next_call(), j.step, plan.items, plan.chunk, plan.count};
+  j.resuming = lg->resuming();
+  if (!is_scheduler()) return j;
+  j.recall = [lg, call] { return lg->take_recorded(call); };
+  j.record = [lg, call, plan](const detail::partition_outcome& o, const char* data, std::size_t n) {
+    tracking::ledger_entry e;
+    e.partition = o.partition;
+    e.first = plan.begin(o.partition);
+    e.last = plan.end(o.partition);
+    e.rank = o.rank;
+    e.start = o.start;
+    e.end = o.end;
+    e.attempts = o.attempts;
+    e.ok = o.ok;
+    if (!o.ok) e.error = "item " + std::to_string(o.item) + ": " + o.message;
+    if (n) e.result.assign(data, n);
+    lg->record(call, std::move(e));
+  };
+  j.flush_record = [lg](bool force) { lg->flush(force); };
   return j;
 }
 

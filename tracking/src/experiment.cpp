@@ -465,6 +465,100 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
   }
 }
 
+// ------------------------------------------------ the partition ledger --
+// /runs/<id>/_rankflow/calls/{call,step,items,chunk,partitions}: one row per call
+// /runs/<id>/_rankflow/ledger/{call,partition,first,last,rank,start,end,
+//   attempts,ok,error,result_offset,result_size}: one row per partition outcome
+// /runs/<id>/_rankflow/ledger/results: the encoded results, end to end
+
+void write_ledger(hid_t run, const run_record& rec, const std::string& journal_path) {
+  if (rec.calls.empty() && rec.ledger_rows == 0) return;
+  const std::string root = reserved_namespace;
+  handle g(check(H5Gcreate2(run, root.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", root));
+  {
+    std::vector<std::int64_t> call, items, chunk, parts;
+    std::vector<std::string> step;
+    for (const auto& [k, c] : rec.calls) {
+      call.push_back(c.call);
+      items.push_back(c.items);
+      chunk.push_back(c.chunk);
+      parts.push_back(c.partitions);
+      step.push_back(c.step);
+    }
+    handle cg(check(H5Gcreate2(g.id(), "calls", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "calls"));
+    write_column(cg.id(), "call", call, false);
+    write_strings(cg.id(), "step", step, false);
+    write_column(cg.id(), "items", items, false);
+    write_column(cg.id(), "chunk", chunk, false);
+    write_column(cg.id(), "partitions", parts, false);
+  }
+  handle lg(check(H5Gcreate2(g.id(), "ledger", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "ledger"));
+  auto results = create_1d(lg.id(), "results", H5T_STD_U8LE, rec.ledger_bytes, false);
+  std::vector<std::int64_t> call, part, first, last, rank, attempts, offset, size;
+  std::vector<double> start, end;
+  std::vector<std::int8_t> ok;
+  std::vector<std::string> error;
+  std::string pending;  // results not yet written, written in large slabs
+  hsize_t written = 0;
+  auto write_pending = [&] {
+    if (pending.empty()) return;
+    if (written + pending.size() > rec.ledger_bytes) throw format_error("the ledger holds more result bytes than counted");
+    write_slab(results.id(), written, pending.size(), H5T_NATIVE_UCHAR, pending.data(), "ledger results");
+    written += pending.size();
+    pending.clear();
+  };
+  std::uint64_t at = 0;
+  auto add = [&](const ledger_entry& e) {
+    call.push_back(e.call);
+    part.push_back(e.partition);
+    first.push_back(e.first);
+    last.push_back(e.last);
+    rank.push_back(e.rank);
+    start.push_back(e.start);
+    end.push_back(e.end);
+    attempts.push_back(e.attempts);
+    ok.push_back(e.ok ? 1 : 0);
+    error.push_back(e.error);
+    offset.push_back(static_cast<std::int64_t>(at));
+    size.push_back(static_cast<std::int64_t>(e.result.size()));
+    at += e.result.size();
+    pending += e.result;
+    if (pending.size() >= (std::size_t{4} << 20)) write_pending();
+  };
+  if (rec.ledger.size() == rec.ledger_rows) {
+    for (const auto& e : rec.ledger) add(e);
+  } else {
+    // A live run's entries are in its journal only: one pass over it.
+    scan_journal(journal_path, [&](op& o) {
+      if (o.kind == op_kind::ledger) {
+        for (const auto& e : o.ledger.entries) add(e);
+      }
+      return true;
+    });
+  }
+  write_pending();
+  if (call.size() != rec.ledger_rows || written != rec.ledger_bytes) {
+    throw format_error("the ledger's journal holds " + std::to_string(call.size()) + " entries, " +
+                       std::to_string(rec.ledger_rows) + " were counted");
+  }
+  write_column(lg.id(), "call", call, false);
+  write_column(lg.id(), "partition", part, false);
+  write_column(lg.id(), "first", first, false);
+  write_column(lg.id(), "last", last, false);
+  write_column(lg.id(), "rank", rank, false);
+  write_column(lg.id(), "start", start, false);
+  write_column(lg.id(), "end", end, false);
+  write_column(lg.id(), "attempts", attempts, false);
+  {
+    auto t = bool_type();
+    auto d = create_1d(lg.id(), "ok", t.id(), ok.size(), false);
+    if (!ok.empty()) check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok.data()), "H5Dwrite", "ok");
+  }
+  write_strings(lg.id(), "error", error, false);
+  write_column(lg.id(), "result_offset", offset, false);
+  write_column(lg.id(), "result_size", size, false);
+}
+
 void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
                const std::function<std::string(const file_info&)>& bytes_of, const std::string& journal_path) {
   const auto& i = rec.info;
@@ -493,6 +587,7 @@ void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
   streamed_map streamed;
   for (const auto& [path, f] : rec.fields) write_field(g.id(), path, f, p, i.id, bytes_of, &streamed);
   if (!streamed.empty()) stream_points(journal_path, streamed);
+  write_ledger(g.id(), rec, journal_path);
 }
 
 handle create_experiment_file(const std::string& path) {
@@ -556,7 +651,7 @@ run_info read_info(hid_t g, const std::string& id) {
   i.version = read_attr_str(g, "rankflow_version");
   i.mode = read_attr_str(g, "mode");
   for (const char* k : {"slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "slurm_nodelist",
-                        "slurm_restart_count", "slurm_partition", "slurm_job_name"}) {
+                        "slurm_restart_count", "slurm_partition", "slurm_job_name", "resumes"}) {
     if (has_attr(g, k)) i.context[k] = read_attr_str(g, k);
   }
   return i;
@@ -685,8 +780,80 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, wal
 
 herr_t visit_field(hid_t loc, const char* name, const H5L_info_t* info, void* data) {
   auto& ws = *static_cast<walk_state*>(data);
+  if (ws.prefix.empty() && std::string_view(name) == reserved_namespace) return 0;  // see read_ledger
   read_object(loc, name, info, ws);
   return 0;
+}
+
+void read_ledger(hid_t run, run_record& rec, bool with_results) {
+  const std::string root = reserved_namespace;
+  if (H5Lexists(run, root.c_str(), H5P_DEFAULT) <= 0) return;
+  handle g(check(H5Gopen2(run, root.c_str(), H5P_DEFAULT), "H5Gopen2", root));
+  if (H5Lexists(g.id(), "calls", H5P_DEFAULT) > 0) {
+    handle cg(check(H5Gopen2(g.id(), "calls", H5P_DEFAULT), "H5Gopen2", "calls"));
+    const auto call = read_column<std::int64_t>(cg.id(), "call");
+    const auto items = read_column<std::int64_t>(cg.id(), "items");
+    const auto chunk = read_column<std::int64_t>(cg.id(), "chunk");
+    const auto parts = read_column<std::int64_t>(cg.id(), "partitions");
+    handle sd(check(H5Dopen2(cg.id(), "step", H5P_DEFAULT), "H5Dopen2", "calls/step"));
+    const auto step = read_vl_strings(sd.id(), false, "calls/step");
+    for (std::size_t k = 0; k < call.size(); ++k) {
+      rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k)};
+    }
+  }
+  if (H5Lexists(g.id(), "ledger", H5P_DEFAULT) <= 0) return;
+  handle lg(check(H5Gopen2(g.id(), "ledger", H5P_DEFAULT), "H5Gopen2", "ledger"));
+  const auto call = read_column<std::int64_t>(lg.id(), "call");
+  const auto part = read_column<std::int64_t>(lg.id(), "partition");
+  const auto first = read_column<std::int64_t>(lg.id(), "first");
+  const auto last = read_column<std::int64_t>(lg.id(), "last");
+  const auto rank = read_column<std::int64_t>(lg.id(), "rank");
+  const auto start = read_column<double>(lg.id(), "start");
+  const auto end = read_column<double>(lg.id(), "end");
+  const auto attempts = read_column<std::int64_t>(lg.id(), "attempts");
+  const auto offset = read_column<std::int64_t>(lg.id(), "result_offset");
+  const auto size = read_column<std::int64_t>(lg.id(), "result_size");
+  std::vector<std::int8_t> ok(call.size());
+  {
+    handle d(check(H5Dopen2(lg.id(), "ok", H5P_DEFAULT), "H5Dopen2", "ledger/ok"));
+    auto t = bool_type();
+    if (!ok.empty()) check(H5Dread(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok.data()), "H5Dread", "ledger/ok");
+  }
+  handle ed(check(H5Dopen2(lg.id(), "error", H5P_DEFAULT), "H5Dopen2", "ledger/error"));
+  const auto error = read_vl_strings(ed.id(), false, "ledger/error");
+  for (const auto* v : {&part, &first, &last, &rank, &attempts, &offset, &size}) {
+    if (v->size() != call.size()) throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
+  }
+  std::string blob;
+  if (with_results) {
+    handle d(check(H5Dopen2(lg.id(), "results", H5P_DEFAULT), "H5Dopen2", "ledger/results"));
+    handle sp(check(H5Dget_space(d.id()), "H5Dget_space", "ledger/results"));
+    blob.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(sp.id())));
+    if (!blob.empty()) {
+      check(H5Dread(d.id(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, blob.data()), "H5Dread", "ledger/results");
+    }
+  }
+  rec.ledger.resize(call.size());
+  for (std::size_t k = 0; k < call.size(); ++k) {
+    auto& e = rec.ledger[k];
+    e.call = call[k];
+    e.partition = part[k];
+    e.first = first[k];
+    e.last = last[k];
+    e.rank = static_cast<std::int32_t>(rank[k]);
+    e.start = start.at(k);
+    e.end = end.at(k);
+    e.attempts = static_cast<std::int32_t>(attempts[k]);
+    e.ok = ok[k] != 0;
+    e.error = k < error.size() ? error[k] : "";
+    const auto o = static_cast<std::uint64_t>(offset[k]), n = static_cast<std::uint64_t>(size[k]);
+    if (with_results) {
+      if (o + n > blob.size()) throw format_error("the ledger of run " + rec.info.id + " points past its results");
+      e.result.assign(blob.data() + o, n);
+    }
+    rec.ledger_bytes += n;
+  }
+  rec.ledger_rows = rec.ledger.size();
 }
 
 herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* data) {
@@ -835,6 +1002,7 @@ run_record load_run(const std::string& file, const std::string& id, bool with_by
       rec.info = read_info(g.id(), id);
       walk_state ws{&rec, with_bytes, ""};
       check(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_field, &ws), "H5Literate", id);
+      read_ledger(g.id(), rec, with_bytes);
       return rec;
     }
   }
@@ -863,6 +1031,59 @@ std::string create_run(const experiment_paths& p, journal_writer& out) {
   out = journal_writer::create(p.journal(id));
   fsync_path(p.dir, true);  // the journal's name survives a crash of the machine too
   return id;
+}
+
+std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested) {
+  const auto runs = list_runs(file);
+  if (requested.empty() || requested == "last") {
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      if (it->name == name && (it->status == "killed" || it->status == "failed")) return it->id;
+    }
+    return {};
+  }
+  for (const auto& r : runs) {
+    if (r.id != requested) continue;
+    if (r.name != name) {
+      throw usage_error("--resume " + requested + ": that run is named '" + r.name + "', this program starts '" + name +
+                        "'; resume it with the program that started it");
+    }
+    if (r.status == "succeeded") {
+      throw usage_error("--resume " + requested + ": the run succeeded, there is nothing to resume; run without " +
+                        "--resume to start a new run");
+    }
+    if (r.status == "running") {
+      throw usage_error("--resume " + requested + ": the run is still running in another job (its journal is locked)" +
+                        "; wait for it to end or stop it first");
+    }
+    return r.id;
+  }
+  std::string known;
+  for (const auto& r : runs) known += (known.empty() ? "" : ", ") + r.id + " (" + r.name + ", " + r.status + ")";
+  throw usage_error("--resume " + requested + ": no such run in '" + file + "' (runs there: " +
+                    (known.empty() ? "none" : known) + ")");
+}
+
+void reopen_run(const experiment_paths& p, const std::string& id, journal_writer& out) {
+  dir_lock lock(p);
+  if (exists(p.journal(id))) {
+    throw usage_error("cannot resume run " + id + ": " +
+                      (journal_is_live(p.journal(id)) ? "another job is running it" : "its journal was not recovered") +
+                      " (" + p.journal(id) + ")");
+  }
+  const auto tmp = p.journal(id) + ".resuming";
+  if (exists(tmp)) {
+    if (journal_is_live(tmp)) throw usage_error("cannot resume run " + id + ": another job is resuming it (" + tmp + ")");
+    ::unlink(tmp.c_str());  // left by a resume that was killed before it began
+  }
+  out = journal_writer::create(tmp);
+}
+
+void commit_reopened(const experiment_paths& p, const std::string& id, journal_writer& j) {
+  j.sync();
+  dir_lock lock(p);
+  if (exists(p.journal(id))) throw usage_error("cannot resume run " + id + ": another job resumed it meanwhile");
+  j.rename_to(p.journal(id));
+  fsync_path(p.dir, true);
 }
 
 void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {

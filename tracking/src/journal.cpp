@@ -181,6 +181,12 @@ void journal_writer::flush() {
   unsynced_ = true;
 }
 
+void journal_writer::rename_to(const std::string& path) {
+  check_usable();
+  if (::rename(path_.c_str(), path.c_str()) != 0) throw storage_error(sys_error("cannot rename journal to", path));
+  path_ = path;
+}
+
 void journal_writer::sync() {
   flush();
   if (unsynced_ && fd_ >= 0) {

@@ -36,7 +36,11 @@ class journal_writer {
   /// flush() + fdatasync (survives a crash of the machine).
   void sync();
   bool dirty() const noexcept { return !buf_.empty() || unsynced_; }
+  /// Records appended but not yet handed to the kernel.
+  bool buffered() const noexcept { return !buf_.empty(); }
   const std::string& path() const noexcept { return path_; }
+  /// Renames the journal file (it stays open and locked).
+  void rename_to(const std::string& path);
   void close();
 
  private:

@@ -198,6 +198,56 @@ std::string encode_field(const field_record& f, const std::string& path, const s
   return out;
 }
 
+/// A run being resumed, as the operations that recreate it in its new journal
+/// (fields as they were, then its ledger). Consumes `old`.
+std::vector<op> carried_ops(run_record&& old) {
+  std::vector<op> out;
+  for (auto& [path, f] : old.fields) {
+    op o;
+    o.rank = f.rank;
+    o.time = f.updated;
+    o.path = path;
+    if (is_series(f.type)) {
+      o.kind = op_kind::append;
+      o.points = std::move(f.series);
+      o.points.type = f.type;
+    } else if (f.type == field_type::file) {
+      o.kind = op_kind::file;
+      o.file = std::move(f.file);
+    } else if (f.type == field_type::array) {
+      o.kind = op_kind::array;
+      o.array = std::move(f.array);
+    } else if (f.type != field_type::none) {
+      o.kind = op_kind::assign;
+      o.atom = std::move(f.atom);
+      o.atom.type = f.type;
+    } else {
+      continue;
+    }
+    out.push_back(std::move(o));
+  }
+  for (const auto& [k, c] : old.calls) {  // every call, even one with no entries yet
+    op o;
+    o.kind = op_kind::ledger;
+    o.time = old.info.start_time;
+    o.ledger.call = c;
+    out.push_back(std::move(o));
+  }
+  for (auto& e : old.ledger) {
+    if (out.empty() || out.back().kind != op_kind::ledger || out.back().ledger.call.call != e.call ||
+        out.back().ledger.entries.size() >= 4096) {
+      op o;
+      o.kind = op_kind::ledger;
+      o.time = e.end;
+      auto c = old.calls.find(e.call);
+      o.ledger.call = c != old.calls.end() ? c->second : call_info{e.call, "?", 0, 0, 0};
+      out.push_back(std::move(o));
+    }
+    out.back().ledger.entries.push_back(std::move(e));
+  }
+  return out;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------- rank 0 side --
@@ -347,6 +397,20 @@ class service {
         }
       }
       while (!out_.empty() && out_.front().test()) out_.pop_front();
+      // Buffered records reach the kernel within ~200 ms even without a
+      // wait(): a kill -9 then loses at most that much (the ledger's resume
+      // point, a worker's last points). fsync stays with wait() and stop().
+      if (journaling_ && journal.buffered()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_kernel_flush_ >= kernel_flush_every) {
+          try {
+            journal.flush();
+          } catch (const std::exception& e) {
+            errors[0].push_back({false, std::string("rank 0 could not write the run's journal: ") + e.what()});
+          }
+          last_kernel_flush_ = now;
+        }
+      }
       if (stops_ == size_) {
         std::lock_guard lk(m_);
         if (q_.empty()) break;
@@ -475,6 +539,8 @@ class service {
     return s;
   }
 
+  static constexpr auto kernel_flush_every = std::chrono::milliseconds(200);
+  std::chrono::steady_clock::time_point last_kernel_flush_ = std::chrono::steady_clock::now();
   op scratch_;       // reused for every decoded operation: no allocation per batch
   std::string enc_;  // reused journal encoding
   MPI_Comm ops_;
@@ -506,6 +572,8 @@ class run_impl {
 
   std::unique_ptr<service> svc;  // rank 0
   std::thread svc_thread;
+  std::shared_ptr<partition_ledger> ledger;  // async and sync modes
+  bool resumed = false;
 
   // ---- this rank's pending operations
   struct series_buf {
@@ -767,8 +835,21 @@ class run_impl {
     throw_rejections(svc->errors[0]);
   }
 
+  /// The ledger's last entries go into the journal; later calls are not recorded.
+  void close_ledger() {
+    if (!ledger) return;
+    try {
+      if (rank == 0 && !stopped) ledger->flush(true);
+    } catch (...) {
+      ledger->run_ = nullptr;
+      throw;
+    }
+    ledger->run_ = nullptr;
+  }
+
   void stop(const std::string& status, const std::string& reason) {
     if (stopped) return;
+    close_ledger();
     stopped = true;
     flush();
     if (rank == 0) {
@@ -798,6 +879,10 @@ class run_impl {
   /// failure and writes the run; other ranks just leave.
   void abandon(std::string reason) {
     if (stopped) return;
+    try {
+      close_ledger();
+    } catch (...) {
+    }
     stopped = true;
     if (rank != 0) {
       // Tell rank 0 this rank is gone, so that a rank 0 which carries on to
@@ -833,6 +918,58 @@ class run_impl {
     if (coll != MPI_COMM_NULL) MPI_Comm_free(&coll);
   }
 };
+
+// ------------------------------------------------------ partition_ledger --
+
+std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_info& c) {
+  std::map<std::int64_t, std::string> out;
+  auto it = recorded_calls_.find(c.call);
+  if (it == recorded_calls_.end()) return out;
+  const call_info was = it->second;
+  recorded_calls_.erase(it);
+  auto results = recorded_.find(c.call);
+  if (!was.same_work(c)) {
+    recorded_.erase(results);
+    throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is '" + c.step + "' over " +
+                      std::to_string(c.items) + " items in " + std::to_string(c.partitions) + " partitions (chunk " +
+                      std::to_string(c.chunk) + "), but run " + id_ + " recorded '" + was.step + "' over " +
+                      std::to_string(was.items) + " items in " + std::to_string(was.partitions) + " partitions (chunk " +
+                      std::to_string(was.chunk) +
+                      "): resume with the same program and arguments, or start a new run without --resume");
+  }
+  if (results != recorded_.end()) {
+    out = std::move(results->second);
+    recorded_.erase(results);
+  }
+  return out;
+}
+
+void partition_ledger::record(const call_info& c, ledger_entry&& e) {
+  if (!run_) return;
+  if (!pending_.entries.empty() && pending_.call.call != c.call) flush(true);
+  pending_.call = c;
+  pending_bytes_ += e.result.size() + e.error.size() + 64;
+  e.call = c.call;
+  pending_.entries.push_back(std::move(e));
+  flush(false);
+}
+
+void partition_ledger::flush(bool force) {
+  if (!run_ || pending_.entries.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && pending_bytes_ < flush_bytes && now - last_flush_ < std::chrono::milliseconds(200)) return;
+  last_flush_ = now;
+  op o;
+  o.kind = op_kind::ledger;
+  o.time = now_unix_seconds();
+  o.ledger = std::move(pending_);
+  pending_ = {};
+  pending_bytes_ = 0;
+  // Straight to rank 0's service (this is rank 0), which journals it: the
+  // entries reach the kernel within its next flush, ~200 ms.
+  run_->enqueue(o);
+  run_->flush();
+}
 
 }  // namespace rankflow::tracking
 
@@ -872,6 +1009,11 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   std::string msg;
   tracking::run_record rec;
   tracking::journal_writer journal;
+  bool resumed = false;
+  tracking::run_record old;  // the run being resumed
+  std::map<std::string, double, std::less<>> floors;
+  std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded;
+  std::map<std::int64_t, tracking::call_info> recorded_calls;
   if (r.rank == 0) {
     try {
       if (provided < MPI_THREAD_MULTIPLE) {
@@ -896,7 +1038,21 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
         for (const auto& id : recovered) {
           log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (it was killed; status 'killed')";
         }
-        rec.info.id = tracking::create_run(r.paths, journal);
+        const auto& resume = opts.resume ? opts.resume : ctx.resume;
+        std::string resume_id;
+        if (resume && *resume != "no") resume_id = tracking::find_resumable(r.paths.file, r.name, *resume);
+        if (!resume_id.empty()) {
+          old = tracking::load_run(r.paths.file, resume_id, true);
+          tracking::reopen_run(r.paths, resume_id, journal);
+          rec.info.id = resume_id;
+          resumed = true;
+        } else {
+          if (resume && *resume != "no") {
+            log::info() << "--resume: '" << r.paths.file << "' holds no killed or failed run named '" << r.name
+                        << "'; starting a new run";
+          }
+          rec.info.id = tracking::create_run(r.paths, journal);
+        }
       }
       if (r.mode != tracking_mode::read_only) {
         op begin;
@@ -913,16 +1069,53 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
         i.version = RANKFLOW_VERSION_STRING;
         i.mode = to_string(r.mode);
         i.context = ctx.context;
+        if (resumed) {
+          // The same run goes on: its start, and how often it was resumed.
+          i.start_time = old.info.start_time;
+          int n = 0;
+          if (auto c = old.info.context.find("resumes"); c != old.info.context.end()) n = std::atoi(c->second.c_str());
+          i.context["resumes"] = std::to_string(n + 1);
+        }
         std::vector<tracking::rejection> none;
         rec.apply(begin, none);
         if (r.mode != tracking_mode::debug) {
           std::string enc;
           tracking::encode(begin, enc);
           journal.append(enc);
+          if (resumed) {
+            // Everything the run held goes into its new journal, so that the
+            // resumed run is whole again if it is killed once more.
+            const std::string old_status = old.info.status, old_reason = old.info.reason;
+            for (const auto& [path, f] : old.fields) {
+              if (is_series(f.type)) floors[path] = f.last_step;
+            }
+            for (const auto& e : old.ledger) {
+              if (e.ok) recorded[e.call][e.partition] = e.result;
+            }
+            recorded_calls = old.calls;
+            std::size_t reused = 0;
+            for (const auto& [c, parts] : recorded) reused += parts.size();
+            rec.keep_points = false;
+            for (auto& o : tracking::carried_ops(std::move(old))) {
+              if (!rec.apply(o, none)) continue;
+              enc.clear();
+              tracking::encode(o, enc);
+              const auto at = journal.append(enc);
+              if (o.kind == op_kind::file) {
+                rec.fields[o.path].file.journal_offset =
+                    static_cast<std::int64_t>(at + enc.size() - o.file.data.size());
+              }
+            }
+            rec.resume_floor = floors;
+            tracking::commit_reopened(r.paths, rec.info.id, journal);
+            log::info() << "resuming run " << rec.info.id << " ('" << r.name << "', " << old_status
+                        << (old_reason.empty() ? "" : ": " + old_reason) << "): " << reused
+                        << " finished partitions in " << recorded_calls.size() << " calls recorded";
+          }
           journal.flush();  // survives kill -9 at once; fsync'd by the first wait()
         }
       }
-      msg = rec.info.id + '\n' + rec.info.name;
+      msg = rec.info.id + '\n' + rec.info.name + '\n' + (resumed ? '1' : '0');
     } catch (...) {
       std::tie(k, msg) = tracking::classify(std::current_exception());
     }
@@ -936,8 +1129,18 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
     throw;
   }
   const auto nl = shared.find('\n');
+  const auto nl2 = shared.find('\n', nl + 1);
   r.id = shared.substr(0, nl);
-  if (r.mode == tracking_mode::read_only) r.name = shared.substr(nl + 1);
+  if (r.mode == tracking_mode::read_only) r.name = shared.substr(nl + 1, nl2 - nl - 1);
+  r.resumed = nl2 != std::string::npos && shared.substr(nl2 + 1) == "1";
+  if (r.mode == tracking_mode::async || r.mode == tracking_mode::sync) {
+    r.ledger = std::make_shared<tracking::partition_ledger>();
+    r.ledger->run_ = &r;
+    r.ledger->id_ = r.id;
+    r.ledger->resuming_ = r.resumed;
+    r.ledger->recorded_ = std::move(recorded);
+    r.ledger->recorded_calls_ = std::move(recorded_calls);
+  }
   if (r.rank == 0) {
     const bool journaling = r.mode == tracking_mode::async || r.mode == tracking_mode::sync;
     r.svc = std::make_unique<tracking::service>(r.ops, r.size, r.seg, std::move(rec), std::move(journal), journaling);
@@ -988,6 +1191,8 @@ const std::string& Run::name() const { return impl_->name; }
 tracking_mode Run::mode() const { return impl_->mode; }
 const std::string& Run::experiment() const { return impl_->paths.file; }
 bool Run::active() const noexcept { return impl_ && !impl_->stopped; }
+std::shared_ptr<tracking::partition_ledger> Run::ledger() const { return impl_ ? impl_->ledger : nullptr; }
+bool Run::resumed() const noexcept { return impl_ && impl_->resumed; }
 
 void Run::wait() {
   if (impl_ && !impl_->stopped) impl_->wait();
@@ -1117,8 +1322,9 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
 field_ref::field_ref(tracking::run_impl* r, std::string p) : r_(r), path_(std::move(p)) {}
 
 field_ref field_ref::operator[](std::string_view sub) const {
-  validate_path(sub);
-  return field_ref(r_, path_ + "/" + std::string(sub));
+  std::string full = path_ + "/" + std::string(sub);
+  validate_path(full);
+  return field_ref(r_, std::move(full));
 }
 
 void field_ref::assign(tracking::atom_value a) {

@@ -56,6 +56,9 @@ void validate_path(std::string_view path) {
   };
   if (path.empty()) bad("it is empty");
   if (path.size() > 1024) bad("it is longer than 1024 characters");
+  if (path == reserved_namespace || path.starts_with(std::string(reserved_namespace) + "/")) {
+    bad(std::string("'") + reserved_namespace + "' is reserved for rankflow's own records (the partition ledger)");
+  }
   std::size_t start = 0;
   while (true) {
     const auto end = std::min(path.find('/', start), path.size());
@@ -294,6 +297,29 @@ void encode_to(const op& o, Out& out) {
       put_array(out, o.array.shape);
       put_str(out, o.array.file);
       break;
+    case op_kind::ledger: {
+      const auto& c = o.ledger.call;
+      put<std::int64_t>(out, c.call);
+      put_str(out, c.step);
+      put<std::int64_t>(out, c.items);
+      put<std::int64_t>(out, c.chunk);
+      put<std::int64_t>(out, c.partitions);
+      put<std::uint64_t>(out, o.ledger.entries.size());
+      for (const auto& e : o.ledger.entries) {
+        put<std::int64_t>(out, e.partition);
+        put<std::int64_t>(out, e.first);
+        put<std::int64_t>(out, e.last);
+        put<std::int32_t>(out, e.rank);
+        put<double>(out, e.start);
+        put<double>(out, e.end);
+        put<std::int32_t>(out, e.attempts);
+        put<std::uint8_t>(out, e.ok ? 1 : 0);
+        put_str(out, e.error);
+        put<std::uint64_t>(out, e.result.size());
+        put_raw(out, e.result.data(), e.result.size());
+      }
+      break;
+    }
   }
 }
 
@@ -309,7 +335,7 @@ op decode(std::string_view data, std::size_t& pos) {
 void decode_into(std::string_view data, std::size_t& pos, op& o) {
   reader r(data, pos);
   const auto kind = r.get<std::uint8_t>();
-  if (kind < 1 || kind > 7) throw format_error("tracking record of unknown kind " + std::to_string(kind));
+  if (kind < 1 || kind > 8) throw format_error("tracking record of unknown kind " + std::to_string(kind));
   o.kind = static_cast<op_kind>(kind);
   o.rank = r.get<std::int32_t>();
   o.time = r.get<double>();
@@ -379,6 +405,35 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       const auto n = r.get<std::uint32_t>();
       r.array(o.array.shape, n);
       o.array.file = r.str();
+      break;
+    }
+    case op_kind::ledger: {
+      auto& c = o.ledger.call;
+      c.call = r.get<std::int64_t>();
+      c.step = r.str();
+      c.items = r.get<std::int64_t>();
+      c.chunk = r.get<std::int64_t>();
+      c.partitions = r.get<std::int64_t>();
+      const auto n = r.get<std::uint64_t>();
+      if (n > data.size()) throw format_error("tracking record is truncated or damaged");
+      auto& v = o.ledger.entries;
+      v.resize(n);
+      for (auto& e : v) {
+        e.call = c.call;
+        e.partition = r.get<std::int64_t>();
+        e.first = r.get<std::int64_t>();
+        e.last = r.get<std::int64_t>();
+        e.rank = r.get<std::int32_t>();
+        e.start = r.get<double>();
+        e.end = r.get<double>();
+        e.attempts = r.get<std::int32_t>();
+        e.ok = r.get<std::uint8_t>() != 0;
+        e.error = r.str();
+        const auto size = r.get<std::uint64_t>();
+        if (size > data.size() - pos) throw format_error("tracking record is truncated or damaged");
+        e.result.assign(data.data() + pos, size);
+        pos += size;
+      }
       break;
     }
   }
@@ -457,6 +512,20 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       info.reason = o.info.reason;
       info.end_time = o.info.end_time;
       return true;
+    case op_kind::ledger: {
+      const auto& c = o.ledger.call;
+      if (auto it = calls.find(c.call); it != calls.end() && !it->second.same_work(c)) {
+        out.push_back({false, "ledger: call #" + std::to_string(c.call) + " was recorded as '" + it->second.step +
+                                  "' over " + std::to_string(it->second.partitions) + " partitions, not '" + c.step +
+                                  "' over " + std::to_string(c.partitions)});
+        return false;
+      }
+      calls[c.call] = c;
+      ledger_rows += o.ledger.entries.size();
+      for (const auto& e : o.ledger.entries) ledger_bytes += e.result.size();
+      if (keep_points) ledger.insert(ledger.end(), o.ledger.entries.begin(), o.ledger.entries.end());
+      return true;
+    }
     default:
       break;
   }
@@ -529,8 +598,17 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       std::size_t keep = 0, dropped = 0;
       std::string first_drop;
       const auto n = p.size();
+      const double floor_step = [&] {
+        if (resume_floor.empty()) return -1.0;
+        auto fl = resume_floor.find(o.path);
+        return fl == resume_floor.end() ? -1.0 : fl->second;
+      }();
       for (std::size_t k = 0; k < n; ++k) {
         double s = p.steps[k];
+        if (s >= 0 && s <= floor_step) {  // recorded before the resume: the program replays it
+          ++replayed_points;
+          continue;
+        }
         if (s < 0) s = std::floor(last) + 1.0;
         if (!(s > last)) {
           if (dropped++ == 0) {
@@ -557,7 +635,7 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       if (p.type == field_type::float_series) p.f.resize(keep);
       if (p.type == field_type::int_series) p.i.resize(keep);
       if (p.type == field_type::string_series) p.s.resize(keep);
-      if (keep == 0) return false;
+      if (keep == 0) return false;  // also when every point was a replay
       if (!f) {
         f = &create(p.type);
         f->series.type = p.type;

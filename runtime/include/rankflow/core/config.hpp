@@ -29,6 +29,9 @@ struct config {
   std::string experiment = "rankflow.h5";
   /// async | sync | read-only | debug (see rankflow::tracking_mode).
   std::string tracking_mode = "async";
+  /// --resume: "" (not given), "last", "no" or a run id such as "RUN-3".
+  /// Runtime::start_run continues that run; see run_options::resume.
+  std::string resume;
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;

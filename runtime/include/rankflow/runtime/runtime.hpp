@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ranges>
 #include <string>
@@ -184,6 +185,12 @@ class Runtime {
   /// Starts a tracked run in the experiment file (--experiment, default
   /// rankflow.h5). Collective: every rank calls it and gets a Run it may
   /// track into. In read-only mode, opens opts.with_id (or the latest run).
+  ///
+  /// Until the run stops, every parallel_map, mapreduce and foreach records
+  /// its partitions in the run's ledger. With --resume (or opts.resume, or in
+  /// a job Slurm requeued) the run continues a killed or failed one of the
+  /// same name: calls reuse the partitions it finished, so the program runs
+  /// only the rest and gets the same results.
   Run start_run(std::string name, const run_options& opts = {});
 
   /// MPI_COMM_WORLD for the program's own MPI calls (errors are returned as
@@ -241,7 +248,11 @@ class Runtime {
       }
     };
     detail::job j = make_job(opts, "mapreduce", plan);
-    j.run_local = [&](std::int64_t p) { tree.insert(p, run_part(p)); };
+    j.run_local = [&](std::int64_t p, bytes* encoded) {
+      T v = run_part(p);
+      if (encoded) encode(*encoded, v);
+      tree.insert(p, std::move(v));
+    };
     j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
     j.accept = [&](std::int64_t p, const char* d, std::size_t n) { tree.insert(p, decode<T>(d, n)); };
     detail::execute(st_, j);
@@ -267,7 +278,9 @@ class Runtime {
 
  private:
   void check_splits(std::int64_t n) const;
-  detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan) const;
+  /// The job of one collective call; when a tracked run is active, wired to
+  /// its partition ledger (recording, and reuse on --resume).
+  detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan);
 
   template <class Get, class Fn>
   auto map_impl(std::int64_t n, Get get, Fn& fn, const map_options& opts, const char* default_step) {
@@ -297,7 +310,11 @@ class Runtime {
       return out;
     };
     detail::job j = make_job(opts, default_step, plan);
-    j.run_local = [&](std::int64_t p) { results.put(p, run_part(p)); };
+    j.run_local = [&](std::int64_t p, bytes* encoded) {
+      auto v = run_part(p);
+      if (encoded) encode(*encoded, v);
+      results.put(p, std::move(v));
+    };
     j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
     j.accept = [&](std::int64_t p, const char* d, std::size_t sz) { results.put(p, decode<std::vector<V>>(d, sz)); };
     detail::execute(st_, j);
@@ -320,6 +337,7 @@ class Runtime {
   }
 
   detail::runtime_state st_;
+  std::weak_ptr<tracking::partition_ledger> ledger_;  ///< of the run start_run made last
   int uncaught_at_start_ = 0;
   bool owns_mpi_ = false;
 };

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include <rankflow/tracking/ledger.hpp>
 #include <rankflow/tracking/store.hpp>
 #include <rankflow/tracking/types.hpp>
 
@@ -39,6 +40,11 @@ struct run_options {
   std::string experiment;             ///< experiment file; default rankflow.h5
   std::optional<tracking_mode> mode;  ///< default async
   std::string with_id;                ///< read-only: the run to open ("" = the latest)
+  /// Continue an earlier run instead of starting one: its id, or "last" (or
+  /// "") for the latest run of this name that was killed or failed; with no
+  /// such run a new one starts. Default: --resume / RANKFLOW_RESUME, and
+  /// "last" in a job Slurm requeued (SLURM_RESTART_COUNT > 0).
+  std::optional<std::string> resume;
 };
 
 namespace tracking {
@@ -55,6 +61,7 @@ struct run_context {
   std::string experiment = "rankflow.h5";
   tracking_mode mode = tracking_mode::async;
   std::map<std::string, std::string> context;  ///< slurm_job_id, ...
+  std::optional<std::string> resume;           ///< see run_options::resume
 };
 
 template <class T>
@@ -216,6 +223,11 @@ class Run {
   }
 
   tracking::run_impl* impl() const noexcept { return impl_.get(); }
+  /// The run's partition ledger (what rankflow::Runtime records calls into
+  /// and resumes from); null in debug and read-only mode.
+  std::shared_ptr<tracking::partition_ledger> ledger() const;
+  /// True when this run continues an earlier execution (see run_options::resume).
+  bool resumed() const noexcept;
 
  private:
   static std::vector<std::uint64_t> row_block_shape(std::size_t n, const std::vector<std::uint64_t>& global_shape);

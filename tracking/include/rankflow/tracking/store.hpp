@@ -80,7 +80,52 @@ struct run_info {
   std::map<std::string, std::string> context;  ///< slurm_job_id, ... when present
 };
 
-enum class op_kind : std::uint8_t { begin = 1, assign = 2, append = 3, add = 4, file = 5, array = 6, end = 7 };
+/// One collective call of a run (parallel_map, mapreduce, foreach), numbered
+/// from 1 in the order the program made its calls since start_run. A resumed
+/// run matches its calls to the recorded ones by this number.
+struct call_info {
+  std::int64_t call = 0;
+  std::string step;             ///< the call's step name (map_options::step)
+  std::int64_t items = 0;       ///< items in the call's range
+  std::int64_t chunk = 0;       ///< items per partition
+  std::int64_t partitions = 0;  ///< ceil(items / chunk)
+  bool same_work(const call_info& o) const noexcept {
+    return call == o.call && step == o.step && items == o.items && chunk == o.chunk && partitions == o.partitions;
+  }
+};
+
+/// One partition's outcome in a run's ledger: where and when it ran and, for
+/// a success, its encoded result (what resume hands back instead of running it).
+struct ledger_entry {
+  std::int64_t call = 0;
+  std::int64_t partition = 0;
+  std::int64_t first = 0;  ///< items [first, last) of the call's range
+  std::int64_t last = 0;
+  std::int32_t rank = 0;
+  double start = 0;  ///< Unix seconds on the rank that ran it
+  double end = 0;
+  std::int32_t attempts = 1;
+  bool ok = true;
+  std::string error;   ///< failures: item and message
+  std::string result;  ///< successes: the encoded partition result (may be empty)
+};
+
+/// Ledger entries of one call, as journaled together.
+struct ledger_batch {
+  call_info call;
+  std::vector<ledger_entry> entries;
+};
+
+enum class op_kind : std::uint8_t {
+  begin = 1,
+  assign = 2,
+  append = 3,
+  add = 4,
+  file = 5,
+  array = 6,
+  end = 7,
+  ledger = 8,
+};
 
 /// One tracking operation, as sent to rank 0 and as stored in a journal.
 struct op {
@@ -94,6 +139,7 @@ struct op {
   file_info file;                  ///< file (bytes in file.data)
   array_info array;                ///< array
   run_info info;                   ///< begin; end uses status, reason, end_time
+  ledger_batch ledger;             ///< ledger
 };
 
 /// Why apply() refused (all or part of) an operation.
@@ -108,8 +154,22 @@ class run_record {
   run_info info;
   std::map<std::string, field_record> fields;
   /// false: series keep only their type, last step and count, not their
-  /// points (rank 0 of a live run, whose points are in the journal).
+  /// points (rank 0 of a live run, whose points are in the journal); the
+  /// ledger keeps only its counts.
   bool keep_points = true;
+
+  /// The partition ledger: the calls it covers, and its entries in the order
+  /// they were recorded (with keep_points; otherwise they are in the journal).
+  std::map<std::int64_t, call_info> calls;
+  std::vector<ledger_entry> ledger;
+  std::uint64_t ledger_rows = 0;
+  std::uint64_t ledger_bytes = 0;  ///< result bytes of all entries
+
+  /// A resumed run: the last step each series had when it was resumed. A
+  /// point with an explicit step at or before it was recorded before the
+  /// resume and is dropped without a refusal (the program is replaying).
+  std::map<std::string, double, std::less<>> resume_floor;
+  std::uint64_t replayed_points = 0;  ///< points dropped that way
 
   /// Applies `o`, checking types, namespaces and series steps. On success the
   /// operation is changed into what must be journaled (steps resolved,

@@ -98,7 +98,11 @@ struct series_values {
 /// '/', none empty, "." or "..", at most 255 characters per part and 1024 in
 /// all. Throws usage_error saying what is wrong. Paths name objects inside
 /// their run's group only; they cannot point anywhere else in the file.
+/// The top-level name `_rankflow` is reserved (the partition ledger).
 void validate_path(std::string_view path);
+
+/// The namespace of a run that holds rankflow's own records.
+inline constexpr const char* reserved_namespace = "_rankflow";
 
 /// ISO 8601 UTC with microseconds, e.g. "2026-11-23T10:15:00.123456Z".
 std::string format_time(double unix_seconds);

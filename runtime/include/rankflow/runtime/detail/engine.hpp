@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,18 +40,44 @@ struct item_failure {
 /// "what() (type)" of the exception being handled, for error messages.
 std::string describe_current_exception();
 
+/// How one partition ended, for the run's ledger (rank 0).
+struct partition_outcome {
+  std::int64_t partition = 0;
+  int rank = 0;
+  double start = 0;  ///< Unix seconds, on the rank that ran it
+  double end = 0;
+  int attempts = 1;
+  bool ok = true;
+  std::int64_t item = -1;  ///< failures: the item that threw
+  std::string message;     ///< failures: what it threw
+};
+
 struct job {
   std::string step;
   partition_plan plan;
   schedule sched = schedule::dynamic;
   int retries = 0;
   int active_ranks = 1;  ///< ranks [0, active_ranks) run partitions (dynamic only)
-  /// Rank 0: run partition p and keep its result. Throws item_failure.
-  std::function<void(std::int64_t p)> run_local;
+  /// Rank 0: run partition p and keep its result; when `encoded` is not null
+  /// (the call is recorded in a ledger) also append the encoded result to it.
+  /// Throws item_failure.
+  std::function<void(std::int64_t p, bytes* encoded)> run_local;
   /// Other ranks: run partition p and append its encoded result. Throws item_failure.
   std::function<void(std::int64_t p, bytes& out)> run_remote;
   /// Rank 0: take the encoded result of partition p computed elsewhere.
   std::function<void(std::int64_t p, const char* data, std::size_t n)> accept;
+
+  // ---- the active run's ledger (set by Runtime; all empty when no run is tracked)
+  /// Every rank: an earlier execution of the run may have finished some of
+  /// this call's partitions; rank 0 broadcasts which before scheduling.
+  bool resuming = false;
+  /// Rank 0, when resuming: partition -> encoded result recorded earlier.
+  /// May throw usage_error (the call does not match the recorded one).
+  std::function<std::map<std::int64_t, std::string>()> recall;
+  /// Rank 0: one partition's final outcome and, for a success, its encoded result.
+  std::function<void(const partition_outcome&, const char* data, std::size_t n)> record;
+  /// Rank 0: hand recorded outcomes on to the run when due (force: now).
+  std::function<void(bool force)> flush_record;
 };
 
 /// Runs `j` on every rank (collective). Returns when every partition has a
