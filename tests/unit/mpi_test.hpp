@@ -3,12 +3,35 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <rankflow/rankflow.hpp>
 
 /// The process's Runtime (made by mpi_main.cpp).
 rankflow::Runtime& test_runtime();
+
+/// A fresh experiment file for this test and rank count (collective).
+inline std::string fresh_experiment(const std::string& stem) {
+  auto& rt = test_runtime();
+  const auto file = stem + "_np" + std::to_string(rt.size()) + ".h5";
+  if (rt.is_scheduler()) {
+    std::remove(file.c_str());
+    std::system(("rm -rf '" + file + ".d'").c_str());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  return file;
+}
+
+/// Run options that track into `file`.
+inline rankflow::run_options tracked_in(const std::string& file,
+                                        rankflow::tracking_mode m = rankflow::tracking_mode::async) {
+  rankflow::run_options o;
+  o.experiment = file;
+  o.mode = m;
+  return o;
+}
 
 /// EXPECT that `stmt` throws `type` whose what() contains every given piece.
 #define EXPECT_THROW_WITH(stmt, type, ...)                                            \

@@ -16,23 +16,10 @@ using rankflow::field_type;
 
 namespace {
 
-// A fresh experiment file for this test and rank count.
-std::string fresh(const std::string& stem) {
-  auto& rt = test_runtime();
-  const auto file = stem + "_np" + std::to_string(rt.size()) + ".h5";
-  if (rt.is_scheduler()) {
-    std::remove(file.c_str());
-    std::system(("rm -rf '" + file + ".d'").c_str());
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
-  return file;
-}
+std::string fresh(const std::string& stem) { return fresh_experiment(stem); }
 
 rankflow::run_options in(const std::string& file, rankflow::tracking_mode m = rankflow::tracking_mode::async) {
-  rankflow::run_options o;
-  o.experiment = file;
-  o.mode = m;
-  return o;
+  return tracked_in(file, m);
 }
 
 bool exists(const std::string& p) {

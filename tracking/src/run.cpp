@@ -1149,8 +1149,8 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   r.new_batch();
   if (r.rank == 0) {
     if (r.mode != tracking_mode::read_only) {
-      log::info() << "run " << r.id << " ('" << r.name << "') tracking to " << r.paths.file << " (" << to_string(r.mode)
-                  << ")";
+      log::info() << "run " << r.id << " ('" << r.name << "') " << (r.resumed ? "resumed, " : "") << "tracking to "
+                  << r.paths.file << " (" << to_string(r.mode) << ")";
     }
   }
 }

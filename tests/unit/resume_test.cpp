@@ -1,0 +1,335 @@
+// The partition ledger and --resume at 1-4 ranks: every partition of a
+// tracked run is recorded; a run that failed part-way is resumed under its
+// id, reusing what it finished, with the same results as an uninterrupted
+// run and no duplicate series points.
+#include <atomic>
+#include <cmath>
+#include <set>
+
+#include "mpi_test.hpp"
+
+namespace tr = rankflow::tracking;
+
+namespace {
+
+constexpr std::int64_t items = 240;
+constexpr std::int64_t chunk = 8;  // 30 partitions
+constexpr std::int64_t poison = 101;  // partition 12
+
+rankflow::run_options resume_in(const std::string& file, std::string which = "last") {
+  auto o = tracked_in(file);
+  o.resume = std::move(which);
+  return o;
+}
+
+// Items this rank ran, summed over every rank.
+std::int64_t total(std::int64_t mine) {
+  MPI_Allreduce(MPI_IN_PLACE, &mine, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  return mine;
+}
+
+double f(std::int64_t i) { return std::sin(static_cast<double>(i)) * 1e3 + 1.0 / static_cast<double>(i + 1); }
+
+tr::run_record load(const std::string& file, const std::string& id) { return tr::load_run(file, id, true); }
+
+}  // namespace
+
+TEST(Resume, LedgerRecordsEveryPartition) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_ledger");
+  std::string id;
+  {
+    auto run = rt.start_run("ledger", tracked_in(file));
+    id = run.id();
+    EXPECT_FALSE(run.resumed());
+    auto v = rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return i * 3; }, {.chunk_size = chunk});
+    const double s = rt.mapreduce(
+        rankflow::range(0, 100), [](std::int64_t i) { return static_cast<double>(i); },
+        [](double a, double b) { return a + b; }, {.chunk_size = 10, .sched = rankflow::schedule::blocked,
+                                                   .step = "sum"});
+    EXPECT_EQ(s, 4950.0);
+    run.stop();
+  }
+  if (!rt.is_scheduler()) return;
+  const auto rec = load(file, id);
+  ASSERT_EQ(rec.calls.size(), 2u);
+  EXPECT_EQ(rec.calls.at(1).step, "parallel_map");
+  EXPECT_EQ(rec.calls.at(1).partitions, 30);
+  EXPECT_EQ(rec.calls.at(1).items, items);
+  EXPECT_EQ(rec.calls.at(2).step, "sum");
+  EXPECT_EQ(rec.calls.at(2).partitions, 10);
+  ASSERT_EQ(rec.ledger.size(), 40u);
+  std::set<std::pair<std::int64_t, std::int64_t>> seen;
+  for (const auto& e : rec.ledger) {
+    EXPECT_TRUE(e.ok);
+    EXPECT_EQ(e.attempts, 1);
+    EXPECT_GE(e.rank, 0);
+    EXPECT_LT(e.rank, rt.size());
+    EXPECT_GT(e.start, 1.7e9);
+    EXPECT_GE(e.end, e.start);
+    EXPECT_FALSE(e.result.empty());
+    seen.insert({e.call, e.partition});
+    if (e.call == 1) {
+      EXPECT_EQ(e.first, e.partition * chunk);
+      EXPECT_EQ(e.last, e.partition * chunk + chunk);
+      auto back = rankflow::decode<std::vector<std::int64_t>>(e.result.data(), e.result.size());
+      ASSERT_EQ(back.size(), static_cast<std::size_t>(chunk));
+      EXPECT_EQ(back[0], e.first * 3);
+    } else {
+      // blocked: partition p runs on the rank that owns it
+      EXPECT_EQ(e.rank, [&] {
+        for (int r = 0; r < rt.size(); ++r) {
+          const auto b = rankflow::blocked_partitions(10, r, rt.size());
+          if (e.partition >= b.first && e.partition < b.last) return r;
+        }
+        return -1;
+      }());
+      EXPECT_EQ(rankflow::decode<double>(e.result.data(), e.result.size()),
+                static_cast<double>(10 * e.partition * 10 + 45));
+    }
+  }
+  EXPECT_EQ(seen.size(), 40u);
+}
+
+TEST(Resume, FailedPartitionIsInTheLedgerWithItsError) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_failed");
+  std::string id;
+  {
+    auto run = rt.start_run("fails", tracked_in(file));
+    id = run.id();
+    EXPECT_THROW(rt.parallel_map(
+                     rankflow::range(0, items),
+                     [](std::int64_t i) {
+                       if (i == poison) throw std::runtime_error("bad input at 101");
+                       return i;
+                     },
+                     {.chunk_size = chunk, .retries = 1}),
+                 rankflow::task_error);
+    run.fail("a partition failed");
+  }
+  if (!rt.is_scheduler()) return;
+  const auto rec = load(file, id);
+  EXPECT_EQ(rec.info.status, "failed");
+  int failed = 0;
+  for (const auto& e : rec.ledger) {
+    if (e.ok) continue;
+    ++failed;
+    EXPECT_EQ(e.partition, poison / chunk);
+    EXPECT_EQ(e.attempts, 2);
+    EXPECT_NE(e.error.find("item 101"), std::string::npos) << e.error;
+    EXPECT_NE(e.error.find("bad input at 101"), std::string::npos) << e.error;
+    EXPECT_TRUE(e.result.empty());
+  }
+  EXPECT_EQ(failed, 1);
+}
+
+// The heart of resume: the second execution runs only what the first did
+// not finish and returns exactly what an uninterrupted run returns.
+TEST(Resume, ParallelMapAndMapreduceRunOnlyWhatIsLeft) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_rest");
+  const auto plus = [](double a, double b) { return a + b; };
+  for (auto sched : {rankflow::schedule::dynamic, rankflow::schedule::blocked}) {
+    SCOPED_TRACE(sched == rankflow::schedule::dynamic ? "dynamic" : "blocked");
+    const rankflow::map_options opts{.chunk_size = chunk, .sched = sched};
+    // Reference, outside any run.
+    const double want_sum = rt.mapreduce(rankflow::range(0, items), f, plus, opts);
+    std::vector<double> want_map = rt.parallel_map(rankflow::range(0, items), f, opts);
+
+    std::string id;
+    {
+      auto run = rt.start_run("rest", tracked_in(file));
+      id = run.id();
+      // Call 1 finishes; call 2 dies at one partition.
+      (void)rt.parallel_map(rankflow::range(0, items), f, opts);
+      EXPECT_THROW(rt.mapreduce(
+                       rankflow::range(0, items),
+                       [](std::int64_t i) {
+                         if (i == poison) throw std::runtime_error("node lost");
+                         return f(i);
+                       },
+                       plus, opts),
+                   rankflow::task_error);
+      run.fail("interrupted for the test");
+    }
+    std::int64_t ran_map = 0, ran_sum = 0;
+    {
+      auto run = rt.start_run("rest", resume_in(file));
+      EXPECT_EQ(run.id(), id);
+      EXPECT_TRUE(run.resumed());
+      auto got_map = rt.parallel_map(
+          rankflow::range(0, items),
+          [&](std::int64_t i) {
+            ++ran_map;
+            return f(i);
+          },
+          opts);
+      const double got_sum = rt.mapreduce(
+          rankflow::range(0, items),
+          [&](std::int64_t i) {
+            ++ran_sum;
+            return f(i);
+          },
+          plus, opts);
+      if (rt.is_scheduler()) {
+        EXPECT_EQ(got_map, want_map);
+      }
+      // Bit for bit: the summation tree depends only on the partition count.
+      EXPECT_EQ(std::memcmp(&got_sum, &want_sum, sizeof got_sum), 0) << got_sum << " vs " << want_sum;
+      run.stop();
+    }
+    EXPECT_EQ(total(ran_map), 0) << "call 1 had finished: nothing of it may run again";
+    const auto ran = total(ran_sum);
+    EXPECT_GE(ran, chunk) << "the failed partition runs again";
+    EXPECT_LT(ran, items) << "finished partitions of call 2 are reused";
+    if (rt.is_scheduler()) {
+      const auto rec = load(file, id);
+      EXPECT_EQ(rec.info.status, "succeeded");
+      EXPECT_EQ(rec.info.context.at("resumes"), "1");
+      // Every partition of both calls has exactly one success.
+      std::map<std::pair<std::int64_t, std::int64_t>, int> ok;
+      for (const auto& e : rec.ledger) ok[{e.call, e.partition}] += e.ok ? 1 : 0;
+      EXPECT_EQ(ok.size(), 60u);
+      for (const auto& [k, n] : ok) EXPECT_EQ(n, 1) << "call " << k.first << " partition " << k.second;
+    }
+  }
+}
+
+TEST(Resume, ForeachSkipsFinishedSplitsAndSeriesGetNoDuplicates) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_foreach");
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g"};
+  std::string id;
+  {
+    auto run = rt.start_run("sweep", tracked_in(file));
+    id = run.id();
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      if (rt.is_scheduler()) run["train/loss"].append(1.0 / (epoch + 1), {.step = static_cast<double>(epoch)});
+    }
+    EXPECT_THROW(rt.foreach(names,
+                            [](const std::string& s) {
+                              if (s == "e") throw std::runtime_error("split e failed");
+                              return s + s;
+                            }),
+                 rankflow::task_error);
+    run.fail("split e failed");
+  }
+  std::int64_t ran = 0;
+  {
+    auto run = rt.start_run("sweep", resume_in(file, id));
+    // The program replays from the start: the points it appends again (same
+    // explicit steps) are already there and are dropped, not refused.
+    for (int epoch = 0; epoch < 5; ++epoch) {
+      if (rt.is_scheduler()) run["train/loss"].append(1.0 / (epoch + 1), {.step = static_cast<double>(epoch)});
+    }
+    auto out = rt.foreach(names, [&](const std::string& s) {
+      ++ran;
+      return s + s;
+    });
+    if (rt.is_scheduler()) {
+      ASSERT_EQ(out.size(), names.size());
+      for (std::size_t k = 0; k < names.size(); ++k) EXPECT_EQ(out[k], names[k] + names[k]);
+    }
+    run.wait();  // no refusal: replayed points are not errors
+    run.stop();
+  }
+  const auto n = total(ran);
+  EXPECT_GE(n, 1);
+  EXPECT_LT(n, static_cast<std::int64_t>(names.size()));
+  if (rt.is_scheduler()) {
+    const auto rec = load(file, id);
+    const auto& loss = rec.fields.at("train/loss").series;
+    EXPECT_EQ(loss.steps, (std::vector<double>{0, 1, 2, 3, 4}));
+  }
+}
+
+TEST(Resume, DifferentWorkIsRefusedOnEveryRank) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_mismatch");
+  std::string id;
+  {
+    auto run = rt.start_run("mm", tracked_in(file));
+    id = run.id();
+    (void)rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return i; }, {.chunk_size = chunk});
+    run.fail("stopped for the test");
+  }
+  auto run = rt.start_run("mm", resume_in(file));
+  EXPECT_THROW_WITH(
+      (void)rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return i; }, {.chunk_size = chunk * 2}),
+      rankflow::usage_error, "--resume: call #1", "chunk 16", "chunk 8", id);
+  // The refusal left every rank in step: the runtime still works.
+  auto v = rt.parallel_map(rankflow::range(0, 10), [](std::int64_t i) { return i; });
+  if (rt.is_scheduler()) {
+    EXPECT_EQ(v.size(), 10u);
+  }
+  run.stop();
+}
+
+TEST(Resume, WhichRunIsResumed) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_which");
+  {
+    // Nothing to resume: a first start with --resume starts a new run.
+    auto run = rt.start_run("job", resume_in(file));
+    EXPECT_EQ(run.id(), "RUN-1");
+    EXPECT_FALSE(run.resumed());
+    run.stop();
+  }
+  // A run that succeeded is not resumed by "last"; by name it is refused.
+  {
+    auto run = rt.start_run("job", resume_in(file));
+    EXPECT_EQ(run.id(), "RUN-2");
+    run.fail("for the test");
+  }
+  EXPECT_THROW_WITH(rt.start_run("job", resume_in(file, "RUN-1")), rankflow::usage_error, "RUN-1", "succeeded");
+  EXPECT_THROW_WITH(rt.start_run("job", resume_in(file, "RUN-9")), rankflow::usage_error, "RUN-9", "no such run");
+  EXPECT_THROW_WITH(rt.start_run("other", resume_in(file, "RUN-2")), rankflow::usage_error, "named 'job'");
+  {
+    auto run = rt.start_run("job", resume_in(file));
+    EXPECT_EQ(run.id(), "RUN-2");
+    EXPECT_TRUE(run.resumed());
+    run.stop();
+  }
+  {
+    auto o = resume_in(file, "no");
+    auto run = rt.start_run("job", o);
+    EXPECT_EQ(run.id(), "RUN-3");
+    run.stop();
+  }
+}
+
+TEST(Resume, ResumedRunKeepsItsFields) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_fields");
+  std::string id;
+  {
+    auto run = rt.start_run("keep", tracked_in(file));
+    id = run.id();
+    if (rt.is_scheduler()) {
+      run["params/lr"] = 0.25;
+      run["params/tags"].add(std::vector<std::string>{"x", "y"});
+      run["notes"].upload_bytes("hello\0world", "notes.bin");
+      run["metrics/acc"].append(0.5);
+    }
+    run["per_rank/r" + std::to_string(rt.rank())] = rt.rank();
+    run.fail("for the test");
+  }
+  {
+    auto run = rt.start_run("keep", resume_in(file));
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(run["params/lr"].fetch<double>(), 0.25);
+      EXPECT_EQ(run["notes"].fetch_bytes(), std::string("hello\0world"));
+      run["metrics/acc"].append(0.75);  // no explicit step: a new point
+    }
+    EXPECT_THROW_WITH(run["_rankflow/x"] = 1, rankflow::usage_error, "reserved");
+    run.stop();
+  }
+  if (!rt.is_scheduler()) return;
+  const auto rec = load(file, id);
+  EXPECT_EQ(rec.info.status, "succeeded");
+  EXPECT_EQ(rec.fields.at("params/tags").atom.list, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(rec.fields.at("metrics/acc").series.f, (std::vector<double>{0.5, 0.75}));
+  for (int r = 0; r < rt.size(); ++r) EXPECT_EQ(rec.fields.count("per_rank/r" + std::to_string(r)), 1u);
+  EXPECT_EQ(rec.fields.count("_rankflow"), 0u);
+}
