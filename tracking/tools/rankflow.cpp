@@ -1,7 +1,8 @@
 // `rankflow`: look into experiment files from a login node or a laptop.
 //
 //   rankflow runs rankflow.h5                  table of runs
-//   rankflow show rankflow.h5 RUN-3 [FIELD]    a run's attributes and fields
+//   rankflow show rankflow.h5 RUN-3 [FIELD]    a run's attributes, fields and partition ledger
+//   rankflow show rankflow.h5 RUN-3 --ledger   ... with every ledger row
 //   rankflow export rankflow.h5 RUN-3 --format csv|json [-o FILE]
 //   rankflow recover rankflow.h5               merge killed runs' journals
 //
@@ -11,6 +12,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -156,7 +159,63 @@ void print_info(const tr::run_info& i) {
   for (const auto& [k, v] : i.context) std::cout << "  " << k << ": " << v << "\n";
 }
 
-int cmd_show(const std::string& file, const std::string& id, const std::string& field) {
+std::string host_of(const tr::run_info& i, int rank) {
+  return rank >= 0 && static_cast<std::size_t>(rank) < i.hosts.size() ? i.hosts[static_cast<std::size_t>(rank)] : "?";
+}
+
+// The partition ledger: one line per call, then every failure (and whether a
+// later attempt, e.g. a resume, redid that partition); all rows with --ledger.
+void print_ledger(const tr::run_record& rec, bool all_rows) {
+  if (rec.calls.empty()) return;
+  std::map<std::pair<std::int64_t, std::int64_t>, bool> ok;  // (call, partition) -> finished
+  struct call_stats {
+    std::int64_t done = 0, failed = 0;
+    double first = 0, last = 0;
+    std::set<int> ranks;
+  };
+  std::map<std::int64_t, call_stats> stats;
+  for (const auto& e : rec.ledger) {
+    auto& st = stats[e.call];
+    if (e.ok && !ok[{e.call, e.partition}]) ++st.done;
+    if (e.ok) ok[{e.call, e.partition}] = true;
+    if (!e.ok) ++st.failed;
+    st.first = st.first == 0 ? e.start : std::min(st.first, e.start);
+    st.last = std::max(st.last, e.end);
+    st.ranks.insert(e.rank);
+  }
+  std::cout << "ledger (collective calls and their partitions):\n";
+  std::printf("  %-5s %-20s %10s %10s %8s %8s %6s %9s\n", "CALL", "STEP", "ITEMS", "PARTITIONS", "DONE", "FAILED",
+              "RANKS", "SECONDS");
+  for (const auto& [k, c] : rec.calls) {
+    const auto& st = stats[k];
+    std::printf("  %-5lld %-20s %10lld %10lld %8lld %8lld %6zu %9.3f\n", static_cast<long long>(k), c.step.c_str(),
+                static_cast<long long>(c.items), static_cast<long long>(c.partitions), static_cast<long long>(st.done),
+                static_cast<long long>(st.failed), st.ranks.size(), st.last > st.first ? st.last - st.first : 0.0);
+  }
+  bool any_failed = false;
+  for (const auto& e : rec.ledger) {
+    if (e.ok) continue;
+    if (!any_failed) std::cout << "failed partitions:\n";
+    any_failed = true;
+    const auto& c = rec.calls.count(e.call) ? rec.calls.at(e.call).step : std::string("?");
+    std::cout << "  call " << e.call << " (" << c << ") partition " << e.partition << ", items [" << e.first << ", "
+              << e.last << ") on rank " << e.rank << " (" << host_of(rec.info, e.rank) << ") at "
+              << rankflow::format_time(e.end) << " after " << e.attempts << " attempt(s): " << e.error
+              << (ok[{e.call, e.partition}] ? "  [finished later]" : "") << "\n";
+  }
+  if (!all_rows) return;
+  std::printf("  %-5s %10s %-23s %5s %-12s %-27s %9s %8s %-9s %s\n", "CALL", "PARTITION", "ITEMS", "RANK", "HOST",
+              "START (UTC)", "SECONDS", "ATTEMPTS", "STATUS", "ERROR");
+  for (const auto& e : rec.ledger) {
+    const std::string items = "[" + std::to_string(e.first) + ", " + std::to_string(e.last) + ")";
+    std::printf("  %-5lld %10lld %-23s %5d %-12s %-27s %9.6f %8d %-9s %s\n", static_cast<long long>(e.call),
+                static_cast<long long>(e.partition), items.c_str(), e.rank, host_of(rec.info, e.rank).c_str(),
+                rankflow::format_time(e.start).c_str(), e.end - e.start, e.attempts, e.ok ? "succeeded" : "failed",
+                e.error.c_str());
+  }
+}
+
+int cmd_show(const std::string& file, const std::string& id, const std::string& field, bool ledger_rows) {
   const auto rec = tr::load_run(file, id, !field.empty());
   if (field.empty()) {
     print_info(rec.info);
@@ -164,6 +223,7 @@ int cmd_show(const std::string& file, const std::string& id, const std::string& 
     for (const auto& [path, f] : rec.fields) {
       std::printf("  %-32s %-13s %s\n", path.c_str(), rankflow::type_name(f.type), summary(f).c_str());
     }
+    print_ledger(rec, ledger_rows);
     return 0;
   }
   const auto* f = rec.find(field);
@@ -298,6 +358,8 @@ int main(int argc, char** argv) {
   show->add_option("FILE", file, "experiment file")->required();
   show->add_option("RUN", id, "run id, e.g. RUN-3")->required();
   show->add_option("FIELD", field, "field path, e.g. train/loss");
+  bool ledger_rows = false;
+  show->add_flag("--ledger", ledger_rows, "also print every row of the partition ledger");
 
   auto* exp = app.add_subcommand("export", "write a run as JSON or CSV");
   exp->add_option("FILE", file, "experiment file")->required();
@@ -315,7 +377,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (runs->parsed()) return cmd_runs(file);
-    if (show->parsed()) return cmd_show(file, id, field);
+    if (show->parsed()) return cmd_show(file, id, field, ledger_rows);
     if (exp->parsed()) {
       const auto r = tr::load_run(file, id, false);
       std::ofstream f;
