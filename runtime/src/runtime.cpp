@@ -142,9 +142,13 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
     ctx.resume = st_.cfg.resume;
   } else if (const char* n = std::getenv("SLURM_RESTART_COUNT"); n && std::atoi(n) > 0) {
     // Slurm requeued this job (time limit, preemption, node failure): carry
-    // on with the run the last execution left, as if --resume were given.
-    ctx.resume = "last";
-    if (is_scheduler()) log::info() << "Slurm restarted this job (SLURM_RESTART_COUNT=" << n << "): resuming";
+    // on with the run its last execution left, as if --resume were given.
+    // Only this job's run: other jobs may share the experiment file.
+    const char* job = std::getenv("SLURM_JOB_ID");
+    ctx.resume = job && *job ? std::string("slurm-job:") + job : std::string("last");
+    if (is_scheduler()) {
+      log::info() << "Slurm restarted this job (SLURM_RESTART_COUNT=" << n << "): resuming its run";
+    }
   }
   Run run(ctx, std::move(name), opts);
   ledger_ = run.ledger();

@@ -1,6 +1,7 @@
 # The scripts in slurm/ on a real one-node Slurm (slurm/local-cluster.sh):
 # bigsum.sbatch prints the same exact sum as mpirun and records the job in
-# its run; sweep.sbatch's array tasks record one run each in one file.
+# its run; sweep.sbatch's array tasks record one run each in one file;
+# long-job.sbatch is cut by its time limit, requeued and resumed to the same sum.
 source "$(dirname "$0")/../scripts/common.sh"
 SRC=$1
 CLUSTER="$SRC/slurm/local-cluster.sh"
@@ -46,6 +47,55 @@ tasks = sorted((int(r.attrs["slurm_array_task_id"]), int(r["params/seed"][()]))
 assert tasks == [(0, 0), (1, 1), (2, 2), (3, 3)], tasks
 assert all(r.attrs["status"] == "succeeded" for r in runs.values())
 print("bigsum job", job, "and array", array, "tracked: 5 runs")
+PY
+[ $? -eq 0 ] || exit 1
+
+# long-job.sbatch, cut by its time limit: with --time=1 and USR1 30 s before
+# it, Slurm signals at its first check (a few seconds in), long before the
+# ~25 s of work end. bigsum checkpoints and exits 75, the script requeues the
+# job, and each execution resumes the run until the sum is done. Requeued
+# jobs wait ~2 min (BeginTime); the test starts them at once, as a user can.
+LROWS=600000 LCOLS=80000
+run 2 "$BIGSUM" --rows $LROWS --cols $LCOLS --mode stream --tracking-mode debug --progress off
+[ "$RC" -eq 0 ] || fail "mpirun bigsum (long) exited $RC: $OUT"
+want_long=$(exact_sum)
+out=$(BIGSUM_ROWS=$LROWS BIGSUM_COLS=$LCOLS RANKFLOW_EXPERIMENT=$PWD/long.h5 \
+      sbatch --time=1 --signal=B:USR1@30 -n 2 -o 'long-%j.out' "$SRC/slurm/long-job.sbatch" 2>&1)
+long=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
+[ -n "$long" ] || fail "sbatch long-job.sbatch: $out"
+deadline=$((SECONDS + 480))
+while :; do
+  info=$(scontrol show job "$long" 2>&1)
+  state=$(printf '%s\n' "$info" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+  case $state in COMPLETED | FAILED | TIMEOUT | CANCELLED | NODE_FAIL | OUT_OF_MEMORY | PREEMPTED) break ;; esac
+  if [ "$state" = PENDING ] && printf '%s\n' "$info" | grep -q "Reason=BeginTime"; then
+    scontrol update jobid="$long" starttime=now
+  fi
+  [ $SECONDS -lt $deadline ] || { scancel "$long"; fail "long job not done in 480 s ($state): $(cat long-$long.out)"; }
+  sleep 1
+done
+log=$(cat "long-$long.out")
+[ "$state" = COMPLETED ] || fail "long job ended $state: $log"
+restarts=$(printf '%s\n' "$info" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
+[ "${restarts:-0}" -ge 1 ] || fail "the long job was never cut and requeued (Restarts=$restarts): $log"
+printf '%s\n' "$log" | grep -q "checkpointed (bigsum exit 75); requeueing" || fail "no checkpoint in: $log"
+printf '%s\n' "$log" | grep -q "resuming run RUN-1" || fail "the requeued job did not resume its run: $log"
+got=$(printf '%s\n' "$log" | sed -n 's/^Exact sum: //p' | tail -1)
+[ "$got" = "$want_long" ] || fail "long job sum '$got' differs from the uninterrupted '$want_long': $log"
+/usr/bin/python3 - "$long" "$restarts" <<'PY' || fail "long.h5 does not hold one resumed run: $log"
+import sys, h5py
+job, restarts = sys.argv[1], int(sys.argv[2])
+runs = h5py.File("long.h5", "r")["runs"]
+assert list(runs) == ["RUN-1"], list(runs)
+r = runs["RUN-1"]
+assert r.attrs["status"] == "succeeded" and r.attrs["slurm_job_id"] == job, dict(r.attrs)
+assert int(r.attrs["resumes"]) >= 1 and int(r.attrs["slurm_restart_count"]) >= 1, dict(r.attrs)
+led = r["_rankflow/ledger"]
+ok = led["ok"][()].astype(bool)
+parts = led["partition"][()][ok]
+n = int(r["_rankflow/calls/partitions"][0])
+assert len(parts) == n == len(set(parts.tolist())), (len(parts), n)
+print("long job", job, "finished after", restarts, "requeue(s):", int(r.attrs["resumes"]), "resume(s)")
 PY
 [ $? -eq 0 ] || exit 1
 echo OK

@@ -1035,6 +1035,18 @@ std::string create_run(const experiment_paths& p, journal_writer& out) {
 
 std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested) {
   const auto runs = list_runs(file);
+  if (requested.starts_with("slurm-job:")) {
+    // A requeued job continues its own run, never another job's.
+    const auto job = requested.substr(10);
+    for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
+      const auto j = it->context.find("slurm_job_id");
+      if (it->name == name && j != it->context.end() && j->second == job &&
+          (it->status == "killed" || it->status == "failed")) {
+        return it->id;
+      }
+    }
+    return {};
+  }
   if (requested.empty() || requested == "last") {
     for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
       if (it->name == name && (it->status == "killed" || it->status == "failed")) return it->id;

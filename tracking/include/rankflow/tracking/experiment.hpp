@@ -58,8 +58,9 @@ std::vector<double> read_array(const std::string& file, const array_info& a,
 std::string create_run(const experiment_paths& p, journal_writer& out);
 
 /// The run `--resume` continues: `requested` ("" or "last": the latest run
-/// named `name` that did not succeed) after recovering killed runs. Returns ""
-/// when `requested` is "last" and there is none (a first start). Throws
+/// named `name` that did not succeed; "slurm-job:<id>": the same, recorded
+/// by Slurm job <id>) after recovering killed runs. Returns ""
+/// when `requested` is not a run id and there is none (a first start). Throws
 /// usage_error when a named run is missing, still running, or succeeded.
 std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested);
 
