@@ -182,6 +182,13 @@ std::string help_text() {
     s += left + f.help + "  [" + f.env + "]\n";
   }
   s += "  --help                      this help\n";
+  s += "\nSubmitting the program as a Slurm batch job instead of running it here:\n"
+       "  --with slurm                write a batch script, sbatch it, print the job id and log  [RANKFLOW_WITH]\n"
+       "    --ntasks N                MPI ranks (default 1)\n"
+       "    --nodes N  --cpus-per-task N  --mem SIZE  --time LIMIT  --partition NAME\n"
+       "                              passed to sbatch as #SBATCH lines\n"
+       "    --job-dir DIR             where the script and log go (default rankflow-jobs)\n"
+       "    --wait                    follow the log and exit with the job's exit code\n";
   return s;
 }
 

@@ -1,4 +1,5 @@
 #include <rankflow/runtime/runtime.hpp>
+#include <rankflow/runtime/with_slurm.hpp>
 #include <rankflow/core/signals.hpp>
 
 #include <unistd.h>
@@ -57,6 +58,7 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
   for (int i = 0; i < argc; ++i) st_.command_line += (i ? " " : "") + std::string(argv[i]);
   int inited = 0;
   detail::check_mpi(MPI_Initialized(&inited), "MPI_Initialized");
+  if (!inited) maybe_submit(argc, argv);
   if (!inited) {
     // MULTIPLE: a run's service thread on rank 0 receives every rank's
     // tracking while the main thread computes and schedules.
@@ -107,6 +109,35 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
   }
   std::set_terminate(abort_job_on_terminate);
   if (opts.handle_signals) detail::install_signal_handlers();
+}
+
+// --with slurm: this process only writes and submits the batch job (before
+// MPI starts: a login node may have no MPI runtime to start), then exits.
+void Runtime::maybe_submit(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc), rest;
+  slurm_submission sub;
+  try {
+    sub = parse_submission(args, &rest);
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::exit(2);
+  }
+  if (!sub.requested) return;
+  for (const auto& a : rest) {
+    if (a == "--help" || a == "-h") return;  // the help, not a job
+  }
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {
+    if (std::getenv(v)) {
+      if (!std::getenv("OMPI_COMM_WORLD_RANK") || std::atoi(std::getenv("OMPI_COMM_WORLD_RANK")) == 0) {
+        std::fprintf(stderr,
+                     "error: --with slurm submits the program as a batch job: start it directly (./%s --with slurm "
+                     "--ntasks N ...), not under mpirun or srun\n",
+                     argc > 0 ? argv[0] : "program");
+      }
+      std::exit(2);
+    }
+  }
+  std::exit(submit_with_slurm(sub, rest, st_.command_line));
 }
 
 Runtime::~Runtime() {

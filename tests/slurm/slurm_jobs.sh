@@ -50,6 +50,31 @@ print("bigsum job", job, "and array", array, "tracked: 5 runs")
 PY
 [ $? -eq 0 ] || exit 1
 
+# --with slurm: bigsum, started outside any job as on a login node, writes
+# and submits its own batch script, follows the log with --wait and exits
+# with the job's exit code; the script it keeps resubmits as it is.
+out=$(timeout 300 "$BIGSUM" --with slurm --ntasks 2 --time 00:05:00 --job-dir jobs --wait \
+      --rows 3000 --cols 2000 --experiment "$PWD/with.h5" 2>&1)
+rc=$?
+[ "$rc" -eq 0 ] || fail "--with slurm --wait exited $rc: $out"
+wjob=$(printf '%s\n' "$out" | sed -n 's/^rankflow: submitted batch job \([0-9]*\).*/\1/p')
+[ -n "$wjob" ] || fail "--with slurm printed no job id: $out"
+printf '%s\n' "$out" | grep -q "^Exact sum: $want\$" || fail "--with slurm: the followed log lacks the sum $want: $out"
+printf '%s\n' "$out" | grep -q "log: *$PWD/jobs/bigsum-$wjob.out" || fail "--with slurm: no log path in: $out"
+script="jobs/bigsum-$wjob.sbatch"
+[ -f "$script" ] && [ -f "jobs/bigsum-$wjob.out" ] || fail "--with slurm: no script and log beside each other: $(ls jobs)"
+grep -q '^#SBATCH --ntasks=2$' "$script" && grep -q '^#SBATCH --time=00:05:00$' "$script" ||
+  fail "--with slurm: the script is not sized from the command line: $(cat "$script")"
+grep "^exec mpirun" "$script" | grep -q -- "--with\|--wait\|--job-dir" && fail "--with slurm: submission flags leaked into the job: $(cat "$script")"
+out=$(timeout 300 sbatch --wait "$script" 2>&1)
+rjob=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
+[ -n "$rjob" ] && grep -q "^Exact sum: $want\$" "jobs/bigsum-$rjob.out" ||
+  fail "resubmitting $script: $out $(cat jobs/bigsum-"$rjob".out 2>/dev/null)"
+out=$(timeout 300 "$BIGSUM" --with slurm --ntasks 1 --job-dir jobs --wait --rows 0 2>&1)
+rc=$?
+[ "$rc" -eq 2 ] || fail "--with slurm --wait of a job that exits 2 returned $rc: $out"
+printf '%s\n' "$out" | grep -q "ended with exit code 2" || fail "--with slurm: no exit code line: $out"
+
 # long-job.sbatch, cut by its time limit: with --time=1 and USR1 30 s before
 # it, Slurm signals at its first check (a few seconds in), long before the
 # ~25 s of work end. bigsum checkpoints and exits 75, the script requeues the

@@ -72,3 +72,58 @@ TEST(Config, ArgvIsCompactedInPlace) {
   EXPECT_STREQ(argv[2], "9");
   EXPECT_EQ(argv[3], nullptr);
 }
+
+TEST(WithSlurm, SizingFlagsAreReadOnlyWithSlurm) {
+  std::vector<std::string> rest;
+  auto s = rankflow::parse_submission({"--rows", "5", "--time", "10", "--wait"}, &rest);
+  EXPECT_FALSE(s.requested);
+  EXPECT_EQ(rest, (std::vector<std::string>{"--rows", "5", "--time", "10", "--wait"}));  // the program's own flags
+  rest.clear();
+  s = rankflow::parse_submission({"--with", "slurm", "--ntasks=8", "--nodes", "2", "--cpus-per-task", "4", "--mem",
+                                  "60G", "--time", "02:00:00", "--partition", "gpu", "--wait", "--rows", "5",
+                                  "--experiment", "a b.h5"},
+                                 &rest);
+  EXPECT_TRUE(s.requested);
+  EXPECT_EQ(s.ntasks, 8);
+  EXPECT_EQ(s.nodes, 2);
+  EXPECT_EQ(s.cpus_per_task, 4);
+  EXPECT_EQ(s.mem, "60G");
+  EXPECT_EQ(s.time, "02:00:00");
+  EXPECT_EQ(s.partition, "gpu");
+  EXPECT_TRUE(s.wait);
+  EXPECT_EQ(rest, (std::vector<std::string>{"--rows", "5", "--experiment", "a b.h5"}));
+  const auto script = rankflow::batch_script(s, "/opt/bin/bigsum", rest, "/home/u/w", "/home/u/w/jobs/bigsum-%j.out",
+                                             "./bigsum --with slurm ...");
+  for (const char* line : {"#SBATCH --ntasks=8\n", "#SBATCH --nodes=2\n", "#SBATCH --cpus-per-task=4\n",
+                           "#SBATCH --mem=60G\n", "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n",
+                           "#SBATCH --output=/home/u/w/jobs/bigsum-%j.out\n", "#SBATCH --chdir=/home/u/w\n",
+                           "exec mpirun --bind-to none /opt/bin/bigsum --rows 5 --experiment 'a b.h5'\n"}) {
+    EXPECT_NE(script.find(line), std::string::npos) << "lacks " << line << " in:\n" << script;
+  }
+}
+
+TEST(WithSlurm, BadValuesAreClearErrors) {
+  EXPECT_THROW_WITH(rankflow::parse_submission({"--with", "batch"}, nullptr), rankflow::usage_error, "'slurm'",
+                    "batch");
+  EXPECT_THROW_WITH(rankflow::parse_submission({"--with", "slurm", "--ntasks", "0"}, nullptr), rankflow::usage_error,
+                    "--ntasks", ">= 1");
+  EXPECT_THROW_WITH(rankflow::parse_submission({"--with", "slurm", "--ntasks", "2", "--nodes", "3"}, nullptr),
+                    rankflow::usage_error, "--nodes 3", "--ntasks 2");
+  EXPECT_THROW_WITH(rankflow::parse_submission({"--with", "slurm", "--time"}, nullptr), rankflow::usage_error,
+                    "--time needs a value");
+}
+
+TEST(Config, ResumeTakesAnOptionalRun) {
+  std::vector<std::string> rest;
+  EXPECT_EQ(parse_config({"--resume"}, &rest).resume, "last");
+  EXPECT_EQ(parse_config({"--resume", "--rows", "3"}, &rest).resume, "last");
+  rest.clear();
+  EXPECT_EQ(parse_config({"--resume", "RUN-12", "x"}, &rest).resume, "RUN-12");
+  EXPECT_EQ(rest, (std::vector<std::string>{"x"}));
+  rest.clear();
+  EXPECT_EQ(parse_config({"--resume", "input.csv"}, &rest).resume, "last");  // not a run: the program's argument
+  EXPECT_EQ(rest, (std::vector<std::string>{"input.csv"}));
+  EXPECT_EQ(parse_config({"--resume=no"}, nullptr).resume, "no");
+  EXPECT_THROW_WITH(parse_config({"--resume=yesterday"}, nullptr), rankflow::usage_error, "--resume", "RUN-3",
+                    "yesterday");
+}

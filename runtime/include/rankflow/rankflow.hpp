@@ -9,6 +9,7 @@
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/threads.hpp>
+#include <rankflow/runtime/with_slurm.hpp>
 #include <rankflow/runtime/resources.hpp>
 #include <rankflow/tracking/experiment.hpp>
 #include <rankflow/tracking/h5.hpp>

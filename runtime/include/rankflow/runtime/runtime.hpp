@@ -157,7 +157,8 @@ struct unit {
 class Runtime {
  public:
   /// Initialises MPI (unless the program already did) and reads rankflow's
-  /// flags, removing them from argv. A bad flag prints a clear error on rank 0
+  /// flags, removing them from argv. With --with slurm it submits the
+  /// program as a batch job instead and exits (see with_slurm.hpp). A bad flag prints a clear error on rank 0
   /// and exits with code 2 on every rank. Called by every rank.
   Runtime(int& argc, char**& argv, runtime_options opts = {});
   /// Finalises MPI. If the destructor runs because an exception is unwinding
@@ -278,6 +279,7 @@ class Runtime {
 
  private:
   void check_splits(std::int64_t n) const;
+  void maybe_submit(int argc, char** argv);
   /// The job of one collective call; when a tracked run is active, wired to
   /// its partition ledger (recording, and reuse on --resume).
   detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan);
