@@ -86,7 +86,8 @@ const flag_spec flags[] = {
     {"progress-interval", "RANKFLOW_PROGRESS_INTERVAL", "SECONDS",
      "seconds between progress lines when not on a terminal (default 5)",
      [](config& c, std::string_view f, std::string_view v) { c.progress_interval_s = parse_seconds(f, v); }},
-    {"segment-bytes", "RANKFLOW_SEGMENT_BYTES", "BYTES", "largest single MPI message; larger ones are split (default 1 GiB)",
+    {"segment-bytes", "RANKFLOW_SEGMENT_BYTES", "BYTES",
+     "largest single MPI message; larger ones are split (default 1 GiB)",
      [](config& c, std::string_view f, std::string_view v) { c.segment_bytes = parse_count(f, v, 64); }},
     {"experiment", "RANKFLOW_EXPERIMENT", "PATH", "experiment file runs are tracked in (default rankflow.h5)",
      [](config& c, std::string_view f, std::string_view v) {
@@ -194,10 +195,14 @@ std::string help_text() {
 
 const char* to_string(log_level l) noexcept {
   switch (l) {
-    case log_level::error: return "error";
-    case log_level::warn: return "warn";
-    case log_level::info: return "info";
-    case log_level::debug: return "debug";
+    case log_level::error:
+      return "error";
+    case log_level::warn:
+      return "warn";
+    case log_level::info:
+      return "info";
+    case log_level::debug:
+      return "debug";
   }
   return "?";
 }

@@ -14,10 +14,10 @@
 // Both end with STOP(ok|fail) from rank 0, sent only when rank 0 has received
 // every message the workers will send in this op, so nothing is left in
 // flight for the next call.
+#include <csignal>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/transport.hpp>
-#include <csignal>
 
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
@@ -134,8 +134,8 @@ constexpr std::int64_t interrupted_partition = -2;
 
 // The signal number travels in `attempts` (unused for an interruption).
 failure_info interruption(int rank, int sig) {
-  return {rank, sig, -1, interrupted_partition, std::string("interrupted by ") + signal_name(sig) + " on rank " +
-                                                   std::to_string(rank)};
+  return {rank, sig, -1, interrupted_partition,
+          std::string("interrupted by ") + signal_name(sig) + " on rank " + std::to_string(rank)};
 }
 
 task_error make_task_error(const runtime_state& st, const job& j, const failure_info& fi) {
@@ -181,8 +181,8 @@ std::vector<std::uint8_t> recall_finished(const runtime_state& st, const job& j)
     throw usage_error(std::string(msg.begin() + frame_header_bytes, msg.end()));
   }
   if (st.rank == 0 && reused > 0) {
-    log::info() << j.step << ": resuming: " << reused << " of " << n
-                << " partitions reused from the run's ledger, " << n - reused << " to run";
+    log::info() << j.step << ": resuming: " << reused << " of " << n << " partitions reused from the run's ledger, "
+                << n - reused << " to run";
   }
   done.pop_back();
   return done;
@@ -240,8 +240,8 @@ class scheduler {
           std::int64_t p = 0;
           int attempt = 0;
           while (inflight_[r] < window && take(r, active, p, attempt)) {
-            send_small(st_, r, tag_ctrl, frame_with({kind::assign, static_cast<std::uint32_t>(attempt), st_.op, p,
-                                                     j_.plan.count}));
+            send_small(st_, r, tag_ctrl,
+                       frame_with({kind::assign, static_cast<std::uint32_t>(attempt), st_.op, p, j_.plan.count}));
             ++inflight_[r];
             ++inflight_total_;
           }
@@ -432,8 +432,7 @@ class scheduler {
 
 class worker {
  public:
-  worker(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused)
-      : st_(st), j_(j), reused_(reused) {}
+  worker(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused) : st_(st), j_(j), reused_(reused) {}
 
   void run() {
     if (j_.sched == schedule::blocked) run_blocked();
@@ -467,8 +466,8 @@ class worker {
     } catch (const item_failure& e) {
       log::set_partition(-1);
       if (!report_failure) {
-        log::warn() << j_.step << ": partition " << p << " failed (attempt " << attempt_no << " of "
-                    << j_.retries + 1 << "), item " << e.item << ": " << e.message << "; retrying here";
+        log::warn() << j_.step << ": partition " << p << " failed (attempt " << attempt_no << " of " << j_.retries + 1
+                    << "), item " << e.item << ": " << e.message << "; retrying here";
         return false;
       }
       bytes ff =

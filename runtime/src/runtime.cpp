@@ -1,14 +1,14 @@
+#include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
-#include <rankflow/core/signals.hpp>
 
 #include <unistd.h>
 
 #include <climits>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <exception>
 #include <iostream>
 
@@ -78,10 +78,11 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
   std::vector<char> all(static_cast<std::size_t>(st_.size) * (HOST_NAME_MAX + 1));
   std::vector<char> mine(HOST_NAME_MAX + 1, '\0');
   std::strncpy(mine.data(), st_.host.c_str(), HOST_NAME_MAX);
-  detail::check_mpi(MPI_Allgather(mine.data(), HOST_NAME_MAX + 1, MPI_CHAR, all.data(), HOST_NAME_MAX + 1, MPI_CHAR,
-                                  st_.comm),
-                    "MPI_Allgather");
-  for (int r = 0; r < st_.size; ++r) st_.hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * (HOST_NAME_MAX + 1));
+  detail::check_mpi(
+      MPI_Allgather(mine.data(), HOST_NAME_MAX + 1, MPI_CHAR, all.data(), HOST_NAME_MAX + 1, MPI_CHAR, st_.comm),
+      "MPI_Allgather");
+  for (int r = 0; r < st_.size; ++r)
+    st_.hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * (HOST_NAME_MAX + 1));
 
   // Every rank parses the same argv the same way, so every rank reaches the
   // same decision below without talking; only rank 0 prints.
@@ -163,9 +164,12 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
   ctx.experiment = st_.cfg.experiment;
   ctx.mode = parse_tracking_mode(st_.cfg.tracking_mode);
   // Where the job runs, recorded with the run (issue #5 resumes from it).
-  for (const auto& [env, key] : {std::pair{"SLURM_JOB_ID", "slurm_job_id"}, {"SLURM_ARRAY_JOB_ID", "slurm_array_job_id"},
-                                 {"SLURM_ARRAY_TASK_ID", "slurm_array_task_id"}, {"SLURM_JOB_NODELIST", "slurm_nodelist"},
-                                 {"SLURM_RESTART_COUNT", "slurm_restart_count"}, {"SLURM_JOB_PARTITION", "slurm_partition"},
+  for (const auto& [env, key] : {std::pair{"SLURM_JOB_ID", "slurm_job_id"},
+                                 {"SLURM_ARRAY_JOB_ID", "slurm_array_job_id"},
+                                 {"SLURM_ARRAY_TASK_ID", "slurm_array_task_id"},
+                                 {"SLURM_JOB_NODELIST", "slurm_nodelist"},
+                                 {"SLURM_RESTART_COUNT", "slurm_restart_count"},
+                                 {"SLURM_JOB_PARTITION", "slurm_partition"},
                                  {"SLURM_JOB_NAME", "slurm_job_name"}}) {
     if (const char* v = std::getenv(env); v && *v) ctx.context[key] = v;
   }
@@ -209,8 +213,8 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   j.plan = plan;
   j.sched = opts.sched;
   j.retries = opts.retries;
-  j.active_ranks = opts.max_workers == 0 ? st_.size
-                                         : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
+  j.active_ranks =
+      opts.max_workers == 0 ? st_.size : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
   auto lg = ledger_.lock();
   if (!lg || !lg->open()) return j;
   // Every rank numbers the call (they make the same calls); only rank 0

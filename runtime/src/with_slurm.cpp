@@ -171,7 +171,8 @@ std::string batch_script(const slurm_submission& s, const std::string& program, 
   out += "#SBATCH --output=" + log_pattern + "\n";
   out += "#SBATCH --chdir=" + cwd + "\n";
   out += "set -euo pipefail\n";
-  if (::geteuid() == 0) out += "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # submitted as root\n";
+  if (::geteuid() == 0)
+    out += "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # submitted as root\n";
   out += "# mpirun takes the ranks and nodes from the allocation";
   std::string launch = "exec mpirun";
   if (s.cpus_per_task > 1) {

@@ -79,10 +79,10 @@ TEST(WithSlurm, SizingFlagsAreReadOnlyWithSlurm) {
   EXPECT_FALSE(s.requested);
   EXPECT_EQ(rest, (std::vector<std::string>{"--rows", "5", "--time", "10", "--wait"}));  // the program's own flags
   rest.clear();
-  s = rankflow::parse_submission({"--with", "slurm", "--ntasks=8", "--nodes", "2", "--cpus-per-task", "4", "--mem",
-                                  "60G", "--time", "02:00:00", "--partition", "gpu", "--wait", "--rows", "5",
-                                  "--experiment", "a b.h5"},
-                                 &rest);
+  s = rankflow::parse_submission(
+      {"--with", "slurm", "--ntasks=8", "--nodes", "2", "--cpus-per-task", "4", "--mem", "60G", "--time", "02:00:00",
+       "--partition", "gpu", "--wait", "--rows", "5", "--experiment", "a b.h5"},
+      &rest);
   EXPECT_TRUE(s.requested);
   EXPECT_EQ(s.ntasks, 8);
   EXPECT_EQ(s.nodes, 2);
@@ -94,10 +94,10 @@ TEST(WithSlurm, SizingFlagsAreReadOnlyWithSlurm) {
   EXPECT_EQ(rest, (std::vector<std::string>{"--rows", "5", "--experiment", "a b.h5"}));
   const auto script = rankflow::batch_script(s, "/opt/bin/bigsum", rest, "/home/u/w", "/home/u/w/jobs/bigsum-%j.out",
                                              "./bigsum --with slurm ...");
-  for (const char* line : {"#SBATCH --ntasks=8\n", "#SBATCH --nodes=2\n", "#SBATCH --cpus-per-task=4\n",
-                           "#SBATCH --mem=60G\n", "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n",
-                           "#SBATCH --output=/home/u/w/jobs/bigsum-%j.out\n", "#SBATCH --chdir=/home/u/w\n",
-                           "exec mpirun --bind-to none /opt/bin/bigsum --rows 5 --experiment 'a b.h5'\n"}) {
+  for (const char* line :
+       {"#SBATCH --ntasks=8\n", "#SBATCH --nodes=2\n", "#SBATCH --cpus-per-task=4\n", "#SBATCH --mem=60G\n",
+        "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n", "#SBATCH --output=/home/u/w/jobs/bigsum-%j.out\n",
+        "#SBATCH --chdir=/home/u/w\n", "exec mpirun --bind-to none /opt/bin/bigsum --rows 5 --experiment 'a b.h5'\n"}) {
     EXPECT_NE(script.find(line), std::string::npos) << "lacks " << line << " in:\n" << script;
   }
 }

@@ -13,7 +13,7 @@ namespace tr = rankflow::tracking;
 namespace {
 
 constexpr std::int64_t items = 240;
-constexpr std::int64_t chunk = 8;  // 30 partitions
+constexpr std::int64_t chunk = 8;     // 30 partitions
 constexpr std::int64_t poison = 101;  // partition 12
 
 rankflow::run_options resume_in(const std::string& file, std::string which = "last") {
@@ -45,8 +45,8 @@ TEST(Resume, LedgerRecordsEveryPartition) {
     auto v = rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return i * 3; }, {.chunk_size = chunk});
     const double s = rt.mapreduce(
         rankflow::range(0, 100), [](std::int64_t i) { return static_cast<double>(i); },
-        [](double a, double b) { return a + b; }, {.chunk_size = 10, .sched = rankflow::schedule::blocked,
-                                                   .step = "sum"});
+        [](double a, double b) { return a + b; },
+        {.chunk_size = 10, .sched = rankflow::schedule::blocked, .step = "sum"});
     EXPECT_EQ(s, 4950.0);
     run.stop();
   }
@@ -98,13 +98,12 @@ TEST(Resume, FailedPartitionIsInTheLedgerWithItsError) {
   {
     auto run = rt.start_run("fails", tracked_in(file));
     id = run.id();
-    EXPECT_THROW(rt.parallel_map(
-                     rankflow::range(0, items),
-                     [](std::int64_t i) {
-                       if (i == poison) throw std::runtime_error("bad input at 101");
-                       return i;
-                     },
-                     {.chunk_size = chunk, .retries = 1}),
+    EXPECT_THROW(rt.parallel_map(rankflow::range(0, items),
+                                 [](std::int64_t i) {
+                                   if (i == poison) throw std::runtime_error("bad input at 101");
+                                   return i;
+                                 },
+                                 {.chunk_size = chunk, .retries = 1}),
                  rankflow::task_error);
     run.fail("a partition failed");
   }
@@ -207,11 +206,11 @@ TEST(Resume, ForeachSkipsFinishedSplitsAndSeriesGetNoDuplicates) {
     for (int epoch = 0; epoch < 3; ++epoch) {
       if (rt.is_scheduler()) run["train/loss"].append(1.0 / (epoch + 1), {.step = static_cast<double>(epoch)});
     }
-    EXPECT_THROW(rt.foreach(names,
-                            [](const std::string& s) {
-                              if (s == "e") throw std::runtime_error("split e failed");
-                              return s + s;
-                            }),
+    EXPECT_THROW(rt.foreach (names,
+                             [](const std::string& s) {
+                               if (s == "e") throw std::runtime_error("split e failed");
+                               return s + s;
+                             }),
                  rankflow::task_error);
     run.fail("split e failed");
   }
@@ -223,7 +222,7 @@ TEST(Resume, ForeachSkipsFinishedSplitsAndSeriesGetNoDuplicates) {
     for (int epoch = 0; epoch < 5; ++epoch) {
       if (rt.is_scheduler()) run["train/loss"].append(1.0 / (epoch + 1), {.step = static_cast<double>(epoch)});
     }
-    auto out = rt.foreach(names, [&](const std::string& s) {
+    auto out = rt.foreach (names, [&](const std::string& s) {
       ++ran;
       return s + s;
     });

@@ -502,7 +502,8 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
   hsize_t written = 0;
   auto write_pending = [&] {
     if (pending.empty()) return;
-    if (written + pending.size() > rec.ledger_bytes) throw format_error("the ledger holds more result bytes than counted");
+    if (written + pending.size() > rec.ledger_bytes)
+      throw format_error("the ledger holds more result bytes than counted");
     write_slab(results.id(), written, pending.size(), H5T_NATIVE_UCHAR, pending.data(), "ledger results");
     written += pending.size();
     pending.clear();
@@ -822,7 +823,8 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
   handle ed(check(H5Dopen2(lg.id(), "error", H5P_DEFAULT), "H5Dopen2", "ledger/error"));
   const auto error = read_vl_strings(ed.id(), false, "ledger/error");
   for (const auto* v : {&part, &first, &last, &rank, &attempts, &offset, &size}) {
-    if (v->size() != call.size()) throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
+    if (v->size() != call.size())
+      throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
   }
   std::string blob;
   if (with_results) {
@@ -1071,8 +1073,8 @@ std::string find_resumable(const std::string& file, const std::string& name, con
   }
   std::string known;
   for (const auto& r : runs) known += (known.empty() ? "" : ", ") + r.id + " (" + r.name + ", " + r.status + ")";
-  throw usage_error("--resume " + requested + ": no such run in '" + file + "' (runs there: " +
-                    (known.empty() ? "none" : known) + ")");
+  throw usage_error("--resume " + requested + ": no such run in '" + file +
+                    "' (runs there: " + (known.empty() ? "none" : known) + ")");
 }
 
 void reopen_run(const experiment_paths& p, const std::string& id, journal_writer& out) {
@@ -1084,7 +1086,8 @@ void reopen_run(const experiment_paths& p, const std::string& id, journal_writer
   }
   const auto tmp = p.journal(id) + ".resuming";
   if (exists(tmp)) {
-    if (journal_is_live(tmp)) throw usage_error("cannot resume run " + id + ": another job is resuming it (" + tmp + ")");
+    if (journal_is_live(tmp))
+      throw usage_error("cannot resume run " + id + ": another job is resuming it (" + tmp + ")");
     ::unlink(tmp.c_str());  // left by a resume that was killed before it began
   }
   out = journal_writer::create(tmp);

@@ -933,8 +933,8 @@ std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_i
     throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is '" + c.step + "' over " +
                       std::to_string(c.items) + " items in " + std::to_string(c.partitions) + " partitions (chunk " +
                       std::to_string(c.chunk) + "), but run " + id_ + " recorded '" + was.step + "' over " +
-                      std::to_string(was.items) + " items in " + std::to_string(was.partitions) + " partitions (chunk " +
-                      std::to_string(was.chunk) +
+                      std::to_string(was.items) + " items in " + std::to_string(was.partitions) +
+                      " partitions (chunk " + std::to_string(was.chunk) +
                       "): resume with the same program and arguments, or start a new run without --resume");
   }
   if (results != recorded_.end()) {

@@ -7,10 +7,10 @@
 #include <rankflow/core/serialize.hpp>
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/partition.hpp>
+#include <rankflow/runtime/resources.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/threads.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
-#include <rankflow/runtime/resources.hpp>
 #include <rankflow/tracking/experiment.hpp>
 #include <rankflow/tracking/h5.hpp>
 #include <rankflow/tracking/run.hpp>

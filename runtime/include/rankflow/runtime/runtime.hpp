@@ -13,10 +13,10 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <exception>
-#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -212,13 +212,14 @@ class Runtime {
   /// item keeps failing.
   template <class Fn>
   auto parallel_map(range r, Fn&& fn, const map_options& opts = {}) {
-    return map_impl(r.size(), [first = r.first](std::int64_t i) { return first + i; }, fn, opts, "parallel_map");
+    return map_impl(
+        r.size(), [first = r.first](std::int64_t i) { return first + i; }, fn, opts, "parallel_map");
   }
 
   /// fn(items[i]) for every element of a random-access container, same rules.
   template <std::ranges::random_access_range Items, class Fn>
-    requires(!std::same_as<std::remove_cvref_t<Items>, range>)
-  auto parallel_map(const Items& items, Fn&& fn, const map_options& opts = {}) {
+  requires(!std::same_as<std::remove_cvref_t<Items>, range>) auto parallel_map(const Items& items, Fn&& fn,
+                                                                               const map_options& opts = {}) {
     const auto n = static_cast<std::int64_t>(std::ranges::size(items));
     return map_impl(
         n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts,
@@ -267,14 +268,13 @@ class Runtime {
   /// --max-workers ranks at once. More items than --max-num-splits throws
   /// usage_error on every rank before anything runs.
   template <std::ranges::random_access_range Items, class Fn>
-  auto foreach(const Items& items, Fn&& fn, map_options opts = {}) {
+  auto foreach (const Items& items, Fn && fn, map_options opts = {}) {
     const auto n = static_cast<std::int64_t>(std::ranges::size(items));
     check_splits(n);
     opts.chunk_size = 1;
     if (opts.max_workers == 0) opts.max_workers = st_.cfg.max_workers;
     return map_impl(
-        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts,
-        "foreach");
+        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts, "foreach");
   }
 
  private:
@@ -331,7 +331,7 @@ class Runtime {
         detail::bcast_frame(st_.comm, 0, frame, st_.cfg.segment_bytes);
         if (!is_scheduler()) {
           out = decode<std::vector<V>>(frame.data() + detail::frame_header_bytes,
-                                      frame.size() - detail::frame_header_bytes);
+                                       frame.size() - detail::frame_header_bytes);
         }
       }
       return out;

@@ -16,15 +16,15 @@ namespace rankflow {
 
 /// What `--with slurm` and its sizing flags asked for.
 struct slurm_submission {
-  bool requested = false;  ///< --with slurm was given
-  int ntasks = 1;          ///< --ntasks N: MPI ranks
-  int nodes = 0;           ///< --nodes N (0: Slurm decides)
-  int cpus_per_task = 0;   ///< --cpus-per-task N (0: 1)
-  std::string mem;         ///< --mem SIZE, as sbatch takes it (e.g. 60G)
-  std::string time;        ///< --time LIMIT, as sbatch takes it (e.g. 02:00:00)
-  std::string partition;   ///< --partition NAME
+  bool requested = false;                 ///< --with slurm was given
+  int ntasks = 1;                         ///< --ntasks N: MPI ranks
+  int nodes = 0;                          ///< --nodes N (0: Slurm decides)
+  int cpus_per_task = 0;                  ///< --cpus-per-task N (0: 1)
+  std::string mem;                        ///< --mem SIZE, as sbatch takes it (e.g. 60G)
+  std::string time;                       ///< --time LIMIT, as sbatch takes it (e.g. 02:00:00)
+  std::string partition;                  ///< --partition NAME
   std::string job_dir = "rankflow-jobs";  ///< --job-dir: scripts and logs
-  bool wait = false;       ///< --wait: follow the log, exit with the job's code
+  bool wait = false;                      ///< --wait: follow the log, exit with the job's code
 };
 
 /// Reads `--with slurm` and, only when it is there, the sizing flags above

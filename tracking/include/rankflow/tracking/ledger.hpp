@@ -54,7 +54,7 @@ class partition_ledger {
   std::string id_;
   bool resuming_ = false;
   std::int64_t calls_ = 0;
-  std::map<std::int64_t, call_info> recorded_calls_;                     // rank 0, resuming
+  std::map<std::int64_t, call_info> recorded_calls_;                      // rank 0, resuming
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded_;  // rank 0, resuming
   ledger_batch pending_;
   std::size_t pending_bytes_ = 0;

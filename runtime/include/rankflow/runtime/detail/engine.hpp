@@ -28,7 +28,7 @@ struct runtime_state {
   config cfg;
   std::string command_line;  ///< argv as given, before rankflow's flags were removed
   int thread_level = 0;      ///< what MPI_Init_thread provided
-  std::uint64_t op = 0;  ///< collective calls made so far; must agree across ranks
+  std::uint64_t op = 0;      ///< collective calls made so far; must agree across ranks
 };
 
 /// Thrown by a partition function: which item failed and why.
