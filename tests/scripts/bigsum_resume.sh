@@ -15,15 +15,6 @@ run 2 "$BIGSUM" "${ARGS[@]}" --mode stream --tracking-mode debug
 want=$(exact_sum)
 [ -n "$want" ] || fail "no exact sum in: $OUT"
 
-wait_for() {  # wait_for PATTERN FILE SECONDS
-  local i
-  for ((i = 0; i < $3 * 20; i++)); do
-    grep -q "$1" "$2" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
 # start LOG MODE [--resume]: bigsum in the background, once its run began; pid in $PID.
 start() {
   local log=$1 mode=$2

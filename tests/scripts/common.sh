@@ -10,3 +10,12 @@ run() {
   RC=$?
 }
 exact_sum() { printf '%s\n' "$OUT" | sed -n 's/^Exact sum: //p'; }
+# wait_for PATTERN FILE SECONDS: until FILE (a background job's log) holds PATTERN.
+wait_for() {  # wait_for PATTERN FILE SECONDS
+  local i
+  for ((i = 0; i < $3 * 20; i++)); do
+    grep -q "$1" "$2" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}

@@ -11,15 +11,6 @@ run 2 "$DEMO" all --experiment "$EXP"
 [ "$RC" -eq 0 ] || fail "first run exited $RC: $OUT"
 "$RF" export "$EXP" RUN-1 --format json -o kill/before.json || fail "export failed"
 
-wait_for() {  # wait_for PATTERN FILE SECONDS
-  local i
-  for ((i = 0; i < $3 * 20; i++)); do
-    grep -q "$1" "$2" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
-
 kill_job() {
   pkill -9 -f "track_demo (loop|all) --experiment $EXP" 2>/dev/null
   kill -9 "$1" 2>/dev/null
