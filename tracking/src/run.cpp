@@ -929,7 +929,7 @@ std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_i
   recorded_calls_.erase(it);
   auto results = recorded_.find(c.call);
   if (!was.same_work(c)) {
-    recorded_.erase(results);
+    if (results != recorded_.end()) recorded_.erase(results);  // a call may have no successes
     throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is '" + c.step + "' over " +
                       std::to_string(c.items) + " items in " + std::to_string(c.partitions) + " partitions (chunk " +
                       std::to_string(c.chunk) + "), but run " + id_ + " recorded '" + was.step + "' over " +
