@@ -1,6 +1,7 @@
 #include <rankflow/core/config.hpp>
 #include <rankflow/core/error.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,27 @@ std::string parse_resume(std::string_view flag, std::string_view v) {
                     "'");
 }
 
+std::vector<std::string> parse_labels(std::string_view flag, std::string_view v) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= v.size()) {
+    const std::size_t comma = std::min(v.find(',', start), v.size());
+    std::string_view label = v.substr(start, comma - start);
+    start = comma + 1;
+    if (label.empty()) continue;
+    for (char ch : label) {
+      const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                      ch == '-' || ch == '.' || ch == ':';
+      if (!ok) {
+        throw usage_error(std::string(flag) + " expects labels of [A-Za-z0-9_.:-] separated by commas, got '" +
+                          std::string(v) + "' ('" + std::string(label) + "')");
+      }
+    }
+    out.emplace_back(label);
+  }
+  return out;
+}
+
 // One table drives argv, the environment and the help text, so they cannot drift.
 struct flag_spec {
   const char* name;  // without leading dashes
@@ -102,6 +124,9 @@ const flag_spec flags[] = {
        }
        c.tracking_mode = std::string(v);
      }},
+    {"labels", "RANKFLOW_LABELS", "A,B",
+     "tasks: extra labels of this rank's worker (besides default, its host name and gpu), for require()",
+     [](config& c, std::string_view f, std::string_view v) { c.labels = parse_labels(f, v); }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
     {"resume", "RANKFLOW_RESUME", "[RUN]",

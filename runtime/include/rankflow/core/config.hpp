@@ -32,6 +32,9 @@ struct config {
   /// --resume: "" (not given), "last", "no" or a run id such as "RUN-3".
   /// Runtime::start_run continues that run; see run_options::resume.
   std::string resume;
+  /// --labels: extra worker labels of this rank for tasks (Scheduler::require);
+  /// every worker also has "default", its host name and "gpu" when it sees one.
+  std::vector<std::string> labels;
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;

@@ -54,6 +54,7 @@ class task_error : public error {
     std::int64_t partition = -1;
     int attempts = 0;       ///< attempts made, retries included
     std::string message;    ///< what() of the original exception (with its type)
+    std::int64_t task_id = -1;  ///< tasks (Scheduler::submit): the task's id; item and partition are -1
   };
 
   explicit task_error(details d);

@@ -36,6 +36,7 @@
 #include <rankflow/core/transport.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 #include <rankflow/runtime/partition.hpp>
+#include <rankflow/runtime/tasks.hpp>
 #include <rankflow/tracking/run.hpp>
 
 namespace rankflow {
@@ -277,7 +278,27 @@ class Runtime {
         n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts, "foreach");
   }
 
+  /// Registers task `name` (omega-ml's tasks): every rank defines the same
+  /// tasks before drive(). `fn` takes its arguments by value or const
+  /// reference, optionally after a `rankflow::task_context&`, and returns a
+  /// serializable value or void. `defaults` apply to every submit of it.
+  template <class F>
+  void define(std::string name, F fn, task_options defaults = {}) {
+    check_task_name(name);
+    auto def = detail::make_task_def(name, std::move(fn), std::move(defaults));
+    tasks_.insert_or_assign(std::move(name), std::move(def));
+  }
+
+  /// Driver mode. Collective: rank 0 runs `driver` with a Scheduler and every
+  /// other rank serves tasks until it returns (with one rank, rank 0 runs the
+  /// tasks itself, on threads). Returns after every submitted task has ended.
+  /// If the driver throws, queued tasks are dropped, running ones finish, and
+  /// every rank throws: task_error and interrupted as they were, anything else
+  /// as rankflow::error naming it.
+  void drive(const std::function<void(Scheduler&)>& driver);
+
  private:
+  void check_task_name(const std::string& name) const;
   void check_splits(std::int64_t n) const;
   void maybe_submit(int argc, char** argv);
   /// The job of one collective call; when a tracked run is active, wired to
@@ -339,7 +360,9 @@ class Runtime {
   }
 
   detail::runtime_state st_;
-  std::weak_ptr<tracking::partition_ledger> ledger_;  ///< of the run start_run made last
+  std::weak_ptr<tracking::partition_ledger> ledger_;
+  std::map<std::string, detail::task_def, std::less<>> tasks_;
+  bool driving_ = false;  ///< of the run start_run made last
   int uncaught_at_start_ = 0;
   bool owns_mpi_ = false;
 };
