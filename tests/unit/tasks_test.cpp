@@ -334,3 +334,78 @@ TEST(Tasks, RestartRunsOnlyTheFailedParts) {
     EXPECT_TRUE(m.failed().empty());
   });
 }
+
+TEST(Tasks, DriverFailureReachesEveryRank) {
+  auto& rt = test_runtime();
+  define_common(rt);
+  auto failing = [](Scheduler& s) {
+    auto f = s.submit<seen>("nap", 0.2);  // running while the driver fails: it finishes, nothing hangs
+    (void)f;
+    throw std::runtime_error("driver bug");
+  };
+  if (rt.is_scheduler()) {
+    EXPECT_THROW_WITH(rt.drive(failing), std::runtime_error, "driver bug");
+  } else {
+    EXPECT_THROW_WITH(rt.drive(failing), rankflow::error, "driver on rank 0 failed", "driver bug");
+  }
+  // An unhandled task failure is the same task_error on every rank.
+  EXPECT_THROW_WITH(rt.drive([](Scheduler& s) { s.submit<int>("boom", 3).get(); }), rankflow::task_error,
+                    "task 'boom'", "bad input 3");
+  // And the ranks still work together afterwards.
+  rt.drive([](Scheduler& s) { EXPECT_EQ(s.submit<int>("square", 5).get(), 25); });
+}
+
+TEST(Tasks, ArtifactArgumentsComeFromASourceRun) {
+  auto& rt = test_runtime();
+  define_common(rt);
+  const auto file = fresh_experiment("tasks_artifacts");
+  std::string id;
+  {
+    auto run = rt.start_run("features-run", tracked_in(file));
+    if (rt.is_scheduler()) {
+      run["features"] = std::vector<std::string>{"a", "b", "c"};
+      run["lr"] = 0.25;
+      run["n"] = 42;
+      run["notes"].upload_bytes("hello bytes", "notes.txt");
+      for (int i = 0; i < 3; ++i) run["loss"].append(1.0 / (i + 1));
+    }
+    id = run.id();
+    run.stop();
+  }
+  auto report = [](const std::string& model, const std::vector<std::string>& features, double lr) {
+    std::string s = model + ":";
+    for (const auto& f : features) s += f;
+    return s + "@" + std::to_string(lr);
+  };
+  rt.define("report", report, {.from = rankflow::source{file, "features-run"}});
+  rt.define("report_later", report);
+  rt.define("plus", [](int a, std::int64_t b) { return a + static_cast<int>(b); });
+  rt.define("text", [](const std::string& s) { return s; });
+  rt.define("curve", [](const std::vector<double>& v) { return v; });
+  using rankflow::artifact;
+  rt.drive([&](Scheduler& s) {
+    // Source fixed at define time.
+    EXPECT_EQ(s.submit<std::string>("report", "m1", artifact("features"), artifact("lr")).get(), "m1:abc@0.250000");
+    // Source given at submit time, by id, by name and as the latest run; or inside the artifact.
+    const rankflow::source by_id{file, id}, latest{file, ""};
+    EXPECT_EQ(s.from(by_id).submit<std::string>("report_later", "m2", artifact("features"), 0.5).get(), "m2:abc@0.500000");
+    EXPECT_EQ(s.from(latest).submit<int>("plus", artifact("n"), artifact("n")).get(), 84);
+    EXPECT_EQ(s.submit<std::string>("text", artifact("notes", by_id)).get(), "hello bytes");
+    EXPECT_EQ(s.submit<std::vector<double>>("curve", artifact("loss", by_id)).get(),
+              (std::vector<double>{1.0, 0.5, 1.0 / 3}));
+
+    // Errors: the task fails at once (no retries) and says what to fix.
+    auto no_source = s.retries(3, 0.01).submit<std::string>("report_later", "m", artifact("features"), 1.0);
+    EXPECT_THROW_WITH(no_source.get(), rankflow::task_error, "argument 2 of task 'report_later'",
+                      "no source run was given");
+    EXPECT_EQ(no_source.attempts(), 1);
+    EXPECT_THROW_WITH(s.submit<std::string>("report", "m", artifact("nope"), 1.0).get(), rankflow::task_error,
+                      "artifact 'nope' not found", "it has:", "features", "lr");
+    EXPECT_THROW_WITH(s.submit<std::string>("report", "m", artifact("lr"), 1.0).get(), rankflow::task_error,
+                      "artifact 'lr'", "is a Float field", "std::vector<std::string>");
+    EXPECT_THROW_WITH(s.from({file, "no-such-run"}).submit<std::string>("report_later", "m", artifact("features"), 1.0).get(),
+                      rankflow::task_error, "no run with id or name 'no-such-run'", id);
+    EXPECT_THROW_WITH(s.from({file + ".missing", ""}).submit<std::string>("text", artifact("notes")).get(),
+                      rankflow::task_error, "does not exist");
+  });
+}
