@@ -364,6 +364,30 @@ class executor {
       : defs_(defs), me_(me), done_(std::move(done)), free_gpus_(me.gpu_ids) {}
   ~executor() { join(); }
 
+  /// A task that takes every CPU of this rank runs on the calling thread
+  /// when nothing else runs: rank 0 sends this rank nothing more until it
+  /// ends, so no thread hand-off is needed (it costs more than an empty task).
+  void post_or_run(incoming_task&& t, int capacity_cpu) {
+    {
+      std::lock_guard lk(m_);
+      if (t.h.cpu < capacity_cpu || running_ > 0 || !q_.empty()) {
+        q_.push_back(std::move(t));
+        if (idle_ == 0) {
+          threads_.emplace_back([this] { loop(); });
+        } else {
+          cv_.notify_one();
+        }
+        return;
+      }
+      ++running_;
+    }
+    std::vector<int> gpus = take_gpus(t.h.gpu);
+    run(t, gpus);
+    std::lock_guard lk(m_);
+    free_gpus_.insert(free_gpus_.end(), gpus.begin(), gpus.end());
+    --running_;
+  }
+
   void post(incoming_task&& t) {
     std::lock_guard lk(m_);
     q_.push_back(std::move(t));
@@ -395,16 +419,27 @@ class executor {
       if (q_.empty()) return;
       incoming_task t = std::move(q_.front());
       q_.pop_front();
-      std::vector<int> gpus;
-      for (int g = 0; g < t.h.gpu && !free_gpus_.empty(); ++g) {
-        gpus.push_back(free_gpus_.back());
-        free_gpus_.pop_back();
-      }
+      ++running_;
+      std::vector<int> gpus = take_gpus_locked(t.h.gpu);
       lk.unlock();
       run(t, gpus);
       lk.lock();
       free_gpus_.insert(free_gpus_.end(), gpus.begin(), gpus.end());
+      --running_;
     }
+  }
+
+  std::vector<int> take_gpus_locked(int n) {
+    std::vector<int> gpus;
+    for (int g = 0; g < n && !free_gpus_.empty(); ++g) {
+      gpus.push_back(free_gpus_.back());
+      free_gpus_.pop_back();
+    }
+    return gpus;
+  }
+  std::vector<int> take_gpus(int n) {
+    std::lock_guard lk(m_);
+    return take_gpus_locked(n);
   }
 
   void run(incoming_task& t, std::vector<int>& gpus) {
@@ -450,6 +485,7 @@ class executor {
   std::vector<std::thread> threads_;
   std::vector<int> free_gpus_;
   unsigned idle_ = 0;
+  int running_ = 0;
   bool stopping_ = false;
 };
 
@@ -644,7 +680,7 @@ class task_engine {
       std::atomic<int>& w;
       ~leave() { w.fetch_sub(1); }
     } guard{waiters_};
-    backoff bo;
+    backoff bo(1000, 200);
     for (;;) {
       {
         std::lock_guard lk(mu_);
@@ -920,7 +956,7 @@ stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, ta
     std::lock_guard lk(send_m);
     isend_frame(comm, 0, tag_up, std::move(f), st.cfg.segment_bytes).wait();
   });
-  backoff bo(1000);
+  backoff bo(1000, 200);  // a driver that waits on each result sends the next task within microseconds
   stop_info stop;
   for (;;) {
     frame_in f;
@@ -931,7 +967,7 @@ stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, ta
     bo.reset();
     const auto kind = static_cast<msg>(f.payload()[0]);
     if (kind == msg::task) {
-      exec.post(parse_task(std::move(f)));
+      exec.post_or_run(parse_task(std::move(f)), me.capacity.cpu);
     } else if (kind == msg::stop) {
       stop = decode<stop_info>(f.payload() + 1, f.payload_size() - 1);
       break;

@@ -1,6 +1,10 @@
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/transport.hpp>
 
+#include <sched.h>
+
+#include <chrono>
+
 #include <time.h>
 
 #include <algorithm>
@@ -109,9 +113,26 @@ void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_byte
   }
 }
 
+namespace {
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+void backoff::reset() noexcept {
+  polls_ = 0;
+  sleep_us_ = 0;
+  if (spin_us_) since_ns_ = steady_ns();
+}
+
 void backoff::wait() {
   if (polls_ < 16) {
     ++polls_;
+    return;
+  }
+  if (spin_us_ && steady_ns() - since_ns_ < std::int64_t{spin_us_} * 1000) {
+    sched_yield();
     return;
   }
   sleep_us_ = sleep_us_ == 0 ? 1 : std::min(sleep_us_ * 2, max_us_);

@@ -71,16 +71,24 @@ void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_byte
 /// Capped exponential backoff for polling loops: a few free polls, then sleeps
 /// from 1 us doubling to `max_us`. Waiting ranks sleep instead of spinning, so
 /// oversubscribed runs (64 ranks on 2 cores) do not starve the working ones.
+///
+/// With `spin_us`, the first spin_us microseconds after a reset() yield the
+/// CPU (sched_yield) instead of sleeping: a nanosleep of 1 us really lasts
+/// about 50 us (the kernel's timer slack), which would dominate a
+/// request/reply exchange of a few microseconds. Yielding still lets other
+/// runnable threads and processes on the core go first.
 class backoff {
  public:
-  explicit backoff(unsigned max_us = 1000) : max_us_(max_us) {}
-  void reset() noexcept { polls_ = 0; sleep_us_ = 0; }
+  explicit backoff(unsigned max_us = 1000, unsigned spin_us = 0) : max_us_(max_us), spin_us_(spin_us) { reset(); }
+  void reset() noexcept;
   void wait();
 
  private:
   unsigned max_us_;
+  unsigned spin_us_;
   unsigned polls_ = 0;
   unsigned sleep_us_ = 0;
+  std::int64_t since_ns_ = 0;
 };
 
 }  // namespace rankflow::detail
