@@ -14,6 +14,7 @@
 // Both end with STOP(ok|fail) from rank 0, sent only when rank 0 has received
 // every message the workers will send in this op, so nothing is left in
 // flight for the next call.
+#include <algorithm>
 #include <csignal>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
@@ -237,6 +238,7 @@ class scheduler {
       check_signal(active);
       if (!failure_) {
         for (int r = 1; r < active; ++r) {
+          if (!eligible(r)) continue;
           std::int64_t p = 0;
           int attempt = 0;
           while (inflight_[r] < window && take(r, active, p, attempt)) {
@@ -250,7 +252,7 @@ class scheduler {
       if (inflight_total_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
       std::int64_t p = 0;
       int attempt = 0;
-      if (!failure_ && take(0, active, p, attempt)) {
+      if (!failure_ && eligible(0) && take(0, active, p, attempt)) {
         run_here(p, attempt, active);
         busy = true;
       }
@@ -285,9 +287,12 @@ class scheduler {
   }
 
   // Next partition for rank r: a retry that last failed elsewhere, else a new one.
+  bool eligible(int r) const { return j_.eligible.empty() || j_.eligible[static_cast<std::size_t>(r)] != 0; }
+
   bool take(int r, int active, std::int64_t& p, int& attempt) {
+    const bool only_one = active == 1 || (!j_.eligible.empty() && std::count(j_.eligible.begin(), j_.eligible.end(), 1) == 1);
     for (auto it = retry_.begin(); it != retry_.end(); ++it) {
-      if (it->last_rank != r || active == 1) {
+      if (it->last_rank != r || only_one) {
         p = it->partition;
         attempt = it->attempts + 1;
         retry_.erase(it);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <exception>
+#include <tuple>
 #include <iostream>
 
 namespace rankflow {
@@ -215,6 +216,15 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   j.retries = opts.retries;
   j.active_ranks =
       opts.max_workers == 0 ? st_.size : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
+  if (opts.need) {
+    // The --max-workers window counts ranks that qualify.
+    j.eligible = eligible_ranks(*opts.need, opts, j.step);
+    int allowed = j.active_ranks;
+    for (auto& e : j.eligible) {
+      if (e && allowed-- <= 0) e = 0;
+    }
+    j.active_ranks = st_.size;
+  }
   auto lg = ledger_.lock();
   if (!lg || !lg->open()) return j;
   // Every rank numbers the call (they make the same calls); only rank 0
@@ -239,6 +249,41 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   };
   j.flush_record = [lg](bool force) { lg->flush(force); };
   return j;
+}
+
+std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const map_options& opts,
+                                                  const std::string& step) {
+  if (need.cpu < 1 || need.memory_mb < 0 || need.gpu < 0) {
+    throw usage_error(step + ": map_options::need needs cpu >= 1, memory_mb >= 0 and gpu >= 0");
+  }
+  const worker_info me = detect_worker(st_.comm, st_.rank, st_.host, st_.cfg.labels);
+  const std::int64_t mine[3] = {me.capacity.cpu, me.capacity.memory_mb, me.capacity.gpu};
+  std::vector<std::int64_t> all(3 * static_cast<std::size_t>(st_.size));
+  detail::check_mpi(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, st_.comm), "MPI_Allgather");
+  std::vector<std::uint8_t> ok(static_cast<std::size_t>(st_.size), 0);
+  int largest = 0, count = 0;
+  for (int r = 0; r < st_.size; ++r) {
+    const auto* c = &all[3 * static_cast<std::size_t>(r)];
+    const auto* l = &all[3 * static_cast<std::size_t>(largest)];
+    if (std::tie(c[0], c[1], c[2]) > std::tie(l[0], l[1], l[2])) largest = r;
+    if (need.cpu <= c[0] && need.memory_mb <= c[1] && need.gpu <= c[2]) {
+      ok[static_cast<std::size_t>(r)] = 1;
+      ++count;
+    }
+  }
+  if (count == 0) {
+    const auto* l = &all[3 * static_cast<std::size_t>(largest)];
+    throw resource_error(step + ": each partition needs " + to_string(need) + " but no rank has that; the largest is rank " +
+                         std::to_string(largest) + " (host " + st_.hosts[static_cast<std::size_t>(largest)] + ") with " +
+                         to_string(resources{static_cast<int>(l[0]), l[1], static_cast<int>(l[2])}) +
+                         ": ask for less or run on bigger ranks (--cpus-per-task, --mem, --gpus-per-task)");
+  }
+  if (opts.sched == schedule::blocked && count < st_.size) {
+    throw usage_error(step + ": " + std::to_string(st_.size - count) + " of " + std::to_string(st_.size) +
+                      " ranks cannot meet the partition need (" + to_string(need) +
+                      "), and schedule::blocked gives every rank partitions: use schedule::dynamic");
+  }
+  return ok;
 }
 
 }  // namespace rankflow

@@ -409,3 +409,32 @@ TEST(Tasks, ArtifactArgumentsComeFromASourceRun) {
                       rankflow::task_error, "does not exist");
   });
 }
+
+TEST(Tasks, PartitionNeedRunsOnlyOnRanksThatFit) {
+  auto& rt = test_runtime();
+  const int big = rt.size() - 1;
+  // Declared memory per rank: only the last rank has 4000 MB.
+  setenv("RANKFLOW_MEMORY_MB", rt.rank() == big ? "4000" : "100", 1);
+  const auto where = rt.parallel_map(
+      rankflow::range(0, 64), [&](std::int64_t) { return rt.rank(); },
+      {.chunk_size = 4, .need = resources{.cpu = 1, .memory_mb = 1000}});
+  if (rt.is_scheduler()) {
+    ASSERT_EQ(where.size(), 64u);
+    for (int r : where) EXPECT_EQ(r, big);
+  }
+  // mapreduce with a need: same sum as without.
+  const auto total = rt.mapreduce(
+      rankflow::range(0, 1000), [](std::int64_t i) { return i; }, std::plus<>{},
+      {.need = resources{.cpu = 1, .memory_mb = 1000}});
+  EXPECT_EQ(total, 999 * 1000 / 2);
+  EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 8), [](std::int64_t i) { return i; },
+                                    {.need = resources{.cpu = 1, .memory_mb = 1'000'000}}),
+                    rankflow::resource_error, "each partition needs", "the largest is rank " + std::to_string(big),
+                    "4000 MB");
+  if (rt.size() > 1) {
+    EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 8), [](std::int64_t i) { return i; },
+                                      {.sched = rankflow::schedule::blocked, .need = resources{.cpu = 1, .memory_mb = 1000}}),
+                      rankflow::usage_error, "use schedule::dynamic");
+  }
+  unsetenv("RANKFLOW_MEMORY_MB");
+}

@@ -57,6 +57,12 @@ struct map_options {
   /// Ranks that may run partitions at once (dynamic only); 0 means all ranks
   /// for parallel_map/mapreduce and --max-workers for foreach.
   std::size_t max_workers = 0;
+  /// What each partition needs (Metaflow's @resources per split): only ranks
+  /// whose capacity (CPUs, memory, GPUs; see drive()) meets it run
+  /// partitions, so a partition may use need->cpu threads. A need no rank
+  /// meets throws resource_error on every rank, naming the largest rank.
+  /// schedule::dynamic only when some rank falls short.
+  std::optional<resources> need;
 };
 
 /// What the Runtime constructor should do beyond parsing rankflow's flags.
@@ -299,6 +305,8 @@ class Runtime {
 
  private:
   void check_task_name(const std::string& name) const;
+  /// Collective: which ranks meet `need` (see map_options::need).
+  std::vector<std::uint8_t> eligible_ranks(const resources& need, const map_options& opts, const std::string& step);
   void check_splits(std::int64_t n) const;
   void maybe_submit(int argc, char** argv);
   /// The job of one collective call; when a tracked run is active, wired to

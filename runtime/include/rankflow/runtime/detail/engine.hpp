@@ -58,6 +58,8 @@ struct job {
   schedule sched = schedule::dynamic;
   int retries = 0;
   int active_ranks = 1;  ///< ranks [0, active_ranks) run partitions (dynamic only)
+  /// Ranks whose capacity meets map_options::need (1 each); empty: every rank.
+  std::vector<std::uint8_t> eligible;
   /// Rank 0: run partition p and keep its result; when `encoded` is not null
   /// (the call is recorded in a ledger) also append the encoded result to it.
   /// Throws item_failure.
