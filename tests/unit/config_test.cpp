@@ -127,3 +127,15 @@ TEST(Config, ResumeTakesAnOptionalRun) {
   EXPECT_THROW_WITH(parse_config({"--resume=yesterday"}, nullptr), rankflow::usage_error, "--resume", "RUN-3",
                     "yesterday");
 }
+
+TEST(Config, LabelsAreACommaListOfSafeNames) {
+  std::vector<std::string> rest;
+  auto c = parse_config({"--labels", "gpu,bigmem,,node:a1"}, &rest);
+  EXPECT_EQ(c.labels, (std::vector<std::string>{"gpu", "bigmem", "node:a1"}));
+  setenv("RANKFLOW_LABELS", "fast", 1);
+  EXPECT_EQ(parse_config({}, &rest).labels, std::vector<std::string>{"fast"});
+  EXPECT_EQ(parse_config({"--labels=slow"}, &rest).labels, std::vector<std::string>{"slow"});  // argv wins
+  unsetenv("RANKFLOW_LABELS");
+  EXPECT_THROW_WITH(parse_config({"--labels", "a b"}, &rest), rankflow::usage_error, "--labels", "[A-Za-z0-9_.:-]",
+                    "'a b'");
+}
