@@ -11,17 +11,19 @@ int main(int argc, char** argv) {
   const bool root = rt.is_scheduler();
 
   bigsum::params p;
-  CLI::App app{"bigsum: the sum of a rows x cols matrix of uniform [0, 1) doubles, on every MPI rank.\n"
-               "The matrix and the printed sum are the same for any number of ranks and either mode."};
+  CLI::App app{
+      "bigsum: the sum of a rows x cols matrix of uniform [0, 1) doubles, on every MPI rank.\n"
+      "The matrix and the printed sum are the same for any number of ranks and either mode."};
   app.add_option("--rows", p.rows, "matrix rows")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--cols", p.cols, "matrix columns")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--seed", p.seed, "generator seed")->capture_default_str();
   app.add_option("--mode", p.how,
                  "materialize: each rank fills and sums its rows in memory; stream: rows are generated and summed "
                  "on the fly in constant memory; auto: materialize when it fits")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, bigsum::mode>{{"auto", bigsum::mode::automatic},
-                                                                              {"materialize", bigsum::mode::materialize},
-                                                                              {"stream", bigsum::mode::stream}}))
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, bigsum::mode>{{"auto", bigsum::mode::automatic},
+                                                                      {"materialize", bigsum::mode::materialize},
+                                                                      {"stream", bigsum::mode::stream}}))
       ->default_str("auto");
   app.add_option("--block-rows", p.block_rows, "rows per partition (0: automatic, about 2048 partitions)")
       ->capture_default_str()

@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
     using rankflow::artifact;
     std::printf("%s\n", s.submit<std::string>("model_report", "My model name", artifact("features")).get().c_str());
     const rankflow::source src{experiment, "my-experiment"};
-    std::printf("%s\n",
-                s.from(src).submit<std::string>("model_report_later", "Other model", artifact("features")).get().c_str());
+    std::printf(
+        "%s\n",
+        s.from(src).submit<std::string>("model_report_later", "Other model", artifact("features")).get().c_str());
     // A missing artifact is a clear task error, not a crash.
     try {
       s.from(src).submit<std::string>("model_report_later", "x", artifact("labels")).get();

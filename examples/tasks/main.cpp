@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
     for (int i = first; i < last; ++i) s += 1.0 / (static_cast<double>(i) * i);
     return s;
   });
-  rt.define("add_up", [](const std::vector<double>& parts) { return std::accumulate(parts.begin(), parts.end(), 0.0); });
+  rt.define("add_up",
+            [](const std::vector<double>& parts) { return std::accumulate(parts.begin(), parts.end(), 0.0); });
 
   rt.drive([&](rankflow::Scheduler& s) {
     std::printf("workers:\n");

@@ -290,7 +290,8 @@ class scheduler {
   bool eligible(int r) const { return j_.eligible.empty() || j_.eligible[static_cast<std::size_t>(r)] != 0; }
 
   bool take(int r, int active, std::int64_t& p, int& attempt) {
-    const bool only_one = active == 1 || (!j_.eligible.empty() && std::count(j_.eligible.begin(), j_.eligible.end(), 1) == 1);
+    const bool only_one =
+        active == 1 || (!j_.eligible.empty() && std::count(j_.eligible.begin(), j_.eligible.end(), 1) == 1);
     for (auto it = retry_.begin(); it != retry_.end(); ++it) {
       if (it->last_rank != r || only_one) {
         p = it->partition;

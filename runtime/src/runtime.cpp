@@ -10,8 +10,8 @@
 #include <cstring>
 #include <ctime>
 #include <exception>
-#include <tuple>
 #include <iostream>
+#include <tuple>
 
 namespace rankflow {
 
@@ -273,8 +273,9 @@ std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const m
   }
   if (count == 0) {
     const auto* l = &all[3 * static_cast<std::size_t>(largest)];
-    throw resource_error(step + ": each partition needs " + to_string(need) + " but no rank has that; the largest is rank " +
-                         std::to_string(largest) + " (host " + st_.hosts[static_cast<std::size_t>(largest)] + ") with " +
+    throw resource_error(step + ": each partition needs " + to_string(need) +
+                         " but no rank has that; the largest is rank " + std::to_string(largest) + " (host " +
+                         st_.hosts[static_cast<std::size_t>(largest)] + ") with " +
                          to_string(resources{static_cast<int>(l[0]), l[1], static_cast<int>(l[2])}) +
                          ": ask for less or run on bigger ranks (--cpus-per-task, --mem, --gpus-per-task)");
   }

@@ -42,11 +42,16 @@ std::string to_string(const resources& r) {
 
 const char* to_string(task_status s) noexcept {
   switch (s) {
-    case task_status::PENDING: return "PENDING";
-    case task_status::STARTED: return "STARTED";
-    case task_status::RETRY: return "RETRY";
-    case task_status::SUCCESS: return "SUCCESS";
-    case task_status::FAILURE: return "FAILURE";
+    case task_status::PENDING:
+      return "PENDING";
+    case task_status::STARTED:
+      return "STARTED";
+    case task_status::RETRY:
+      return "RETRY";
+    case task_status::SUCCESS:
+      return "SUCCESS";
+    case task_status::FAILURE:
+      return "FAILURE";
   }
   return "?";
 }
@@ -211,7 +216,8 @@ const cached_run& load_source(const source& s) {
   static std::list<cached_run> cache;
   struct stat st {};
   if (::stat(s.experiment.c_str(), &st) != 0) {
-    throw substitution_error("experiment file " + s.experiment + " does not exist (as seen from this rank's directory)");
+    throw substitution_error("experiment file " + s.experiment +
+                             " does not exist (as seen from this rank's directory)");
   }
   const std::string key = s.experiment + '\n' + s.run + '\n' + std::to_string(st.st_size) + '\n' +
                           std::to_string(st.st_mtim.tv_sec) + '.' + std::to_string(st.st_mtim.tv_nsec);
@@ -497,16 +503,19 @@ struct stop_info {
   task_error::details task;
   template <class Ar>
   void serialize(Ar& ar, unsigned) {
-    ar& kind& signal& message& task.step& task.rank& task.host& task.item& task.partition& task.attempts& task.message&
-        task.task_id;
+    ar& kind& signal& message& task.step& task.rank& task.host& task.item& task.partition& task.attempts& task
+        .message& task.task_id;
   }
 };
 
 [[noreturn]] void rethrow_stop(const stop_info& s) {
   switch (s.kind) {
-    case 1: throw task_error(s.task);
-    case 2: throw interrupted(s.signal, s.message);
-    default: throw error("the driver on rank 0 failed: " + s.message);
+    case 1:
+      throw task_error(s.task);
+    case 2:
+      throw interrupted(s.signal, s.message);
+    default:
+      throw error("the driver on rank 0 failed: " + s.message);
   }
 }
 
@@ -610,7 +619,8 @@ class task_engine {
       if (!std::all_of(rec->labels.begin(), rec->labels.end(), [&](const std::string& l) { return wi.has_label(l); }))
         continue;
       const auto& c = wi.capacity;
-      if (n.cpu <= c.cpu && n.memory_mb <= c.memory_mb && n.gpu <= c.gpu) rec->candidates.push_back(static_cast<int>(w));
+      if (n.cpu <= c.cpu && n.memory_mb <= c.memory_mb && n.gpu <= c.gpu)
+        rec->candidates.push_back(static_cast<int>(w));
       if (!largest || std::tie(c.cpu, c.memory_mb, c.gpu) >
                           std::tie(largest->capacity.cpu, largest->capacity.memory_mb, largest->capacity.gpu)) {
         largest = &wi;
@@ -716,8 +726,14 @@ class task_engine {
     std::lock_guard lk(mu_);
     for (auto& rec : queue_) {
       rec->status = task_status::FAILURE;
-      rec->error = task_error::details{rec->def->name, -1, "", -1, -1, rec->attempts,
-                                       "not run: the driver ended before it started", static_cast<std::int64_t>(rec->id)};
+      rec->error = task_error::details{rec->def->name,
+                                       -1,
+                                       "",
+                                       -1,
+                                       -1,
+                                       rec->attempts,
+                                       "not run: the driver ended before it started",
+                                       static_cast<std::int64_t>(rec->id)};
     }
     queue_.clear();
     if (local_) {
@@ -761,13 +777,19 @@ class task_engine {
                   << "; retrying in " << wait_s << " s";
       rec->status = task_status::RETRY;
       rec->not_before =
-          std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                 std::chrono::duration<double>(wait_s));
+          std::chrono::steady_clock::now() +
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(wait_s));
       queue_.push_back(rec);
       return;
     } else {
       rec->status = task_status::FAILURE;
-      rec->error = task_error::details{rec->def->name, w.rank, w.host, -1, -1, rec->attempts, std::move(payload),
+      rec->error = task_error::details{rec->def->name,
+                                       w.rank,
+                                       w.host,
+                                       -1,
+                                       -1,
+                                       rec->attempts,
+                                       std::move(payload),
                                        static_cast<std::int64_t>(rec->id)};
     }
     --open_;
@@ -910,7 +932,8 @@ class task_engine {
   std::vector<std::shared_ptr<group_state>> groups_;
 };
 
-bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec, const std::chrono::steady_clock::time_point* deadline) {
+bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec,
+               const std::chrono::steady_clock::time_point* deadline) {
   return e.wait(rec.get(), deadline);
 }
 
@@ -1080,7 +1103,6 @@ std::vector<std::size_t> group::failed() const {
   return out;
 }
 
-
 // ------------------------------------------------------------ compositions
 
 namespace detail {
@@ -1107,7 +1129,8 @@ bool failed(const task_rec& r) { return r.status == task_status::FAILURE; }
 void fire(task_engine& e, group_state& g, std::size_t i, const std::string* forwarded) {
   auto& rec = *g.recs[i];
   rec.args.clear();
-  if (forwarded) append_arg(rec.args, arg_kind::value, [&](bytes& o) { o.insert(o.end(), forwarded->begin(), forwarded->end()); });
+  if (forwarded)
+    append_arg(rec.args, arg_kind::value, [&](bytes& o) { o.insert(o.end(), forwarded->begin(), forwarded->end()); });
   rec.args.insert(rec.args.end(), g.own[i].begin(), g.own[i].end());
   e.enqueue_locked(g.recs[i]);
 }
@@ -1137,8 +1160,8 @@ void wire(task_engine& e, group_state& g) {
         }
         for (std::size_t j = i + 1; j < n; ++j) {
           g.recs[j]->status = task_status::FAILURE;
-          g.recs[j]->error = not_run(*g.recs[j], "step " + std::to_string(i + 1) + " ('" + done.def->name +
-                                                     "') of the sequence failed");
+          g.recs[j]->error = not_run(
+              *g.recs[j], "step " + std::to_string(i + 1) + " ('" + done.def->name + "') of the sequence failed");
         }
       };
     } else if (g.k == group_state::kind::mapreduce && i + 1 < n) {
@@ -1154,8 +1177,8 @@ void wire(task_engine& e, group_state& g) {
           fire_combiner(e, g);
         } else {
           comb.status = task_status::FAILURE;
-          comb.error = not_run(comb, "map task " + std::to_string(first_failed) + " ('" +
-                                         g.recs[first_failed]->def->name + "') failed");
+          comb.error = not_run(
+              comb, "map task " + std::to_string(first_failed) + " ('" + g.recs[first_failed]->def->name + "') failed");
         }
       };
     }
@@ -1230,9 +1253,9 @@ const detail::task_def& find_def(detail::task_engine& e, std::string_view name) 
   if (it == defs.end()) {
     std::string have;
     for (const auto& [n, d] : defs) have += (have.empty() ? "" : ", ") + n;
-    throw usage_error("no task named '" + std::string(name) + "' is defined (defined: " +
-                      (have.empty() ? std::string("none") : have) + "): call rt.define(\"" + std::string(name) +
-                      "\", fn) on every rank before drive()");
+    throw usage_error("no task named '" + std::string(name) +
+                      "' is defined (defined: " + (have.empty() ? std::string("none") : have) + "): call rt.define(\"" +
+                      std::string(name) + "\", fn) on every rank before drive()");
   }
   return it->second;
 }
@@ -1271,8 +1294,8 @@ std::shared_ptr<detail::group_state> build(detail::task_engine& e, const detail:
   const std::size_t n = calls.size();
   for (std::size_t i = 0; i < n; ++i) {
     const auto& d = find_def(e, calls[i].name());
-    const bool forwarded =
-        (k == detail::group_state::kind::sequence && i > 0) || (k == detail::group_state::kind::mapreduce && i + 1 == n);
+    const bool forwarded = (k == detail::group_state::kind::sequence && i > 0) ||
+                           (k == detail::group_state::kind::mapreduce && i + 1 == n);
     check_arity(d, calls[i].arity() + (forwarded ? 1 : 0),
                 forwarded ? "its first from the step before, then got " : "got ");
     if (forwarded) {
@@ -1285,8 +1308,7 @@ std::shared_ptr<detail::group_state> build(detail::task_engine& e, const detail:
                                : "given the map tasks' results as std::vector<" + prev.result_name + ">"));
       }
     }
-    if (k == detail::group_state::kind::mapreduce && i > 0 && i + 1 < n &&
-        d.result != g->recs[0]->def->result) {
+    if (k == detail::group_state::kind::mapreduce && i > 0 && i + 1 < n && d.result != g->recs[0]->def->result) {
       throw usage_error("mapreduce: every map task must return the same type; '" + d.name + "' returns " +
                         d.result_name + " but '" + g->recs[0]->def->name + "' returns " + g->recs[0]->def->result_name);
     }

@@ -59,8 +59,7 @@ pending_send isend_frame(MPI_Comm comm, int dest, int tag, bytes&& frame, std::s
   while (off < total) {
     const std::size_t n = std::min<std::size_t>(seg, total - off);
     MPI_Request r{};
-    check_mpi(MPI_Isend(p + off, static_cast<int>(n), MPI_BYTE, dest, off == 0 ? tag : tag + 1, comm, &r),
-              "MPI_Isend");
+    check_mpi(MPI_Isend(p + off, static_cast<int>(n), MPI_BYTE, dest, off == 0 ? tag : tag + 1, comm, &r), "MPI_Isend");
     s.reqs_.push_back(r);
     off += n;
   }
@@ -90,9 +89,9 @@ bool try_recv_frame(MPI_Comm comm, int source, int tag, std::size_t segment_byte
     std::size_t off = first;
     while (off < total) {
       const std::size_t n = std::min<std::size_t>(seg, total - off);
-      check_mpi(MPI_Recv(out.buf.data() + off, static_cast<int>(n), MPI_BYTE, out.source, tag + 1, comm,
-                         MPI_STATUS_IGNORE),
-                "MPI_Recv");
+      check_mpi(
+          MPI_Recv(out.buf.data() + off, static_cast<int>(n), MPI_BYTE, out.source, tag + 1, comm, MPI_STATUS_IGNORE),
+          "MPI_Recv");
       off += n;
     }
   }

@@ -38,9 +38,7 @@ struct seen {
   }
 };
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 void define_common(rankflow::Runtime& rt) {
   rt.define("square", [](int x) { return x * x; });
@@ -76,7 +74,8 @@ void define_common(rankflow::Runtime& rt) {
     return out;
   });
   rt.define("total", [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0); });
-  rt.define("sum_ints", [](const std::vector<int>& v, int offset) { return std::accumulate(v.begin(), v.end(), offset); });
+  rt.define("sum_ints",
+            [](const std::vector<int>& v, int offset) { return std::accumulate(v.begin(), v.end(), offset); });
   rt.define("note", [](const std::string& s) { (void)s; });
   // Fails until the file exists: the driver "fixes the input" and restarts.
   rt.define("needs_file", [](const std::string& path, int x) {
@@ -152,8 +151,8 @@ TEST(Tasks, RemoteErrorNamesTaskRankHostAndMessage) {
       EXPECT_EQ(e.info().step, "boom");
       EXPECT_EQ(e.rank(), f.rank());
       EXPECT_EQ(e.host(), rt.hosts()[static_cast<std::size_t>(f.rank())]);
-      for (const std::string& piece : std::vector<std::string>{"task 'boom'", "rank " + std::to_string(f.rank()), "bad input 7",
-                                      "std::runtime_error", e.host()}) {
+      for (const std::string& piece : std::vector<std::string>{"task 'boom'", "rank " + std::to_string(f.rank()),
+                                                               "bad input 7", "std::runtime_error", e.host()}) {
         EXPECT_NE(what.find(piece), std::string::npos) << what;
       }
     }
@@ -183,7 +182,8 @@ TEST(Tasks, LabelsRouteAndUnknownLabelsFail) {
   define_common(rt);
   const int special = rt.size() - 1;  // the last rank (rank 0 itself with -n 1)
   auto saved = rt.settings().labels;
-  rt.settings().labels = rt.rank() == special ? std::vector<std::string>{"special", "bigmem"} : std::vector<std::string>{};
+  rt.settings().labels =
+      rt.rank() == special ? std::vector<std::string>{"special", "bigmem"} : std::vector<std::string>{};
   rt.drive([&](Scheduler& s) {
     for (const auto& w : s.labels()) {
       EXPECT_TRUE(w.has_label("default"));
@@ -349,8 +349,8 @@ TEST(Tasks, DriverFailureReachesEveryRank) {
     EXPECT_THROW_WITH(rt.drive(failing), rankflow::error, "driver on rank 0 failed", "driver bug");
   }
   // An unhandled task failure is the same task_error on every rank.
-  EXPECT_THROW_WITH(rt.drive([](Scheduler& s) { s.submit<int>("boom", 3).get(); }), rankflow::task_error,
-                    "task 'boom'", "bad input 3");
+  EXPECT_THROW_WITH(rt.drive([](Scheduler& s) { s.submit<int>("boom", 3).get(); }), rankflow::task_error, "task 'boom'",
+                    "bad input 3");
   // And the ranks still work together afterwards.
   rt.drive([](Scheduler& s) { EXPECT_EQ(s.submit<int>("square", 5).get(), 25); });
 }
@@ -388,7 +388,8 @@ TEST(Tasks, ArtifactArgumentsComeFromASourceRun) {
     EXPECT_EQ(s.submit<std::string>("report", "m1", artifact("features"), artifact("lr")).get(), "m1:abc@0.250000");
     // Source given at submit time, by id, by name and as the latest run; or inside the artifact.
     const rankflow::source by_id{file, id}, latest{file, ""};
-    EXPECT_EQ(s.from(by_id).submit<std::string>("report_later", "m2", artifact("features"), 0.5).get(), "m2:abc@0.500000");
+    EXPECT_EQ(s.from(by_id).submit<std::string>("report_later", "m2", artifact("features"), 0.5).get(),
+              "m2:abc@0.500000");
     EXPECT_EQ(s.from(latest).submit<int>("plus", artifact("n"), artifact("n")).get(), 84);
     EXPECT_EQ(s.submit<std::string>("text", artifact("notes", by_id)).get(), "hello bytes");
     EXPECT_EQ(s.submit<std::vector<double>>("curve", artifact("loss", by_id)).get(),
@@ -403,8 +404,9 @@ TEST(Tasks, ArtifactArgumentsComeFromASourceRun) {
                       "artifact 'nope' not found", "it has:", "features", "lr");
     EXPECT_THROW_WITH(s.submit<std::string>("report", "m", artifact("lr"), 1.0).get(), rankflow::task_error,
                       "artifact 'lr'", "is a Float field", "std::vector<std::string>");
-    EXPECT_THROW_WITH(s.from({file, "no-such-run"}).submit<std::string>("report_later", "m", artifact("features"), 1.0).get(),
-                      rankflow::task_error, "no run with id or name 'no-such-run'", id);
+    EXPECT_THROW_WITH(
+        s.from({file, "no-such-run"}).submit<std::string>("report_later", "m", artifact("features"), 1.0).get(),
+        rankflow::task_error, "no run with id or name 'no-such-run'", id);
     EXPECT_THROW_WITH(s.from({file + ".missing", ""}).submit<std::string>("text", artifact("notes")).get(),
                       rankflow::task_error, "does not exist");
   });
@@ -415,26 +417,25 @@ TEST(Tasks, PartitionNeedRunsOnlyOnRanksThatFit) {
   const int big = rt.size() - 1;
   // Declared memory per rank: only the last rank has 4000 MB.
   setenv("RANKFLOW_MEMORY_MB", rt.rank() == big ? "4000" : "100", 1);
-  const auto where = rt.parallel_map(
-      rankflow::range(0, 64), [&](std::int64_t) { return rt.rank(); },
-      {.chunk_size = 4, .need = resources{.cpu = 1, .memory_mb = 1000}});
+  const auto where = rt.parallel_map(rankflow::range(0, 64), [&](std::int64_t) { return rt.rank(); },
+                                     {.chunk_size = 4, .need = resources{.cpu = 1, .memory_mb = 1000}});
   if (rt.is_scheduler()) {
     ASSERT_EQ(where.size(), 64u);
     for (int r : where) EXPECT_EQ(r, big);
   }
   // mapreduce with a need: same sum as without.
-  const auto total = rt.mapreduce(
-      rankflow::range(0, 1000), [](std::int64_t i) { return i; }, std::plus<>{},
-      {.need = resources{.cpu = 1, .memory_mb = 1000}});
+  const auto total = rt.mapreduce(rankflow::range(0, 1000), [](std::int64_t i) { return i; }, std::plus<>{},
+                                  {.need = resources{.cpu = 1, .memory_mb = 1000}});
   EXPECT_EQ(total, 999 * 1000 / 2);
   EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 8), [](std::int64_t i) { return i; },
                                     {.need = resources{.cpu = 1, .memory_mb = 1'000'000}}),
                     rankflow::resource_error, "each partition needs", "the largest is rank " + std::to_string(big),
                     "4000 MB");
   if (rt.size() > 1) {
-    EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 8), [](std::int64_t i) { return i; },
-                                      {.sched = rankflow::schedule::blocked, .need = resources{.cpu = 1, .memory_mb = 1000}}),
-                      rankflow::usage_error, "use schedule::dynamic");
+    EXPECT_THROW_WITH(
+        rt.parallel_map(rankflow::range(0, 8), [](std::int64_t i) { return i; },
+                        {.sched = rankflow::schedule::blocked, .need = resources{.cpu = 1, .memory_mb = 1000}}),
+        rankflow::usage_error, "use schedule::dynamic");
   }
   unsetenv("RANKFLOW_MEMORY_MB");
 }

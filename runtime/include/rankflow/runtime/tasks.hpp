@@ -75,7 +75,8 @@ struct worker_info {
 
 /// This rank's worker description (what drive() gathers on rank 0). Collective
 /// over `comm`: memory and GPUs are shared among the ranks of a node.
-worker_info detect_worker(MPI_Comm comm, int rank, const std::string& host, const std::vector<std::string>& extra_labels);
+worker_info detect_worker(MPI_Comm comm, int rank, const std::string& host,
+                          const std::vector<std::string>& extra_labels);
 
 /// Celery's (and omega-ml's) task states.
 enum class task_status { PENDING, STARTED, RETRY, SUCCESS, FAILURE };
@@ -174,8 +175,8 @@ P artifact_as(const tracking::field_record& f, const std::string& what) {
   using tracking::field_record;
   const auto t = f.type;
   auto wrong = [&]() -> substitution_error {
-    return substitution_error(what + " is a " + rankflow::type_name(t) + " field, which cannot fill a parameter of type " +
-                              type_name(typeid(P)));
+    return substitution_error(what + " is a " + rankflow::type_name(t) +
+                              " field, which cannot fill a parameter of type " + type_name(typeid(P)));
   };
   if constexpr (std::is_same_v<P, std::string>) {
     if (t == field_type::string) return f.atom.s;
@@ -404,7 +405,8 @@ class task_engine;
 struct call_access;
 
 /// rank 0: waits for `rec` (until `deadline`, or forever when null); true when it ended.
-bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec, const std::chrono::steady_clock::time_point* deadline);
+bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec,
+               const std::chrono::steady_clock::time_point* deadline);
 task_status status_of(task_engine& e, const task_rec& rec);
 /// The result's bytes of a task that succeeded; throws its task_error otherwise.
 const std::string& result_of(task_engine& e, const task_rec& rec);
@@ -431,7 +433,8 @@ class Future {
   /// Waits at most `timeout`; true when the task ended.
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
     return detail::wait_task(*engine_, rec_, &deadline);
   }
   void wait() const { detail::wait_task(*engine_, rec_, nullptr); }
@@ -468,7 +471,9 @@ class call {
  public:
   template <class... A>
   explicit call(std::string name, A... args)
-      : name_(std::move(name)), arity_(sizeof...(A)), encode_([... a = std::move(args)](bytes& out, const detail::task_def& d, std::size_t first) {
+      : name_(std::move(name)),
+        arity_(sizeof...(A)),
+        encode_([... a = std::move(args)](bytes& out, const detail::task_def& d, std::size_t first) {
           detail::encode_args(out, d, first, a...);
         }) {}
   call& with(resources need) {
@@ -517,7 +522,8 @@ class group {
   void wait() const;
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
     return wait_until(deadline);
   }
   /// Task i's future (for a sequence, step i; for a mapreduce, the combiner is last).
