@@ -127,6 +127,12 @@ const flag_spec flags[] = {
     {"labels", "RANKFLOW_LABELS", "A,B",
      "tasks: extra labels of this rank's worker (besides default, its host name and gpu), for require()",
      [](config& c, std::string_view f, std::string_view v) { c.labels = parse_labels(f, v); }},
+    {"peer-timeout", "RANKFLOW_PEER_TIMEOUT", "SECONDS",
+     "end the job with an error naming a rank not heard from for this long (node down, network cut); 0: "
+     "never (default 60)",
+     [](config& c, std::string_view f, std::string_view v) {
+       c.peer_timeout_s = v == "0" ? 0.0 : parse_seconds(f, v);
+     }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
     {"resume", "RANKFLOW_RESUME", "[RUN]",

@@ -2,6 +2,8 @@
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
 
+#include "watchdog.hpp"
+
 #include <unistd.h>
 
 #include <climits>
@@ -111,6 +113,11 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
   }
   std::set_terminate(abort_job_on_terminate);
   if (opts.handle_signals) detail::install_signal_handlers();
+  // Its thread makes MPI calls: only when MPI allows threads (a program that
+  // initialised MPI itself may not have asked for that).
+  if (st_.size > 1 && st_.thread_level == MPI_THREAD_MULTIPLE) {
+    watchdog_ = std::make_unique<detail::watchdog>(st_.comm, st_.rank, st_.size, st_.hosts, st_.cfg.peer_timeout_s);
+  }
 }
 
 // --with slurm: this process only writes and submits the batch job (before
@@ -148,6 +155,7 @@ Runtime::~Runtime() {
                  << " ranks so none waits forever";
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  watchdog_.reset();
   if (st_.comm != MPI_COMM_NULL) MPI_Comm_free(&st_.comm);
   int finalized = 0;
   MPI_Finalized(&finalized);

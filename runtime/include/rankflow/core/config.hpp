@@ -35,6 +35,10 @@ struct config {
   /// --labels: extra worker labels of this rank for tasks (Scheduler::require);
   /// every worker also has "default", its host name and "gpu" when it sees one.
   std::vector<std::string> labels;
+  /// --peer-timeout: a rank not heard from for this long (its node down or cut
+  /// off) ends the job with an error naming it, instead of a silent hang.
+  /// 0 turns the watch off.
+  double peer_timeout_s = 60.0;
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;

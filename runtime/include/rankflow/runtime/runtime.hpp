@@ -77,6 +77,8 @@ struct runtime_options {
 
 namespace detail {
 
+class watchdog;
+
 /// Results arriving out of order on rank 0, emitted in partition order.
 /// Holds at most the partitions that are ahead of the first missing one.
 template <class R>
@@ -370,7 +372,8 @@ class Runtime {
   detail::runtime_state st_;
   std::weak_ptr<tracking::partition_ledger> ledger_;
   std::map<std::string, detail::task_def, std::less<>> tasks_;
-  bool driving_ = false;  ///< of the run start_run made last
+  bool driving_ = false;
+  std::unique_ptr<detail::watchdog> watchdog_;  ///< --peer-timeout (several ranks only)  ///< of the run start_run made last
   int uncaught_at_start_ = 0;
   bool owns_mpi_ = false;
 };
