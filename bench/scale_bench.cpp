@@ -15,13 +15,11 @@ constexpr std::int64_t partitions = 20000;
 // Rank 0's resident memory now and at its peak (kB), from /proc.
 std::pair<double, double> rss_kb() {
   std::ifstream in("/proc/self/status");
-  std::string key;
-  double now = 0, peak = 0, v = 0;
-  std::string unit;
-  while (in >> key >> v >> unit) {
-    if (key == "VmRSS:") now = v;
-    if (key == "VmHWM:") peak = v;
-    in.ignore(1 << 10, '\n');
+  std::string line;
+  double now = 0, peak = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) now = std::stod(line.substr(6));
+    if (line.rfind("VmHWM:", 0) == 0) peak = std::stod(line.substr(6));
   }
   return {now, peak};
 }
@@ -32,6 +30,7 @@ void report(benchmark::State& st, double total, std::int64_t per_iteration, cons
   st.counters["us_per_" + std::string(what)] = total / st.iterations() / static_cast<double>(per_iteration) * 1e6;
   const auto [now, peak] = rss_kb();
   st.counters["rank0_rss_MB"] = now / 1024;
+  st.counters["rank0_peak_MB"] = peak / 1024;
   st.counters["ranks"] = rt.size();
 }
 

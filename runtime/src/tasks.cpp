@@ -532,7 +532,10 @@ struct task_rec {
   int retries = 0;
   double backoff_s = 0.5;
   std::optional<source> from;
-  std::vector<int> candidates;  // workers (indices) that could ever run it
+  // Workers (indices) that could ever run it: shared by every task with the
+  // same labels and needs, so a task costs rank 0 a pointer, not a list of
+  // all workers (10,000 ranks x 4 bytes each).
+  std::shared_ptr<const std::vector<int>> candidates;
   task_status status = task_status::PENDING;
   int attempts = 0;
   int worker = -1;  // index of the worker running it / that ran it last
@@ -555,6 +558,8 @@ class task_engine {
               std::vector<worker_info> workers)
       : st_(st), comm_(comm), defs_(defs), workers_(std::move(workers)), local_(st.size == 1) {
     for (const auto& w : workers_) free_.push_back(w.capacity);
+    open_workers_ = static_cast<int>(workers_.size());
+    reserved_.assign(workers_.size(), 0);
     if (local_) {
       exec_ = std::make_unique<executor>(defs_, workers_.front(), [this](const result_header& h, const std::string& p) {
         std::lock_guard lk(done_m_);
@@ -613,31 +618,44 @@ class task_engine {
     }
     if (rec->retries < 0) throw usage_error("task '" + d.name + "': retries must be >= 0");
     check_labels(rec->labels);
+    rec->candidates = candidates_for(d, rec->labels, n);
+    return rec;
+  }
+
+  // The workers with all of `labels` whose capacity holds `n`, computed once
+  // per (labels, need); throws resource_error naming the largest worker when
+  // there are none.
+  std::shared_ptr<const std::vector<int>> candidates_for(const task_def& d, const std::vector<std::string>& labels,
+                                                         const resources& n) {
+    std::string key = std::to_string(n.cpu) + '/' + std::to_string(n.memory_mb) + '/' + std::to_string(n.gpu);
+    for (const auto& l : labels) key += '\n' + l;
+    std::lock_guard lk(classes_m_);
+    if (auto it = classes_.find(key); it != classes_.end()) return it->second;
+    auto list = std::make_shared<std::vector<int>>();
     const worker_info* largest = nullptr;
     for (std::size_t w = 0; w < workers_.size(); ++w) {
       const auto& wi = workers_[w];
-      if (!std::all_of(rec->labels.begin(), rec->labels.end(), [&](const std::string& l) { return wi.has_label(l); }))
-        continue;
+      if (!std::all_of(labels.begin(), labels.end(), [&](const std::string& l) { return wi.has_label(l); })) continue;
       const auto& c = wi.capacity;
-      if (n.cpu <= c.cpu && n.memory_mb <= c.memory_mb && n.gpu <= c.gpu)
-        rec->candidates.push_back(static_cast<int>(w));
+      if (n.cpu <= c.cpu && n.memory_mb <= c.memory_mb && n.gpu <= c.gpu) list->push_back(static_cast<int>(w));
       if (!largest || std::tie(c.cpu, c.memory_mb, c.gpu) >
                           std::tie(largest->capacity.cpu, largest->capacity.memory_mb, largest->capacity.gpu)) {
         largest = &wi;
       }
     }
-    if (rec->candidates.empty()) {
-      std::string labels;
-      for (const auto& l : rec->labels) labels += (labels.empty() ? "" : ",") + l;
+    if (list->empty()) {
+      std::string names;
+      for (const auto& l : labels) names += (names.empty() ? "" : ",") + l;
       const auto& c = largest->capacity;
       throw resource_error("task '" + d.name + "' needs " + to_string(n) + " but no worker" +
-                           (labels.empty() ? std::string() : " with label(s) " + labels) +
+                           (names.empty() ? std::string() : " with label(s) " + names) +
                            " can ever give it that; the largest is rank " + std::to_string(largest->rank) + " (host " +
                            largest->host + ") with " + to_string(c) + " (CPUs from " + largest->cpu_source +
                            ", memory from " + largest->memory_source + ", GPUs from " + largest->gpu_source +
                            "): ask for less or run on bigger ranks (--cpus-per-task, --mem, --gpus-per-task)");
     }
-    return rec;
+    classes_.emplace(key, list);
+    return list;
   }
 
   // Queues a task made by make(); lock held.
@@ -763,6 +781,7 @@ class task_engine {
     auto rec = it->second;
     in_flight_.erase(it);
     auto& f = free_[static_cast<std::size_t>(rec->worker)];
+    if (f.cpu <= 0 && f.cpu + rec->need.cpu > 0) ++open_workers_;
     f.cpu += rec->need.cpu;
     f.memory_mb += rec->need.memory_mb;
     f.gpu += rec->need.gpu;
@@ -805,31 +824,35 @@ class task_engine {
   // tasks behind it cannot keep that worker busy forever: large requests are
   // never starved, and the other workers still take small ones.
   bool dispatch() {
-    if (queue_.empty()) return false;
+    if (queue_.empty() || open_workers_ == 0) return false;
     const auto now = std::chrono::steady_clock::now();
-    std::vector<char> reserved(workers_.size(), 0);
     bool did = false;
     int scanned = 0;
-    for (auto it = queue_.begin(); it != queue_.end() && scanned < 4096; ++scanned) {
-      if (std::none_of(free_.begin(), free_.end(), [](const resources& r) { return r.cpu > 0; })) break;
+    for (auto it = queue_.begin(); it != queue_.end() && scanned < 4096 && open_workers_ > 0; ++scanned) {
       auto& rec = *it;
       if (rec->not_before > now) {
         ++it;
         continue;
       }
-      int best = -1;
-      for (int w : rec->candidates) {
+      // First fit from a rotating start (spreads tasks, and stops at the
+      // first free worker instead of scanning them all); away from the
+      // worker it just failed on when another fits.
+      const auto& cand = *rec->candidates;
+      const std::size_t m = cand.size();
+      int best = -1, fallback = -1;
+      for (std::size_t k = 0; k < m; ++k) {
+        const int w = cand[(cursor_ + k) % m];
         const auto i = static_cast<std::size_t>(w);
-        if (reserved[i] || !fits(free_[i], rec->need)) continue;
-        if (best < 0) {
-          best = w;
+        if (reserved_[i] || !fits(free_[i], rec->need)) continue;
+        if (workers_[i].rank == rec->rank && m > 1) {
+          if (fallback < 0) fallback = w;
           continue;
         }
-        const auto b = static_cast<std::size_t>(best);
-        // Away from the worker it just failed on; then the one with the most free CPUs.
-        const bool avoid_w = workers_[i].rank == rec->rank, avoid_b = workers_[b].rank == rec->rank;
-        if (avoid_w != avoid_b ? avoid_b : free_[i].cpu > free_[b].cpu) best = w;
+        best = w;
+        cursor_ = (cursor_ + k + 1) % m;
+        break;
       }
+      if (best < 0) best = fallback;
       if (best >= 0) {
         send(rec, best);
         it = queue_.erase(it);
@@ -837,22 +860,33 @@ class task_engine {
         continue;
       }
       int hold = -1;
-      for (int w : rec->candidates) {
+      for (int w : cand) {
         const auto i = static_cast<std::size_t>(w);
-        if (!reserved[i] && (hold < 0 || free_[i].cpu > free_[static_cast<std::size_t>(hold)].cpu)) hold = w;
+        if (!reserved_[i] && (hold < 0 || free_[i].cpu > free_[static_cast<std::size_t>(hold)].cpu)) hold = w;
       }
-      if (hold >= 0) reserved[static_cast<std::size_t>(hold)] = 1;
+      if (hold >= 0) {
+        reserved_[static_cast<std::size_t>(hold)] = 1;
+        if (free_[static_cast<std::size_t>(hold)].cpu > 0) --open_workers_;  // for this pass only
+        held_.push_back(hold);
+      }
       ++it;
     }
+    for (int h : held_) {
+      reserved_[static_cast<std::size_t>(h)] = 0;
+      if (free_[static_cast<std::size_t>(h)].cpu > 0) ++open_workers_;
+    }
+    held_.clear();
     return did;
   }
 
   void send(const std::shared_ptr<task_rec>& rec, int w) {
     const auto i = static_cast<std::size_t>(w);
     auto& f = free_[i];
+    const bool was_open = f.cpu > 0;
     f.cpu -= rec->need.cpu;
     f.memory_mb -= rec->need.memory_mb;
     f.gpu -= rec->need.gpu;
+    if (was_open && f.cpu <= 0) --open_workers_;
     rec->status = task_status::STARTED;
     rec->worker = w;
     rec->rank = workers_[i].rank;
@@ -930,6 +964,12 @@ class task_engine {
   std::atomic<int> waiters_{0};
   std::exception_ptr pump_error_;
   std::vector<std::shared_ptr<group_state>> groups_;
+  int open_workers_ = 0;        // workers with a free CPU (minus those reserved in a pass)
+  std::size_t cursor_ = 0;      // where the next first-fit search starts
+  std::vector<char> reserved_;  // per pass: held for a task that fits nowhere yet
+  std::vector<int> held_;
+  std::mutex classes_m_;
+  std::map<std::string, std::shared_ptr<const std::vector<int>>> classes_;
 };
 
 bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec,
