@@ -211,9 +211,11 @@ std::string describe_source(const source& s) {
 
 // Looks up the run `s` names; reading a file is not free, so the last few
 // runs read on this rank are kept while their file does not change.
-const cached_run& load_source(const source& s) {
+// Entries are shared: a reader keeps its run even after another thread of
+// this rank pushes it out of the cache.
+std::shared_ptr<const cached_run> load_source(const source& s) {
   static std::mutex m;
-  static std::list<cached_run> cache;
+  static std::list<std::shared_ptr<const cached_run>> cache;
   struct stat st {};
   if (::stat(s.experiment.c_str(), &st) != 0) {
     throw substitution_error("experiment file " + s.experiment +
@@ -223,7 +225,7 @@ const cached_run& load_source(const source& s) {
                           std::to_string(st.st_mtim.tv_sec) + '.' + std::to_string(st.st_mtim.tv_nsec);
   std::lock_guard lk(m);
   for (auto it = cache.begin(); it != cache.end(); ++it) {
-    if (it->key == key) {
+    if ((*it)->key == key) {
       cache.splice(cache.begin(), cache, it);
       return cache.front();
     }
@@ -245,11 +247,11 @@ const cached_run& load_source(const source& s) {
     throw substitution_error("no " + (s.run.empty() ? std::string("run") : "run with id or name '" + s.run + "'") +
                              " in " + s.experiment + "; it has: " + (have.empty() ? "no runs" : have));
   }
-  cached_run c;
-  c.key = key;
-  c.id = pick->id;
+  auto c = std::make_shared<cached_run>();
+  c->key = key;
+  c->id = pick->id;
   try {
-    c.rec = tracking::load_run(s.experiment, pick->id, true);
+    c->rec = tracking::load_run(s.experiment, pick->id, true);
   } catch (const std::exception& e) {
     throw substitution_error("cannot read run " + pick->id + " of " + s.experiment + ": " + e.what());
   }
@@ -271,7 +273,8 @@ tracking::field_record load_artifact(const arg_view& a, const std::optional<sour
                              "\") but no source run was given: pass rankflow::source{file, run} to define(), "
                              "Submitter::from() or artifact()");
   }
-  const cached_run& run = load_source(*src);
+  const auto held = load_source(*src);
+  const cached_run& run = *held;
   const auto& fields = run.rec.fields;
   auto it = fields.find(parts.at(0));
   if (it == fields.end()) {
@@ -377,27 +380,33 @@ class executor {
     {
       std::lock_guard lk(m_);
       if (t.h.cpu < capacity_cpu || running_ > 0 || !q_.empty()) {
-        q_.push_back(std::move(t));
-        if (idle_ == 0) {
-          threads_.emplace_back([this] { loop(); });
-        } else {
-          cv_.notify_one();
-        }
+        enqueue_locked(std::move(t));
         return;
       }
       ++running_;
     }
     std::vector<int> gpus = take_gpus(t.h.gpu);
-    run(t, gpus);
-    std::lock_guard lk(m_);
-    free_gpus_.insert(free_gpus_.end(), gpus.begin(), gpus.end());
-    --running_;
+    result_header h{};
+    std::string payload;
+    run(t, gpus, h, payload);
+    {
+      std::lock_guard lk(m_);
+      free_gpus_.insert(free_gpus_.end(), gpus.begin(), gpus.end());
+      --running_;
+    }
+    done_(h, payload);
   }
 
   void post(incoming_task&& t) {
     std::lock_guard lk(m_);
+    enqueue_locked(std::move(t));
+  }
+
+  // A woken thread still counts as idle until it takes its task, so compare
+  // the queue with the idle threads rather than test for none.
+  void enqueue_locked(incoming_task&& t) {
     q_.push_back(std::move(t));
-    if (idle_ == 0) {
+    if (q_.size() > idle_) {
       threads_.emplace_back([this] { loop(); });
     } else {
       cv_.notify_one();
@@ -428,10 +437,17 @@ class executor {
       ++running_;
       std::vector<int> gpus = take_gpus_locked(t.h.gpu);
       lk.unlock();
-      run(t, gpus);
+      result_header h{};
+      std::string payload;
+      run(t, gpus, h, payload);
       lk.lock();
+      // Resources are back before rank 0 can learn the task ended and place
+      // another one here.
       free_gpus_.insert(free_gpus_.end(), gpus.begin(), gpus.end());
       --running_;
+      lk.unlock();
+      done_(h, payload);
+      lk.lock();
     }
   }
 
@@ -448,17 +464,20 @@ class executor {
     return take_gpus_locked(n);
   }
 
-  void run(incoming_task& t, std::vector<int>& gpus) {
-    result_header r{};
+  void run(incoming_task& t, std::vector<int>& gpus, result_header& r, std::string& payload) {
     r.id = t.h.id;
     r.start = now_unix_seconds();
     bytes out;
-    std::string payload;
     try {
       auto def = defs_.find(t.name);
       if (def == defs_.end()) {
         throw substitution_error("task '" + t.name + "' is not defined on rank " + std::to_string(me_.rank) +
                                  ": call rt.define(\"" + t.name + "\", fn) on every rank before drive()");
+      }
+      if (static_cast<int>(gpus.size()) < t.h.gpu) {
+        throw substitution_error("rankflow: task '" + t.name + "' was placed on rank " + std::to_string(me_.rank) +
+                                 " with " + std::to_string(t.h.gpu) + " GPU(s) asked but only " +
+                                 std::to_string(gpus.size()) + " free there (internal accounting error)");
       }
       core_pool::lease cores = core_pool::instance().acquire(static_cast<unsigned>(std::max(1, t.h.cpu)));
       task_context c;
@@ -479,7 +498,6 @@ class executor {
       payload = describe_current_exception();
     }
     r.end = now_unix_seconds();
-    done_(r, payload);
   }
 
   const std::map<std::string, task_def, std::less<>>& defs_;
@@ -557,6 +575,7 @@ class task_engine {
   task_engine(runtime_state& st, MPI_Comm comm, const std::map<std::string, task_def, std::less<>>& defs,
               std::vector<worker_info> workers)
       : st_(st), comm_(comm), defs_(defs), workers_(std::move(workers)), local_(st.size == 1) {
+    handle_->engine = this;
     for (const auto& w : workers_) free_.push_back(w.capacity);
     open_workers_ = static_cast<int>(workers_.size());
     reserved_.assign(workers_.size(), 0);
@@ -565,13 +584,17 @@ class task_engine {
         std::lock_guard lk(done_m_);
         done_.emplace_back(h, p);
       });
-    } else {
-      pump_ = std::thread([this] { pump(); });
     }
+    pump_ = std::thread([this] { pump(); });
   }
-  ~task_engine() { stop_pump(); }
+  ~task_engine() {
+    stop_pump();
+    exec_.reset();  // its threads report into done_ and done_m_: join them first
+    if (handle_) handle_->engine = nullptr;
+  }
 
   const std::vector<worker_info>& workers() const { return workers_; }
+  const std::shared_ptr<engine_handle>& handle() const { return handle_; }
   const std::map<std::string, task_def, std::less<>>& defs() const { return defs_; }
   std::mutex& mutex() { return mu_; }
 
@@ -646,6 +669,10 @@ class task_engine {
     if (list->empty()) {
       std::string names;
       for (const auto& l : labels) names += (names.empty() ? "" : ",") + l;
+      if (!largest) {
+        throw usage_error("task '" + d.name + "': no worker has all of the labels " + names +
+                          "; the workers have: " + describe_labels());
+      }
       const auto& c = largest->capacity;
       throw resource_error("task '" + d.name + "' needs " + to_string(n) + " but no worker" +
                            (names.empty() ? std::string() : " with label(s) " + names) +
@@ -661,6 +688,18 @@ class task_engine {
   // Queues a task made by make(); lock held.
   void enqueue_locked(const std::shared_ptr<task_rec>& rec) {
     rec->id = ++next_id_;
+    if (stopping_) {  // a composition's next step after the driver ended
+      rec->status = task_status::FAILURE;
+      rec->error = task_error::details{rec->def->name,
+                                       -1,
+                                       "",
+                                       -1,
+                                       -1,
+                                       0,
+                                       "not run: the driver ended before it started",
+                                       static_cast<std::int64_t>(rec->id)};
+      return;
+    }
     rec->status = task_status::PENDING;
     queue_.push_back(rec);
     ++open_;
@@ -742,6 +781,7 @@ class task_engine {
   void shutdown(const stop_info& why) {
     stop_pump();
     std::lock_guard lk(mu_);
+    stopping_ = true;
     for (auto& rec : queue_) {
       rec->status = task_status::FAILURE;
       rec->error = task_error::details{rec->def->name,
@@ -789,7 +829,7 @@ class task_engine {
     if (h.ok) {
       rec->status = task_status::SUCCESS;
       rec->result = std::move(payload);
-    } else if (!h.final && rec->attempts <= rec->retries) {
+    } else if (!h.final && rec->attempts <= rec->retries && !stopping_) {
       const double wait_s = std::min(60.0, rec->backoff_s * std::pow(2.0, rec->attempts - 1));
       log::warn() << "task '" << rec->def->name << "' (id " << rec->id << ") failed on rank " << w.rank << " (host "
                   << w.host << "), attempt " << rec->attempts << " of " << rec->retries + 1 << ": " << payload
@@ -824,7 +864,9 @@ class task_engine {
   // tasks behind it cannot keep that worker busy forever: large requests are
   // never starved, and the other workers still take small ones.
   bool dispatch() {
-    if (queue_.empty() || open_workers_ == 0) return false;
+    // After the stop nothing more is sent: a worker leaves at the stop and
+    // would never receive it.
+    if (stopping_ || queue_.empty() || open_workers_ == 0) return false;
     const auto now = std::chrono::steady_clock::now();
     bool did = false;
     int scanned = 0;
@@ -964,6 +1006,8 @@ class task_engine {
   std::atomic<int> waiters_{0};
   std::exception_ptr pump_error_;
   std::vector<std::shared_ptr<group_state>> groups_;
+  std::shared_ptr<engine_handle> handle_ = std::make_shared<engine_handle>();
+  bool stopping_ = false;       // shutdown began: nothing more is sent
   int open_workers_ = 0;        // workers with a free CPU (minus those reserved in a pass)
   std::size_t cursor_ = 0;      // where the next first-fit search starts
   std::vector<char> reserved_;  // per pass: held for a task that fits nowhere yet
@@ -972,30 +1016,56 @@ class task_engine {
   std::map<std::string, std::shared_ptr<const std::vector<int>>> classes_;
 };
 
-bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec,
-               const std::chrono::steady_clock::time_point* deadline) {
-  return e.wait(rec.get(), deadline);
+namespace {
+bool has_ended(const task_rec& r) { return r.status == task_status::SUCCESS || r.status == task_status::FAILURE; }
+
+// After drive() a future reads what its task left; one that never ran says so.
+void check_after_drive(const task_rec& rec) {
+  if (!has_ended(rec)) {
+    throw usage_error("task '" + rec.def->name + "' never ran: the drive() it was submitted in has ended");
+  }
 }
 
-task_status status_of(task_engine& e, const task_rec& rec) {
-  std::lock_guard lk(e.mutex());
-  e.progress_locked();
-  return rec.status;
-}
-
-const std::string& result_of(task_engine& e, const task_rec& rec) {
-  std::lock_guard lk(e.mutex());
+const std::string& result_or_throw(const task_rec& rec) {
   if (rec.status == task_status::SUCCESS) return rec.result;
   if (rec.error) throw task_error(*rec.error);
   throw usage_error("task '" + rec.def->name + "' has not ended");
 }
+}  // namespace
 
-int rank_of(task_engine& e, const task_rec& rec) {
-  std::lock_guard lk(e.mutex());
+bool wait_task(const engine_handle& h, const std::shared_ptr<task_rec>& rec,
+               const std::chrono::steady_clock::time_point* deadline) {
+  if (!h.engine) {
+    check_after_drive(*rec);
+    return true;
+  }
+  return h.engine->wait(rec.get(), deadline);
+}
+
+task_status status_of(const engine_handle& h, const task_rec& rec) {
+  if (!h.engine) return rec.status;
+  std::lock_guard lk(h.engine->mutex());
+  h.engine->progress_locked();
+  return rec.status;
+}
+
+const std::string& result_of(const engine_handle& h, const task_rec& rec) {
+  if (!h.engine) {
+    check_after_drive(rec);
+    return result_or_throw(rec);
+  }
+  std::lock_guard lk(h.engine->mutex());
+  return result_or_throw(rec);
+}
+
+int rank_of(const engine_handle& h, const task_rec& rec) {
+  if (!h.engine) return rec.rank;
+  std::lock_guard lk(h.engine->mutex());
   return rec.rank;
 }
-int attempts_of(task_engine& e, const task_rec& rec) {
-  std::lock_guard lk(e.mutex());
+int attempts_of(const engine_handle& h, const task_rec& rec) {
+  if (!h.engine) return rec.attempts;
+  std::lock_guard lk(h.engine->mutex());
   return rec.attempts;
 }
 std::uint64_t id_of(const task_rec& rec) { return rec.id; }
@@ -1096,8 +1166,11 @@ stop_info describe_failure(std::exception_ptr e) {
 std::size_t group::size() const { return g_->recs.size(); }
 
 std::vector<task_status> group::statuses() const {
-  std::lock_guard lk(engine_->mutex());
-  engine_->progress_locked();
+  std::unique_lock<std::mutex> lk;
+  if (auto* e = h_->engine) {
+    lk = std::unique_lock(e->mutex());
+    e->progress_locked();
+  }
   std::vector<task_status> out;
   for (const auto& r : g_->recs) out.push_back(r->status);
   return out;
@@ -1110,12 +1183,12 @@ bool group::ready() const {
 }
 
 void group::wait() const {
-  for (const auto& r : g_->recs) engine_->wait(r.get(), nullptr);
+  for (const auto& r : g_->recs) detail::wait_task(*h_, r, nullptr);
 }
 
 bool group::wait_until(std::chrono::steady_clock::time_point deadline) const {
   for (const auto& r : g_->recs) {
-    if (!engine_->wait(r.get(), &deadline)) return false;
+    if (!detail::wait_task(*h_, r, &deadline)) return false;
   }
   return true;
 }
@@ -1134,8 +1207,11 @@ std::shared_ptr<detail::task_rec> group::task(std::size_t i, const std::type_inf
 }
 
 std::vector<std::size_t> group::failed() const {
-  std::lock_guard lk(engine_->mutex());
-  engine_->progress_locked();
+  std::unique_lock<std::mutex> lk;
+  if (auto* e = h_->engine) {
+    lk = std::unique_lock(e->mutex());
+    e->progress_locked();
+  }
   std::vector<std::size_t> out;
   for (std::size_t i = 0; i < g_->recs.size(); ++i) {
     if (g_->recs[i]->status == task_status::FAILURE) out.push_back(i);
@@ -1229,6 +1305,8 @@ void wire(task_engine& e, group_state& g) {
 }  // namespace detail
 
 void group::restart() {
+  auto* engine_ = h_->engine;
+  if (!engine_) throw usage_error("group::restart(): the drive() this group was made in has ended");
   std::lock_guard lk(engine_->mutex());
   engine_->progress_locked();
   auto& g = *g_;
@@ -1318,6 +1396,8 @@ const detail::task_def& Submitter::lookup(std::string_view name, std::size_t ari
   return d;
 }
 
+std::shared_ptr<detail::engine_handle> Submitter::handle() const { return engine_->handle(); }
+
 std::shared_ptr<detail::task_rec> Submitter::enqueue(const detail::task_def& d, bytes&& args) const {
   auto rec = engine_->make(d, std::move(args), ov_);
   std::lock_guard lk(engine_->mutex());
@@ -1370,7 +1450,7 @@ group Submitter::sequence(std::vector<call> calls) const {
   auto g = build(*engine_, ov_, detail::group_state::kind::sequence, calls);
   std::lock_guard lk(engine_->mutex());
   detail::fire(*engine_, *g, 0, nullptr);
-  return group(engine_, g);
+  return group(engine_->handle(), g);
 }
 
 group Submitter::parallel(std::vector<call> calls) const {
@@ -1378,7 +1458,7 @@ group Submitter::parallel(std::vector<call> calls) const {
   auto g = build(*engine_, ov_, detail::group_state::kind::parallel, calls);
   std::lock_guard lk(engine_->mutex());
   for (std::size_t i = 0; i < g->recs.size(); ++i) detail::fire(*engine_, *g, i, nullptr);
-  return group(engine_, g);
+  return group(engine_->handle(), g);
 }
 
 group Submitter::mapreduce(std::vector<call> calls, call combine) const {
@@ -1387,7 +1467,7 @@ group Submitter::mapreduce(std::vector<call> calls, call combine) const {
   auto g = build(*engine_, ov_, detail::group_state::kind::mapreduce, calls);
   std::lock_guard lk(engine_->mutex());
   for (std::size_t i = 0; i + 1 < g->recs.size(); ++i) detail::fire(*engine_, *g, i, nullptr);
-  return group(engine_, g);
+  return group(engine_->handle(), g);
 }
 
 std::vector<worker_info> Scheduler::labels() const { return engine_->workers(); }

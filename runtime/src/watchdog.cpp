@@ -27,13 +27,21 @@ watchdog::watchdog(MPI_Comm comm, int rank, int size, std::vector<std::string> h
 watchdog::~watchdog() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
-  // Leaving on purpose: the peers stop watching this rank. Eager-sized, so
-  // it does not wait for the receiver.
-  char b = 0;
-  if (rank_ == 0) {
-    for (int r = 1; r < size_; ++r) MPI_Send(&b, 1, MPI_CHAR, r, tag_bye, comm_);
-  } else {
-    MPI_Send(&b, 1, MPI_CHAR, 0, tag_bye, comm_);
+  // Leaving on purpose: the peers stop watching this rank. Not waited for:
+  // a peer that is gone must not hold this rank up.
+  static const char bye = 0;
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_ || (rank_ != 0 && r != 0)) continue;
+    MPI_Request req;
+    if (MPI_Isend(&bye, 1, MPI_CHAR, r, tag_bye, comm_, &req) == MPI_SUCCESS) MPI_Request_free(&req);
+  }
+  // Take in what peers sent meanwhile, so little is left unreceived at MPI_Finalize.
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, &st) != MPI_SUCCESS || !flag) break;
+    char b;
+    MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
   }
   MPI_Comm_free(&comm_);
 }
@@ -58,19 +66,20 @@ void watchdog::loop() {
   const double interval = timeout_s_ > 0 ? std::clamp(timeout_s_ / 5, 0.05, 2.0) : 2.0;
   const double start = now_s();
   std::vector<double> seen(static_cast<std::size_t>(size_), start);
-  std::vector<char> gone(static_cast<std::size_t>(size_), 0);
+  std::vector<char> gone(static_cast<std::size_t>(size_), 0);  // not watched (itself, others, left)
+  std::vector<char> left(static_cast<std::size_t>(size_), 0);  // said goodbye: no more beats to it
   gone[static_cast<std::size_t>(rank_)] = 1;
   if (rank_ != 0)
     for (int r = 1; r < size_; ++r) gone[static_cast<std::size_t>(r)] = 1;  // workers watch rank 0 only
   std::vector<MPI_Request> out(static_cast<std::size_t>(size_), MPI_REQUEST_NULL);
-  char beat = 1;
+  static const char beat = 1;  // outlives requests freed unfinished
   double next_beat = 0;
   while (!stop_.load()) {
     const double now = now_s();
     if (now >= next_beat) {
       next_beat = now + interval;
       for (int r = 0; r < size_; ++r) {
-        if (r == rank_ || (rank_ != 0 && r != 0)) continue;
+        if (r == rank_ || (rank_ != 0 && r != 0) || (rank_ == 0 && left[static_cast<std::size_t>(r)])) continue;
         auto& req = out[static_cast<std::size_t>(r)];
         int done = 1;
         if (req != MPI_REQUEST_NULL) MPI_Test(&req, &done, MPI_STATUS_IGNORE);
@@ -87,7 +96,8 @@ void watchdog::loop() {
       char b;
       MPI_Recv(&b, 1, MPI_CHAR, st.MPI_SOURCE, st.MPI_TAG, comm_, MPI_STATUS_IGNORE);
       seen[static_cast<std::size_t>(st.MPI_SOURCE)] = now_s();
-      if (st.MPI_TAG == tag_bye) gone[static_cast<std::size_t>(st.MPI_SOURCE)] = 1;
+      if (st.MPI_TAG == tag_bye)
+        gone[static_cast<std::size_t>(st.MPI_SOURCE)] = left[static_cast<std::size_t>(st.MPI_SOURCE)] = 1;
     }
     for (int r = 0; r < size_; ++r) {
       if (gone[static_cast<std::size_t>(r)] || timeout_s_ <= 0) continue;

@@ -173,6 +173,12 @@ std::string batch_script(const slurm_submission& s, const std::string& program, 
   out += "set -euo pipefail\n";
   if (::geteuid() == 0)
     out += "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # submitted as root\n";
+  // Open MPI's daemons notice a node cut off only after 8 minutes of TCP
+  // keepalive by default; below --peer-timeout they end such a job in ~25 s.
+  out += "# A node cut off mid-job ends the job in about 25 s, not 8 minutes (docs/multinode.md).\n";
+  out += "export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}\n";
+  out += "export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-5}\n";
+  out += "export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}\n";
   out += "# mpirun takes the ranks and nodes from the allocation";
   std::string launch = "exec mpirun";
   if (s.cpus_per_task > 1) {

@@ -94,10 +94,11 @@ TEST(WithSlurm, SizingFlagsAreReadOnlyWithSlurm) {
   EXPECT_EQ(rest, (std::vector<std::string>{"--rows", "5", "--experiment", "a b.h5"}));
   const auto script = rankflow::batch_script(s, "/opt/bin/bigsum", rest, "/home/u/w", "/home/u/w/jobs/bigsum-%j.out",
                                              "./bigsum --with slurm ...");
-  for (const char* line :
-       {"#SBATCH --ntasks=8\n", "#SBATCH --nodes=2\n", "#SBATCH --cpus-per-task=4\n", "#SBATCH --mem=60G\n",
-        "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n", "#SBATCH --output=/home/u/w/jobs/bigsum-%j.out\n",
-        "#SBATCH --chdir=/home/u/w\n", "exec mpirun --bind-to none /opt/bin/bigsum --rows 5 --experiment 'a b.h5'\n"}) {
+  for (const char* line : {"#SBATCH --ntasks=8\n", "#SBATCH --nodes=2\n", "#SBATCH --cpus-per-task=4\n",
+                           "#SBATCH --mem=60G\n", "#SBATCH --time=02:00:00\n", "#SBATCH --partition=gpu\n",
+                           "#SBATCH --output=/home/u/w/jobs/bigsum-%j.out\n", "#SBATCH --chdir=/home/u/w\n",
+                           "export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}\n",
+                           "exec mpirun --bind-to none /opt/bin/bigsum --rows 5 --experiment 'a b.h5'\n"}) {
     EXPECT_NE(script.find(line), std::string::npos) << "lacks " << line << " in:\n" << script;
   }
 }

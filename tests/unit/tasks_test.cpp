@@ -122,6 +122,25 @@ TEST(Tasks, FuturesReturnResultsAndStates) {
   });
 }
 
+TEST(Tasks, FuturesKeepTheirResultsAfterDrive) {
+  auto& rt = test_runtime();
+  define_common(rt);
+  rankflow::Future<int> kept, failed;
+  rankflow::group g;
+  rt.drive([&](Scheduler& s) {
+    kept = s.submit<int>("square", 12);
+    failed = s.submit<int>("boom", 1);
+    g = s.parallel({call("square", 2), call("square", 3)});
+  });  // returns once every task ended
+  if (rt.is_scheduler()) {
+    EXPECT_EQ(kept.get(), 144);
+    EXPECT_EQ(kept.status(), task_status::SUCCESS);
+    EXPECT_THROW_WITH(failed.get(), rankflow::task_error, "bad input 1");
+    EXPECT_EQ(g.getall<int>(), (std::vector<int>{4, 9}));
+    EXPECT_THROW_WITH(g.restart(), rankflow::usage_error, "has ended");
+  }
+}
+
 TEST(Tasks, DriverOnRankZeroWorkersElsewhere) {
   auto& rt = test_runtime();
   define_common(rt);
@@ -182,8 +201,10 @@ TEST(Tasks, LabelsRouteAndUnknownLabelsFail) {
   define_common(rt);
   const int special = rt.size() - 1;  // the last rank (rank 0 itself with -n 1)
   auto saved = rt.settings().labels;
+  const int first = std::min(1, rt.size() - 1);  // the first worker
   rt.settings().labels =
       rt.rank() == special ? std::vector<std::string>{"special", "bigmem"} : std::vector<std::string>{};
+  if (rt.rank() == first) rt.settings().labels.push_back("first");
   rt.drive([&](Scheduler& s) {
     for (const auto& w : s.labels()) {
       EXPECT_TRUE(w.has_label("default"));
@@ -195,6 +216,13 @@ TEST(Tasks, LabelsRouteAndUnknownLabelsFail) {
     EXPECT_EQ(s.require(rt.hosts()[static_cast<std::size_t>(special)]).submit<int>("square", 4).get(), 16);
     EXPECT_THROW_WITH(s.require("gpu-a100"), rankflow::usage_error, "no worker has the label 'gpu-a100'", "default",
                       "special");
+    // Two labels that exist, but not on one worker.
+    if (first != special) {
+      EXPECT_THROW_WITH(s.require("first").require("special").submit<int>("whoami"), rankflow::usage_error,
+                        "no worker has all of the labels first,special");
+    } else {
+      EXPECT_EQ(s.require("first").require("special").submit<int>("whoami").get(), special);
+    }
   });
   rt.settings().labels = saved;
 }

@@ -404,27 +404,35 @@ struct group_state;
 class task_engine;
 struct call_access;
 
+/// What futures and groups reach their engine through: cleared when the
+/// drive() ends, after which they read the results they hold.
+struct engine_handle {
+  task_engine* engine = nullptr;
+};
+
 /// rank 0: waits for `rec` (until `deadline`, or forever when null); true when it ended.
-bool wait_task(task_engine& e, const std::shared_ptr<task_rec>& rec,
+bool wait_task(const engine_handle& e, const std::shared_ptr<task_rec>& rec,
                const std::chrono::steady_clock::time_point* deadline);
-task_status status_of(task_engine& e, const task_rec& rec);
+task_status status_of(const engine_handle& e, const task_rec& rec);
 /// The result's bytes of a task that succeeded; throws its task_error otherwise.
-const std::string& result_of(task_engine& e, const task_rec& rec);
-int rank_of(task_engine& e, const task_rec& rec);
-int attempts_of(task_engine& e, const task_rec& rec);
+const std::string& result_of(const engine_handle& e, const task_rec& rec);
+int rank_of(const engine_handle& e, const task_rec& rec);
+int attempts_of(const engine_handle& e, const task_rec& rec);
 std::uint64_t id_of(const task_rec& rec);
 const std::string& name_of(const task_rec& rec);
 
 }  // namespace detail
 
 /// A task's result to come (Celery's AsyncResult). Copies share the task.
+/// A future outlives its drive(): afterwards it holds the result (or error)
+/// the task ended with.
 template <class R>
 class Future {
  public:
   Future() = default;
   /// PENDING (queued), STARTED (on a worker), RETRY (failed, will run again),
   /// SUCCESS or FAILURE.
-  task_status status() const { return detail::status_of(*engine_, *rec_); }
+  task_status status() const { return detail::status_of(*h_, *rec_); }
   /// The task ended (SUCCESS or FAILURE).
   bool ready() const {
     const auto s = status();
@@ -435,14 +443,14 @@ class Future {
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
-    return detail::wait_task(*engine_, rec_, &deadline);
+    return detail::wait_task(*h_, rec_, &deadline);
   }
-  void wait() const { detail::wait_task(*engine_, rec_, nullptr); }
+  void wait() const { detail::wait_task(*h_, rec_, nullptr); }
   /// The result; rethrows a failure as task_error naming the task, the rank
   /// and host it last ran on, its attempts and the original message.
   R get() const {
     wait();
-    const std::string& b = detail::result_of(*engine_, *rec_);
+    const std::string& b = detail::result_of(*h_, *rec_);
     if constexpr (std::is_void_v<R>) {
       (void)b;
     } else {
@@ -450,8 +458,8 @@ class Future {
     }
   }
   /// Rank of the worker that ran (or runs) the task; -1 before it started.
-  int rank() const { return detail::rank_of(*engine_, *rec_); }
-  int attempts() const { return detail::attempts_of(*engine_, *rec_); }
+  int rank() const { return detail::rank_of(*h_, *rec_); }
+  int attempts() const { return detail::attempts_of(*h_, *rec_); }
   std::uint64_t id() const { return detail::id_of(*rec_); }
   const std::string& task() const { return detail::name_of(*rec_); }
   bool valid() const noexcept { return rec_ != nullptr; }
@@ -459,8 +467,9 @@ class Future {
  private:
   friend class Submitter;
   friend class group;
-  Future(detail::task_engine* e, std::shared_ptr<detail::task_rec> r) : engine_(e), rec_(std::move(r)) {}
-  detail::task_engine* engine_ = nullptr;
+  Future(std::shared_ptr<detail::engine_handle> h, std::shared_ptr<detail::task_rec> r)
+      : h_(std::move(h)), rec_(std::move(r)) {}
+  std::shared_ptr<detail::engine_handle> h_;
   std::shared_ptr<detail::task_rec> rec_;
 };
 
@@ -514,6 +523,9 @@ struct call_access {
 /// The tasks of a sequence, parallel or mapreduce composition.
 class group {
  public:
+  /// An empty group (assign one from sequence(), parallel() or mapreduce()).
+  group() = default;
+  bool valid() const noexcept { return g_ != nullptr; }
   std::size_t size() const;
   /// Each task's state, in the order given.
   std::vector<task_status> statuses() const;
@@ -529,7 +541,7 @@ class group {
   /// Task i's future (for a sequence, step i; for a mapreduce, the combiner is last).
   template <class R>
   Future<R> future(std::size_t i) const {
-    return Future<R>(engine_, task(i, typeid(detail::wire_t<R>)));
+    return Future<R>(h_, task(i, typeid(detail::wire_t<R>)));
   }
   /// Every task's result, in order; all must return R. Rethrows the first failure.
   template <class R>
@@ -553,10 +565,11 @@ class group {
 
  private:
   friend class Submitter;
-  group(detail::task_engine* e, std::shared_ptr<detail::group_state> g) : engine_(e), g_(std::move(g)) {}
+  group(std::shared_ptr<detail::engine_handle> h, std::shared_ptr<detail::group_state> g)
+      : h_(std::move(h)), g_(std::move(g)) {}
   bool wait_until(std::chrono::steady_clock::time_point deadline) const;
   std::shared_ptr<detail::task_rec> task(std::size_t i, const std::type_info& expect) const;
-  detail::task_engine* engine_ = nullptr;
+  std::shared_ptr<detail::engine_handle> h_;
   std::shared_ptr<detail::group_state> g_;
 };
 
@@ -582,7 +595,7 @@ class Submitter {
     const detail::task_def& d = lookup(name, sizeof...(A), typeid(detail::wire_t<R>));
     bytes encoded;
     detail::encode_args(encoded, d, 0, args...);
-    return Future<R>(engine_, enqueue(d, std::move(encoded)));
+    return Future<R>(handle(), enqueue(d, std::move(encoded)));
   }
   /// omega-ml's sequence: each task's result is the first argument of the next.
   group sequence(std::vector<call> calls) const;
@@ -596,6 +609,7 @@ class Submitter {
   Submitter(detail::task_engine* e, detail::overrides o) : engine_(e), ov_(std::move(o)) {}
   const detail::task_def& lookup(std::string_view name, std::size_t arity, std::type_index result) const;
   std::shared_ptr<detail::task_rec> enqueue(const detail::task_def& d, bytes&& args) const;
+  std::shared_ptr<detail::engine_handle> handle() const;
   detail::task_engine* engine_;
   detail::overrides ov_;
 };
