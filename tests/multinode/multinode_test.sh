@@ -10,7 +10,7 @@
 # routed by host label across hosts; a multi-node run stopped by SIGTERM and
 # resumed; faults (the remote daemon killed, the remote host's link cut):
 # the job ends in bounded time naming the host, the file stays readable,
-# --resume finishes with the same sum; sbatch -N 2 -n 4.
+# --resume finishes with the same sum; sbatch -N 2 -n 4 (bigsum and every feature).
 # Needs root (network namespaces). Exit 77 (skipped) when not root.
 SRC=$1
 source "$SRC/tests/scripts/common.sh"
@@ -191,5 +191,16 @@ if [ "${2:-}" != --no-slurm ]; then
   SHOW=$("$RF" show slurm.h5 RUN-1 2>&1)
   grep -qE "hosts: +rfn1, rfn1, rfn2, rfn2" <<<"$SHOW" || fail "the Slurm run's hosts: $SHOW"
   echo "sbatch -N 2 -n 4: same sum, ranks on rfn1 and rfn2"
+  out=$(timeout 300 bash "$M/netns-slurm.sh" exec sbatch --wait -N 2 -n 4 -o "$W/probe-%j.out" \
+    "$M/jobs/mpirun.sbatch" "$PROBE" --experiment "$W/slurm-probe.h5" --progress off 2>&1)
+  rc=$?
+  job=$(sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p' <<<"$out")
+  [ "$rc" -eq 0 ] || fail "sbatch probe: rc $rc: $out $(cat "$W"/probe-*.out 2> /dev/null)"
+  for line in "hosts: rfn1 rfn2" "parallel_map: 2000 results, in order yes, computed on 2 hosts" \
+              "mapreduce: $want_mr" "task for rfn2 ran on rfn2"; do
+    grep -qxF "$line" "$W/probe-$job.out" || fail "probe under sbatch -N 2 lacks '$line': $(cat "$W/probe-$job.out")"
+  done
+  grep -qE "^error: host rfn2 rank [23]: " "$W/probe-$job.out" || fail "probe error under sbatch: $(cat "$W/probe-$job.out")"
+  echo "sbatch -N 2 -n 4: every feature across the two nodes"
 fi
 echo "multinode OK"
