@@ -570,6 +570,12 @@ struct group_state {
   std::vector<bytes> own;                       // each call's own arguments, encoded
 };
 
+// The error of a task that never ran, and why.
+task_error::details not_run(const task_rec& rec, const std::string& why) {
+  return task_error::details{
+      rec.def->name, -1, "", -1, -1, rec.attempts, "not run: " + why, static_cast<std::int64_t>(rec.id)};
+}
+
 class task_engine {
  public:
   task_engine(runtime_state& st, MPI_Comm comm, const std::map<std::string, task_def, std::less<>>& defs,
@@ -690,14 +696,7 @@ class task_engine {
     rec->id = ++next_id_;
     if (stopping_) {  // a composition's next step after the driver ended
       rec->status = task_status::FAILURE;
-      rec->error = task_error::details{rec->def->name,
-                                       -1,
-                                       "",
-                                       -1,
-                                       -1,
-                                       0,
-                                       "not run: the driver ended before it started",
-                                       static_cast<std::int64_t>(rec->id)};
+      rec->error = not_run(*rec, "the driver ended before it started");
       return;
     }
     rec->status = task_status::PENDING;
@@ -784,14 +783,7 @@ class task_engine {
     stopping_ = true;
     for (auto& rec : queue_) {
       rec->status = task_status::FAILURE;
-      rec->error = task_error::details{rec->def->name,
-                                       -1,
-                                       "",
-                                       -1,
-                                       -1,
-                                       rec->attempts,
-                                       "not run: the driver ended before it started",
-                                       static_cast<std::int64_t>(rec->id)};
+      rec->error = not_run(*rec, "the driver ended before it started");
     }
     queue_.clear();
     if (local_) {
@@ -1223,10 +1215,6 @@ std::vector<std::size_t> group::failed() const {
 
 namespace detail {
 namespace {
-
-task_error::details not_run(const task_rec& rec, const std::string& why) {
-  return task_error::details{rec.def->name, -1, "", -1, -1, 0, "not run: " + why, static_cast<std::int64_t>(rec.id)};
-}
 
 void reset(task_rec& rec) {
   rec.status = task_status::PENDING;
