@@ -17,6 +17,8 @@
 // rank 0 is also the only worker and runs the tasks itself.
 #pragma once
 
+#include <mpi.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
