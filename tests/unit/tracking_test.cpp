@@ -525,3 +525,106 @@ TEST(Tracking, AWorkerLeavingWithAnExceptionDoesNotHangRankZero) {
     EXPECT_NE(rec.find("r0"), nullptr);
   }
 }
+
+// Issue 12, item 6: a bad block on one rank used to hang every rank (the
+// check came after collective HDF5 calls). Each case is bad on the last rank
+// only; every rank gets the same usage_error naming it, nothing is written,
+// and the run goes on.
+TEST(Tracking, ArraysBadBlockOnOneRankIsAnErrorOnEveryRank) {
+  auto& rt = test_runtime();
+  const auto file = fresh("track_bad_block");
+  const std::uint64_t rows = 4 * static_cast<std::uint64_t>(rt.size()), cols = 3;
+  const int bad = rt.size() - 1;
+  const bool me_bad = rt.rank() == bad;
+  const auto r0 = static_cast<std::uint64_t>(rt.rank()) * 4;  // this rank's 4 rows
+  std::vector<double> good(4 * cols, 1.0);
+  const std::string who = "because of rank " + std::to_string(bad);
+  auto run = rt.start_run("bad_blocks", in(file));
+  const tr::experiment_paths paths(file);
+  // Offset past the shape (explicit block shape).
+  EXPECT_THROW_WITH(run.write_array<double>("past", good, {4, cols}, {rows, cols}, {me_bad ? rows + 1 : r0, 0}),
+                    rankflow::usage_error, who, "exceeds dimension 0");
+  // Offset + block that wraps past 2^64: a plain comparison would pass it.
+  EXPECT_THROW_WITH(run.write_array<double>("wraps", good, {4, cols}, {rows, cols}, {me_bad ? UINT64_MAX - 1 : r0, 0}),
+                    rankflow::usage_error, who, "past 2^64");
+  // A block whose shape does not hold its values.
+  EXPECT_THROW_WITH(run.write_array<double>("count", good, {me_bad ? 5 : 4, cols}, {rows, cols}, {r0, 0}),
+                    rankflow::usage_error, who, "holds 15");
+  // A block shape with another number of dimensions than the array.
+  EXPECT_THROW_WITH(
+      run.write_array<double>("dims", good,
+                              me_bad ? std::vector<std::uint64_t>{4 * cols} : std::vector<std::uint64_t>{4, cols},
+                              {rows, cols}, {r0, 0}),
+      rankflow::usage_error, who, "has 1 dimensions but the global shape");
+  // The row form with values that are not whole rows.
+  std::vector<double> ragged(me_bad ? 4 * cols + 1 : 4 * cols, 1.0);
+  EXPECT_THROW_WITH(run.write_array("ragged", ragged, {rows, cols}, {r0, 0}), rankflow::usage_error, who,
+                    "not a whole number of rows of 3");
+  // A bad path on one rank is agreed on too (validate_path threw locally).
+  EXPECT_THROW_WITH(run.write_array("okpath" + std::string(me_bad ? "!" : ""), good, {rows, cols}, {r0, 0}),
+                    rankflow::usage_error, who, "invalid field path");
+  // Overlapping blocks: every rank writes rows 0..3.
+  if (rt.size() > 1) {
+    EXPECT_THROW_WITH(run.write_array("overlap", good, {rows, cols}, {0, 0}), rankflow::usage_error,
+                      "the blocks of ranks 0 and 1 overlap");
+  }
+  if (rt.is_scheduler()) {
+    for (const char* name : {"past", "wraps", "count", "dims", "ragged", "overlap"}) {
+      EXPECT_FALSE(exists(paths.array_absolute(run.id(), name))) << name << " was written";
+    }
+  }
+  // The run goes on: a correct write, and tracking.
+  std::vector<double> mine(4 * cols);
+  for (std::size_t k = 0; k < mine.size(); ++k) mine[k] = static_cast<double>(r0 * cols + k);
+  run.write_array("fine", mine, {rows, cols}, {r0, 0});
+  run["after"] = 1.0;
+  run.wait();
+  auto all = run["fine"].fetch_array();
+  ASSERT_EQ(all.size(), rows * cols);
+  for (std::size_t k = 0; k < all.size(); ++k) ASSERT_EQ(all[k], static_cast<double>(k));
+  run.stop();
+}
+
+// Issue 12, item 7: a last name part of ~206+ characters aborted the job in
+// OMPIO, and 253-255 did not fit a file name with ".h5". Run under both
+// MPI-IO backends by tracking_arrays_*. The fields keep their paths; their
+// files get short names.
+TEST(Tracking, ArraysWithLongNamesGetSafeFileNames) {
+  auto& rt = test_runtime();
+  const auto file = fresh("track_long_names");
+  const std::uint64_t rows = static_cast<std::uint64_t>(rt.size()), cols = 2;
+  const std::vector<std::string> names = {std::string(206, 'a'), "deep/" + std::string(253, 'b'), std::string(255, 'c'),
+                                          std::string(254, 'c'),
+                                          std::string(120, 'd') + "/" + std::string(120, 'e') + "/x"};
+  std::string id;
+  {
+    auto run = rt.start_run("long_names", in(file));
+    id = run.id();
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      std::vector<double> row(cols, static_cast<double>(k * 100 + static_cast<std::size_t>(rt.rank())));
+      run.write_array(names[k], row, {rows, cols}, {static_cast<std::uint64_t>(rt.rank()), 0});
+    }
+    run.wait();
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      auto all = run[names[k]].fetch_array();
+      ASSERT_EQ(all.size(), rows * cols);
+      for (std::uint64_t r = 0; r < rows; ++r) EXPECT_EQ(all[r * cols], static_cast<double>(k * 100 + r)) << k;
+    }
+  }
+  if (rt.is_scheduler()) {
+    const tr::experiment_paths paths(file);
+    auto rec = tr::load_run(file, id);
+    std::set<std::string> files;
+    for (std::size_t k = 0; k < names.size(); ++k) {
+      const auto* f = rec.find(names[k]);
+      ASSERT_NE(f, nullptr) << names[k];
+      EXPECT_EQ(f->type, field_type::array);
+      files.insert(f->array.file);
+      const auto abs = paths.array_absolute(id, names[k]);
+      EXPECT_LE(abs.size(), tr::array_path_budget) << abs;
+      EXPECT_TRUE(exists(abs)) << abs;
+      EXPECT_EQ(tr::read_array(file, f->array)[0], static_cast<double>(k * 100));
+    }
+    EXPECT_EQ(files.size(), names.size()) << "two long names share a file";
+  }
+}

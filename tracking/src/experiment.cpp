@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 
@@ -922,8 +923,41 @@ experiment_paths::experiment_paths(std::string f) : file(std::move(f)), dir(file
 
 std::string experiment_paths::journal(const std::string& id) const { return dir + "/" + id + ".journal"; }
 
+namespace {
+// FNV-1a, 64 bits: a stable name for a field path (the same on every rank and
+// in every version, unlike std::hash).
+std::string path_hash(const std::string& s) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+}  // namespace
+
+// Array files are written through MPI-IO, and Open MPI's OMPIO backend
+// aborts the whole job ("buffer overflow detected") when the path it is
+// given is longer than about 244 characters (measured with Open MPI 4.1:
+// 244 works, 245 aborts; ROMIO has no such limit). A name part may also be
+// 255 characters, which no file system takes once ".h5" is appended. So a
+// last part over array_name_kept characters becomes a prefix, '+' and a hash
+// of the whole path ('+' is not allowed in field paths: a mapped name never
+// equals a kept one), and a path that would still exceed array_path_budget
+// becomes "+<hash>.h5" directly in the run's directory. The field keeps its
+// path inside the run; only the file behind its external link is renamed.
 std::string experiment_paths::array_relative(const std::string& id, const std::string& path) const {
-  return basename_of(file) + ".d/arrays/" + id + "/" + path + ".h5";
+  const std::string base = basename_of(file) + ".d/arrays/" + id + "/";
+  const auto slash = path.rfind('/');
+  const std::string dirs = slash == std::string::npos ? "" : path.substr(0, slash + 1);
+  const std::string last = slash == std::string::npos ? path : path.substr(slash + 1);
+  const std::string name =
+      last.size() <= array_name_kept ? last : last.substr(0, array_name_prefix) + "+" + path_hash(path);
+  std::string rel = base + dirs + name + ".h5";
+  if (dirname_of(file).size() + 1 + rel.size() > array_path_budget) rel = base + "+" + path_hash(path) + ".h5";
+  return rel;
 }
 
 std::string experiment_paths::array_absolute(const std::string& id, const std::string& path) const {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -1209,14 +1210,16 @@ void Run::fail(const std::string& reason) {
   if (impl_) impl_->stop("failed", reason);
 }
 
+// Never throws: write_array must not fail on one rank before the ranks agree
+// (see write_array_raw). A block that is not whole rows gets no shape, and
+// write_array_raw reports it on every rank.
 std::vector<std::uint64_t> Run::row_block_shape(std::size_t n, const std::vector<std::uint64_t>& global_shape) {
-  if (global_shape.empty()) throw usage_error("write_array: the global shape must have at least one dimension");
+  if (global_shape.empty()) return {};
   std::uint64_t row = 1;
-  for (std::size_t d = 1; d < global_shape.size(); ++d) row *= global_shape[d];
-  if (row == 0 || n % row != 0) {
-    throw usage_error("write_array: a block of " + std::to_string(n) + " values is not a whole number of rows of " +
-                      std::to_string(row) + " values; pass the block's shape explicitly");
+  for (std::size_t d = 1; d < global_shape.size(); ++d) {
+    if (__builtin_mul_overflow(row, global_shape[d], &row)) return {};
   }
+  if (row == 0 || n % row != 0) return {};
   std::vector<std::uint64_t> shape = global_shape;
   shape[0] = n / row;
   return shape;
@@ -1232,30 +1235,176 @@ hid_t h5_type(const std::string& dtype, bool memory) {
 }
 }  // namespace
 
+namespace {
+std::string shape_text(const std::vector<std::uint64_t>& v) {
+  std::string s = "[";
+  for (std::size_t k = 0; k < v.size(); ++k) s += (k ? ", " : "") + std::to_string(v[k]);
+  return s + "]";
+}
+
+/// Why this rank's block cannot be written, or "" when it can. Checked
+/// arithmetic throughout: an offset + block that wraps past 2^64 would pass
+/// a plain comparison and send HDF5 out of bounds.
+std::string block_problem(std::size_t n, const std::vector<std::uint64_t>& block_shape,
+                          const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset) {
+  if (global_shape.empty()) return "the global shape must have at least one dimension";
+  if (global_shape.size() > 32)
+    return "the global shape has " + std::to_string(global_shape.size()) + " dimensions; HDF5 allows 32";
+  std::uint64_t total = 1, row = 1;
+  for (std::size_t d = 0; d < global_shape.size(); ++d) {
+    if (__builtin_mul_overflow(total, global_shape[d], &total) ||
+        (d > 0 && __builtin_mul_overflow(row, global_shape[d], &row))) {
+      return "the global shape " + shape_text(global_shape) + " holds more than 2^64 values";
+    }
+  }
+  if (block_shape.empty()) {  // the row-block form could not derive a shape, or none was given
+    if (n == 0) return "";
+    return "a block of " + std::to_string(n) + " values is not a whole number of rows of " + std::to_string(row) +
+           " values of the global shape " + shape_text(global_shape) + "; pass the block's shape explicitly";
+  }
+  if (block_shape.size() != global_shape.size()) {
+    return "the block shape " + shape_text(block_shape) + " has " + std::to_string(block_shape.size()) +
+           " dimensions but the global shape " + shape_text(global_shape) + " has " +
+           std::to_string(global_shape.size());
+  }
+  std::uint64_t count = 1;
+  for (auto b : block_shape) {
+    if (__builtin_mul_overflow(count, b, &count)) {
+      return "the block shape " + shape_text(block_shape) + " holds more than 2^64 values";
+    }
+  }
+  if (count != n) {
+    return "the block holds " + std::to_string(n) + " values but its shape " + shape_text(block_shape) + " holds " +
+           std::to_string(count);
+  }
+  if (count == 0) return "";  // an empty block: its offset is not used
+  if (offset.size() != global_shape.size()) {
+    return "the offset " + shape_text(offset) + " has " + std::to_string(offset.size()) +
+           " dimensions but the global shape " + shape_text(global_shape) + " has " +
+           std::to_string(global_shape.size());
+  }
+  for (std::size_t d = 0; d < global_shape.size(); ++d) {
+    std::uint64_t end = 0;
+    if (__builtin_add_overflow(offset[d], block_shape[d], &end)) {
+      return "offset " + std::to_string(offset[d]) + " + block " + std::to_string(block_shape[d]) + " in dimension " +
+             std::to_string(d) + " is past 2^64";
+    }
+    if (end > global_shape[d]) {
+      return "the block [" + std::to_string(offset[d]) + ", " + std::to_string(end) + ") exceeds dimension " +
+             std::to_string(d) + " of size " + std::to_string(global_shape[d]) + " (offset " + shape_text(offset) +
+             ", block " + shape_text(block_shape) + ", global shape " + shape_text(global_shape) + ")";
+    }
+  }
+  return "";
+}
+
+/// Two ranks whose blocks share an element ("" when none do): the elements'
+/// values would depend on MPI-IO's order. `all` holds every rank's offset
+/// then block shape, `dims` each; empty blocks have a zero extent.
+std::string overlapping_blocks(const std::vector<std::uint64_t>& all, std::size_t dims, int size) {
+  const auto at = [&](int r, std::size_t k) { return all[static_cast<std::size_t>(r) * 2 * dims + k]; };
+  std::vector<int> order;
+  for (int r = 0; r < size; ++r) {
+    bool empty = false;
+    for (std::size_t d = 0; d < dims; ++d) empty = empty || at(r, dims + d) == 0;
+    if (!empty) order.push_back(r);
+  }
+  // Sorted by the start in dimension 0, each block is compared with those
+  // starting before its end there: row blocks cost O(P log P), not O(P^2).
+  std::sort(order.begin(), order.end(),
+            [&](int a, int b) { return at(a, 0) < at(b, 0) || (at(a, 0) == at(b, 0) && a < b); });
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const int a = order[i];
+    for (std::size_t j = i + 1; j < order.size() && at(order[j], 0) < at(a, 0) + at(a, dims); ++j) {
+      const int b = order[j];
+      bool shared = true;
+      for (std::size_t d = 0; d < dims && shared; ++d) {
+        shared = at(a, d) < at(b, d) + at(b, dims + d) && at(b, d) < at(a, d) + at(a, dims + d);
+      }
+      if (!shared) continue;
+      const auto text = [&](int r) {
+        std::vector<std::uint64_t> o, b2;
+        for (std::size_t d = 0; d < dims; ++d) {
+          o.push_back(at(r, d));
+          b2.push_back(at(r, dims + d));
+        }
+        return "rank " + std::to_string(r) + " writes block " + shape_text(b2) + " at " + shape_text(o);
+      };
+      return "the blocks of ranks " + std::to_string(std::min(a, b)) + " and " + std::to_string(std::max(a, b)) +
+             " overlap (" + text(std::min(a, b)) + ", " + text(std::max(a, b)) +
+             "); every element must be written by one rank only";
+    }
+  }
+  return "";
+}
+}  // namespace
+
 void Run::write_array_raw(std::string_view name, const char* dtype, const void* data, std::size_t n,
                           const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
                           const std::vector<std::uint64_t>& offset) {
   if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
   auto& r = *impl_;
   const std::string path(name);
-  validate_path(path);
-  r.require_writable(path);
-  const auto count = std::accumulate(block_shape.begin(), block_shape.end(), std::uint64_t{1}, std::multiplies<>());
-  if (!block_shape.empty() && count != n) {
-    throw usage_error("write_array('" + path + "'): the block holds " + std::to_string(n) + " values but its shape " +
-                      "holds " + std::to_string(count));
+  // Everything one rank could find wrong on its own is checked first and the
+  // verdicts are agreed on (one allreduce) before any collective HDF5 call:
+  // a rank throwing alone would leave the others waiting in H5Fcreate or
+  // H5Dwrite forever. Every rank then throws the same usage_error naming the
+  // lowest bad rank, nothing is written, and the run goes on.
+  std::string why;
+  try {
+    validate_path(path);
+    r.require_writable(path);
+    why = block_problem(n, block_shape, global_shape, offset);
+    const auto file = r.paths.array_absolute(r.id, path);
+    if (why.empty() && r.mode != tracking_mode::debug && file.size() > tracking::array_path_limit) {
+      why = "its file '" + file + "' would have a path of " + std::to_string(file.size()) + " characters; Open " +
+            "MPI's OMPIO aborts the job on paths longer than about 244: keep the experiment file in a directory " +
+            "with a shorter path";
+    }
+  } catch (const usage_error& e) {
+    why = e.what();
   }
-  // Every rank must describe the same array: compare a digest of name, type
-  // and shape across ranks before any collective HDF5 call could hang.
+  // Every rank must also describe the same array: a digest of name, type
+  // and global shape travels in the same allreduce (its minimum and, as the
+  // minimum of its complement, its maximum).
   std::string desc = path + '|' + dtype;
   for (auto d : global_shape) desc += '|' + std::to_string(d);
   const auto digest = static_cast<std::uint64_t>(tracking::crc32c(desc.data(), desc.size()));
-  std::uint64_t lo = digest, hi = digest;
-  detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, r.coll), "MPI_Allreduce");
-  detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, r.coll), "MPI_Allreduce");
-  if (lo != hi) {
+  std::uint64_t agree[3] = {why.empty() ? static_cast<std::uint64_t>(r.size) : static_cast<std::uint64_t>(r.rank),
+                            digest, ~digest};
+  detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, agree, 3, MPI_UINT64_T, MPI_MIN, r.coll), "MPI_Allreduce");
+  if (agree[0] < static_cast<std::uint64_t>(r.size)) {
+    const int bad = static_cast<int>(agree[0]);
+    bytes text;
+    if (r.rank == bad) {
+      const auto m = "write_array('" + path + "') refused on every rank because of rank " + std::to_string(bad) + ": " +
+                     why + " (nothing was written; the run goes on)";
+      text.assign(m.begin(), m.end());
+    }
+    detail::bcast_frame(r.coll, bad, text, r.seg);
+    throw usage_error(std::string(text.begin(), text.end()));
+  }
+  if (agree[1] != ~agree[2]) {
     throw usage_error("write_array('" + path + "'): ranks passed different names, element types or global shapes; " +
                       "every rank must describe the same array");
+  }
+  {
+    // Each block is within the shape; now no two may share an element. The
+    // rank count of dimensions is agreed (same global shape everywhere).
+    const std::size_t dims = global_shape.size();
+    std::vector<std::uint64_t> mine(2 * dims, 0), all(2 * dims * static_cast<std::size_t>(r.size));
+    if (n > 0) {
+      std::copy(offset.begin(), offset.end(), mine.begin());
+      std::copy(block_shape.begin(), block_shape.end(), mine.begin() + static_cast<std::ptrdiff_t>(dims));
+    }
+    detail::check_mpi(MPI_Allgather(mine.data(), static_cast<int>(2 * dims), MPI_UINT64_T, all.data(),
+                                    static_cast<int>(2 * dims), MPI_UINT64_T, r.coll),
+                      "MPI_Allgather");
+    const auto overlap = overlapping_blocks(all, dims, r.size);
+    if (!overlap.empty()) {
+      throw usage_error("write_array('" + path + "') refused on every rank: " + overlap +
+                        " (nothing was written; the run goes on)");
+    }
   }
   // Rank 0 checks the path against the run (an Array may not replace a Float)
   // and prepares the directory; everyone learns the outcome.

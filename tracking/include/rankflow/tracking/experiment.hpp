@@ -21,6 +21,14 @@ class journal_writer;
 inline constexpr int format_major = 1;
 inline constexpr int format_minor = 1;  // 1.1: the partition ledger (/runs/<id>/_rankflow)
 
+/// Array file names (see experiment_paths::array_relative).
+inline constexpr std::size_t array_name_kept = 100;    ///< longer last parts are shortened
+inline constexpr std::size_t array_name_prefix = 48;   ///< what a shortened part keeps
+inline constexpr std::size_t array_path_budget = 200;  ///< longer paths become arrays/<id>/+<hash>.h5
+/// write_array refuses array file paths longer than this: OMPIO aborts the
+/// job from about 245 characters on (Open MPI 4.1), so this keeps a margin.
+inline constexpr std::size_t array_path_limit = 230;
+
 /// The paths that make up an experiment.
 struct experiment_paths {
   explicit experiment_paths(std::string file);
@@ -28,7 +36,11 @@ struct experiment_paths {
   std::string dir;   ///< its sidecar, rankflow.h5.d
   std::string journal(const std::string& id) const;
   /// Array file of a run, relative to the experiment file's directory (as
-  /// stored in the external link) and absolute.
+  /// stored in the external link) and absolute: `arrays/<id>/<path>.h5`,
+  /// except that a last part over array_name_kept characters is shortened to
+  /// a prefix plus a hash, and a path that would be longer than
+  /// array_path_budget becomes `arrays/<id>/+<hash>.h5` (Open MPI's OMPIO
+  /// aborts on long paths; see experiment.cpp).
   std::string array_relative(const std::string& id, const std::string& path) const;
   std::string array_absolute(const std::string& id, const std::string& path) const;
 };
