@@ -582,7 +582,7 @@ std::string describe_current_exception() {
 }
 
 void execute(runtime_state& st, const job& j) {
-  ++st.op;
+  // st.op was counted when the ranks agreed on this call (Runtime::make_job).
   log::scope in_step(j.step);
   const std::vector<std::uint8_t> reused = j.resuming ? recall_finished(st, j) : std::vector<std::uint8_t>{};
   if (st.rank == 0) {

@@ -155,6 +155,27 @@ Runtime::~Runtime() {
                  << " ranks so none waits forever";
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  // A rank that leaves while others are still in (or about to start) a
+  // collective call would leave them waiting forever: the end of the
+  // program is agreed like a call, so they get a usage_error naming it.
+  if (st_.comm != MPI_COMM_NULL && st_.size > 1) {
+    detail::call_signature end;
+    end.call = "the end of the program (rankflow::Runtime destroyed)";
+    std::string why;
+    try {
+      why = detail::agree_or_explain(st_.comm, st_.rank, st_.size, ++st_.op, end);
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    if (!why.empty()) {
+      log::error() << why << "; aborting all " << st_.size << " ranks";
+      // The ranks still in a call throw the same message; give them a moment
+      // to print it before the job goes down.
+      timespec ts{1, 0};
+      nanosleep(&ts, nullptr);
+      MPI_Abort(MPI_COMM_WORLD, 2);
+    }
+  }
   watchdog_.reset();
   if (st_.comm != MPI_COMM_NULL) MPI_Comm_free(&st_.comm);
   int finalized = 0;
@@ -163,6 +184,15 @@ Runtime::~Runtime() {
 }
 
 Run Runtime::start_run(std::string name, const run_options& opts) {
+  {
+    detail::call_signature sig;
+    sig.call = "start_run";
+    sig.step = name;
+    sig.extra = "experiment \"" + (opts.experiment.empty() ? st_.cfg.experiment : opts.experiment) + "\"";
+    if (opts.resume) sig.extra += ", resume \"" + *opts.resume + "\"";
+    if (!opts.with_id.empty()) sig.extra += ", with_id \"" + opts.with_id + "\"";
+    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+  }
   tracking::run_context ctx;
   ctx.comm = st_.comm;
   ctx.rank = st_.rank;
@@ -212,7 +242,34 @@ void Runtime::check_splits(std::int64_t n) const {
   }
 }
 
-detail::job Runtime::make_job(const map_options& opts, const char* default_step, const partition_plan& plan) {
+detail::call_signature Runtime::signature_of(const char* call, range r, bool container, const partition_plan& plan,
+                                             const map_options& opts, const std::type_info& result) {
+  detail::call_signature s;
+  s.call = call;
+  s.has_range = true;
+  s.container = container;
+  s.first = r.first;
+  s.last = r.last;
+  s.chunk = plan.chunk;
+  s.sched = static_cast<int>(opts.sched);
+  s.retries = opts.retries;
+  s.results_on_all_ranks = opts.results_on_all_ranks;
+  s.max_workers = opts.max_workers;
+  s.result = &result;
+  s.step = opts.step;
+  if (opts.need) s.extra = "need " + to_string(*opts.need);
+  return s;
+}
+
+detail::job Runtime::make_job(const map_options& opts, const char* default_step, const partition_plan& plan,
+                              const detail::call_signature& sig) {
+  // Before anything else, and before any check that could throw on some
+  // ranks only: the ranks agree that they make this same call.
+  detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+  if (std::int64_t n = 0; sig.has_range && !sig.container && __builtin_sub_overflow(sig.last, sig.first, &n)) {
+    throw usage_error(std::string(default_step) + ": range(" + std::to_string(sig.first) + ", " +
+                      std::to_string(sig.last) + ") holds more than 2^63 - 1 items: split it into smaller ranges");
+  }
   if (opts.retries < 0) throw usage_error("map_options::retries must be >= 0, got " + std::to_string(opts.retries));
   if (opts.chunk_size < 0) {
     throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));
@@ -237,7 +294,18 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   if (!lg || !lg->open()) return j;
   // Every rank numbers the call (they make the same calls); only rank 0
   // records and recalls.
-  const tracking::call_info call{lg->next_call(), j.step, plan.items, plan.chunk, plan.count};
+  tracking::call_info call{lg->next_call(), j.step, plan.items, plan.chunk, plan.count};
+  // What resume compares besides the sizes: what the results depend on
+  // (call kind, range bounds, chunk, result type, step), not how they were
+  // scheduled: a resumed job may change schedule, retries or workers.
+  // ("" in files written before format 1.2.)
+  detail::call_signature work = sig;
+  work.sched = -1;
+  work.retries = 0;
+  work.results_on_all_ranks = false;
+  work.max_workers = 0;
+  work.extra.clear();
+  call.signature = detail::render(work);
   j.resuming = lg->resuming();
   if (!is_scheduler()) return j;
   j.recall = [lg, call] { return lg->take_recorded(call); };

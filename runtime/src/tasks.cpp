@@ -6,6 +6,7 @@
 // tag_up. Every message is one frame whose first byte says what it is. One
 // tag per direction keeps MPI's non-overtaking order: a worker sees every
 // task sent to it before the stop that follows them.
+#include <rankflow/core/agreement.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/signals.hpp>
 #include <rankflow/core/transport.hpp>
@@ -144,10 +145,7 @@ std::string type_name(const std::type_info& t) {
   if (t == typeid(std::string)) return "std::string";
   if (t == typeid(std::vector<std::string>)) return "std::vector<std::string>";
   if (t == typeid(void_result)) return "void";
-  int status = 0;
-  char* name = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
-  std::string s = status == 0 && name ? name : t.name();
-  std::free(name);
+  std::string s = demangle(t);  // core's demangler (agreement.hpp)
   for (const std::string from : {"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >"}) {
     for (std::size_t at; (at = s.find(from)) != std::string::npos;) s.replace(at, from.size(), "std::string");
   }
@@ -1471,6 +1469,15 @@ void Runtime::check_task_name(const std::string& name) const {
 
 void Runtime::drive(const std::function<void(Scheduler&)>& driver) {
   if (driving_) throw usage_error("drive() inside drive() is not supported");
+  {
+    // Every rank must have defined the same tasks: a worker asked to run a
+    // task it does not know could only fail it.
+    detail::call_signature sig;
+    sig.call = "drive";
+    sig.extra = "tasks";
+    for (const auto& [name, def] : tasks_) sig.extra += " " + name;
+    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+  }
   driving_ = true;
   struct unset {
     bool& b;

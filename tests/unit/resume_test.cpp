@@ -332,3 +332,53 @@ TEST(Resume, ResumedRunKeepsItsFields) {
   for (int r = 0; r < rt.size(); ++r) EXPECT_EQ(rec.fields.count("per_rank/r" + std::to_string(r)), 1u);
   EXPECT_EQ(rec.fields.count("_rankflow"), 0u);
 }
+
+// The same step, item count and chunk, but other items, another call kind or
+// another result type: the old check (step, items, chunk) let these reuse
+// the recorded results and mix them with new ones (issue 12, item 1).
+TEST(Resume, OtherRangeKindOrResultTypeIsRefused) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_signature");
+  auto id_of = [](std::int64_t i) { return i; };
+  std::string id;
+  {
+    auto run = rt.start_run("sig", tracked_in(file));
+    id = run.id();
+    (void)rt.parallel_map(rankflow::range(0, items), id_of, {.chunk_size = chunk, .step = "s"});
+    run.fail("stopped for the test");
+  }
+  {
+    auto run = rt.start_run("sig", resume_in(file));
+    EXPECT_THROW_WITH((void)rt.parallel_map(rankflow::range(1000, 1000 + items), id_of,
+                                            {.chunk_size = chunk, .step = "s"}),
+                      rankflow::usage_error, "--resume: call #1", "range(1000, 1240)", "range(0, 240)", id);
+    run.fail("again");
+  }
+  {
+    auto run = rt.start_run("sig", resume_in(file));
+    EXPECT_THROW_WITH((void)rt.mapreduce(
+                          rankflow::range(0, items), id_of, [](std::int64_t a, std::int64_t b) { return a + b; },
+                          {.chunk_size = chunk, .step = "s"}),
+                      rankflow::usage_error, "--resume: call #1", "mapreduce(range(0, 240))", "parallel_map");
+    run.fail("again");
+  }
+  {
+    auto run = rt.start_run("sig", resume_in(file));
+    EXPECT_THROW_WITH((void)rt.parallel_map(
+                          rankflow::range(0, items), [](std::int64_t i) { return static_cast<double>(i); },
+                          {.chunk_size = chunk, .step = "s"}),
+                      rankflow::usage_error, "--resume: call #1", "result double", "result long");
+    run.fail("again");
+  }
+  {
+    // Schedule and retries do not change results: resuming with others reuses.
+    auto run = rt.start_run("sig", resume_in(file));
+    auto v = rt.parallel_map(rankflow::range(0, items), id_of,
+                             {.chunk_size = chunk, .retries = 2, .sched = rankflow::schedule::blocked, .step = "s"});
+    if (rt.is_scheduler()) {
+      ASSERT_EQ(v.size(), static_cast<std::size_t>(items));
+      EXPECT_EQ(v[items - 1], items - 1);
+    }
+    run.stop();
+  }
+}

@@ -478,7 +478,7 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
   handle g(check(H5Gcreate2(run, root.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", root));
   {
     std::vector<std::int64_t> call, items, chunk, parts;
-    std::vector<std::string> step;
+    std::vector<std::string> step, signature;
     for (const auto& [k, c] : rec.calls) {
       call.push_back(c.call);
       items.push_back(c.items);
@@ -522,6 +522,7 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     ok.push_back(e.ok ? 1 : 0);
     error.push_back(e.error);
     offset.push_back(static_cast<std::int64_t>(at));
+      signature.push_back(c.signature);
     size.push_back(static_cast<std::int64_t>(e.result.size()));
     at += e.result.size();
     pending += e.result;
@@ -534,6 +535,7 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     scan_journal(journal_path, [&](op& o) {
       if (o.kind == op_kind::ledger) {
         for (const auto& e : o.ledger.entries) add(e);
+    write_strings(cg.id(), "signature", signature, false);  // format 1.2
       }
       return true;
     });
@@ -800,7 +802,8 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
     handle sd(check(H5Dopen2(cg.id(), "step", H5P_DEFAULT), "H5Dopen2", "calls/step"));
     const auto step = read_vl_strings(sd.id(), false, "calls/step");
     for (std::size_t k = 0; k < call.size(); ++k) {
-      rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k)};
+      rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k),
+                                     k < signature.size() ? signature[k] : ""};
     }
   }
   if (H5Lexists(g.id(), "ledger", H5P_DEFAULT) <= 0) return;
@@ -948,6 +951,15 @@ std::string path_hash(const std::string& s) {
 // equals a kept one), and a path that would still exceed array_path_budget
 // becomes "+<hash>.h5" directly in the run's directory. The field keeps its
 // path inside the run; only the file behind its external link is renamed.
+    std::vector<std::string> signature;  // format 1.2; absent before
+    if (H5Lexists(cg.id(), "signature", H5P_DEFAULT) > 0) {
+      handle gd(check(H5Dopen2(cg.id(), "signature", H5P_DEFAULT), "H5Dopen2", "calls/signature"));
+      signature = read_vl_strings(gd.id(), false, "calls/signature");
+    }
+    for (const auto* v : {&items, &chunk, &parts}) {
+      if (v->size() != call.size())
+        throw format_error("the ledger of run " + rec.info.id + " has call columns of different lengths");
+    }
 std::string experiment_paths::array_relative(const std::string& id, const std::string& path) const {
   const std::string base = basename_of(file) + ".d/arrays/" + id + "/";
   const auto slash = path.rfind('/');

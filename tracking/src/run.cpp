@@ -931,6 +931,12 @@ std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_i
   auto results = recorded_.find(c.call);
   if (!was.same_work(c)) {
     if (results != recorded_.end()) recorded_.erase(results);  // a call may have no successes
+    if (!was.signature.empty() && !c.signature.empty() && was.signature != c.signature) {
+      throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is " + c.signature +
+                        ", but run " + id_ + " recorded " + was.signature +
+                        ": its recorded results belong to other work. Resume with the same program and arguments, "
+                        "or start a new run without --resume");
+    }
     throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is '" + c.step + "' over " +
                       std::to_string(c.items) + " items in " + std::to_string(c.partitions) + " partitions (chunk " +
                       std::to_string(c.chunk) + "), but run " + id_ + " recorded '" + was.step + "' over " +

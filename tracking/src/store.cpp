@@ -300,7 +300,9 @@ void encode_to(const op& o, Out& out) {
     case op_kind::ledger: {
       const auto& c = o.ledger.call;
       put<std::int64_t>(out, c.call);
-      put_str(out, c.step);
+      // The call's signature rides after a NUL in the step's string, so the
+      // record layout (and journals written before it) stay as they were.
+      put_str(out, c.signature.empty() ? c.step : c.step + '\0' + c.signature);
       put<std::int64_t>(out, c.items);
       put<std::int64_t>(out, c.chunk);
       put<std::int64_t>(out, c.partitions);
@@ -411,6 +413,10 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       auto& c = o.ledger.call;
       c.call = r.get<std::int64_t>();
       c.step = r.str();
+      if (const auto nul = c.step.find('\0'); nul != std::string::npos) {
+        c.signature = c.step.substr(nul + 1);
+        c.step.resize(nul);
+      }
       c.items = r.get<std::int64_t>();
       c.chunk = r.get<std::int64_t>();
       c.partitions = r.get<std::int64_t>();

@@ -37,7 +37,12 @@ struct partition_plan {
   std::int64_t count = 0;
 
   constexpr std::int64_t begin(std::int64_t p) const noexcept { return p * chunk; }
-  constexpr std::int64_t end(std::int64_t p) const noexcept { return std::min(items, (p + 1) * chunk); }
+  // begin(p) + chunk may pass INT64_MAX for the last partition of a huge
+  // range: compare with what is left instead of adding.
+  constexpr std::int64_t end(std::int64_t p) const noexcept {
+    const std::int64_t b = begin(p);
+    return items - b <= chunk ? items : b + chunk;
+  }
 };
 
 /// The automatic chunk size: about 2048 partitions, enough for dynamic load
@@ -45,7 +50,9 @@ struct partition_plan {
 /// A function of `items` only.
 constexpr std::int64_t auto_chunk(std::int64_t items) noexcept {
   constexpr std::int64_t target_partitions = 2048;
-  return items <= target_partitions ? 1 : (items + target_partitions - 1) / target_partitions;
+  // items / t + (items % t != 0): the ceiling without items + t - 1, which
+  // overflows for ranges near INT64_MAX.
+  return items <= target_partitions ? 1 : items / target_partitions + (items % target_partitions != 0);
 }
 
 /// chunk <= 0 selects auto_chunk(items).
@@ -53,7 +60,7 @@ constexpr partition_plan make_plan(std::int64_t items, std::int64_t chunk) noexc
   partition_plan p;
   p.items = items < 0 ? 0 : items;
   p.chunk = chunk > 0 ? chunk : auto_chunk(p.items);
-  p.count = (p.items + p.chunk - 1) / p.chunk;
+  p.count = p.items / p.chunk + (p.items % p.chunk != 0);  // no p.items + p.chunk - 1: it overflows
   return p;
 }
 
@@ -64,7 +71,10 @@ struct partition_block {
   std::int64_t last = 0;
 };
 constexpr partition_block blocked_partitions(std::int64_t partitions, int rank, int ranks) noexcept {
-  return {partitions * rank / ranks, partitions * (rank + 1) / ranks};
+  // partitions * rank overflows int64 for huge partition counts: split it
+  // into quotient and remainder (q*ranks + r) * rank / ranks = q*rank + r*rank/ranks.
+  const std::int64_t q = partitions / ranks, r = partitions % ranks;
+  return {q * rank + r * rank / ranks, q * (rank + 1) + r * (rank + 1) / ranks};
 }
 
 }  // namespace rankflow

@@ -29,6 +29,7 @@
 
 #include <boost/mpi/communicator.hpp>
 
+#include <rankflow/core/agreement.hpp>
 #include <rankflow/core/config.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
@@ -210,7 +211,7 @@ class Runtime {
   /// Item range of this rank under schedule::blocked with the given chunk:
   /// the data a rank must hold before a blocked mapreduce/parallel_map.
   range owned_items(range r, std::int64_t chunk_size = 0) const noexcept {
-    const auto plan = make_plan(r.size(), chunk_size);
+    const auto plan = make_plan(items_of(r), chunk_size);
     const auto b = blocked_partitions(plan.count, st_.rank, st_.size);
     return {r.first + plan.begin(b.first), r.first + (b.last > b.first ? plan.end(b.last - 1) : plan.begin(b.first))};
   }
@@ -222,7 +223,7 @@ class Runtime {
   template <class Fn>
   auto parallel_map(range r, Fn&& fn, const map_options& opts = {}) {
     return map_impl(
-        r.size(), [first = r.first](std::int64_t i) { return first + i; }, fn, opts, "parallel_map");
+        items_of(r), [first = r.first](std::int64_t i) { return first + i; }, fn, opts, "parallel_map", r, false);
   }
 
   /// fn(items[i]) for every element of a random-access container, same rules.
@@ -232,7 +233,7 @@ class Runtime {
     const auto n = static_cast<std::int64_t>(std::ranges::size(items));
     return map_impl(
         n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts,
-        "parallel_map");
+        "parallel_map", range(0, n), true);
   }
 
   /// reduce(... map(i) ...) over r, with the result on every rank. Collective.
@@ -245,7 +246,7 @@ class Runtime {
   auto mapreduce(range r, Map&& map, Reduce&& reduce, const map_options& opts = {}) {
     using T = std::decay_t<std::invoke_result_t<Map&, std::int64_t>>;
     static_assert(std::is_default_constructible_v<T>, "mapreduce: the mapped type must be default-constructible");
-    const auto plan = make_plan(r.size(), opts.chunk_size);
+    const auto plan = make_plan(items_of(r), opts.chunk_size);
     detail::tree_reducer<T, std::remove_reference_t<Reduce>> tree(reduce);
     auto run_part = [&](std::int64_t p) {
       std::int64_t i = plan.begin(p);
@@ -258,7 +259,7 @@ class Runtime {
         throw detail::item_failure{r.first + i, detail::describe_current_exception()};
       }
     };
-    detail::job j = make_job(opts, "mapreduce", plan);
+    detail::job j = make_job(opts, "mapreduce", plan, signature_of("mapreduce", r, false, plan, opts, typeid(T)));
     j.run_local = [&](std::int64_t p, bytes* encoded) {
       T v = run_part(p);
       if (encoded) encode(*encoded, v);
@@ -283,7 +284,8 @@ class Runtime {
     opts.chunk_size = 1;
     if (opts.max_workers == 0) opts.max_workers = st_.cfg.max_workers;
     return map_impl(
-        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts, "foreach");
+        n, [&items](std::int64_t i) -> decltype(auto) { return std::ranges::begin(items)[i]; }, fn, opts, "foreach",
+        range(0, n), true);
   }
 
   /// Registers task `name` (omega-ml's tasks): every rank defines the same
@@ -312,11 +314,24 @@ class Runtime {
   void check_splits(std::int64_t n) const;
   void maybe_submit(int argc, char** argv);
   /// The job of one collective call; when a tracked run is active, wired to
-  /// its partition ledger (recording, and reuse on --resume).
-  detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan);
+  /// its partition ledger (recording, and reuse on --resume). First checks,
+  /// collectively, that every rank makes this same call (`sig`): a mismatch
+  /// is a usage_error on every rank before anything runs.
+  detail::job make_job(const map_options& opts, const char* default_step, const partition_plan& plan,
+                       const detail::call_signature& sig);
+  /// What every rank must agree on for one parallel_map/mapreduce/foreach.
+  static detail::call_signature signature_of(const char* call, range r, bool container, const partition_plan& plan,
+                                             const map_options& opts, const std::type_info& result);
+  /// r.size(), or -1 when last - first does not fit in int64 (make_job
+  /// reports it once every rank agreed on the call).
+  static std::int64_t items_of(range r) noexcept {
+    std::int64_t n = 0;
+    return __builtin_sub_overflow(r.last, r.first, &n) ? -1 : n;
+  }
 
   template <class Get, class Fn>
-  auto map_impl(std::int64_t n, Get get, Fn& fn, const map_options& opts, const char* default_step) {
+  auto map_impl(std::int64_t n, Get get, Fn& fn, const map_options& opts, const char* default_step, range shown,
+                bool container) {
     using Item = decltype(get(std::int64_t{}));
     using R = std::invoke_result_t<Fn&, Item>;
     constexpr bool is_void = std::is_void_v<R>;
@@ -324,7 +339,7 @@ class Runtime {
 
     const auto plan = make_plan(n, opts.chunk_size);
     detail::ordered_results<V> results;
-    if (is_scheduler()) results.reserve(n);
+    if (is_scheduler()) results.reserve(plan.items);  // plan.items >= 0, unlike n for an overflowing range
     auto run_part = [&](std::int64_t p) {
       std::vector<V> out;
       out.reserve(static_cast<std::size_t>(plan.end(p) - plan.begin(p)));
@@ -342,7 +357,7 @@ class Runtime {
       }
       return out;
     };
-    detail::job j = make_job(opts, default_step, plan);
+    detail::job j = make_job(opts, default_step, plan, signature_of(default_step, shown, container, plan, opts, typeid(V)));
     j.run_local = [&](std::int64_t p, bytes* encoded) {
       auto v = run_part(p);
       if (encoded) encode(*encoded, v);

@@ -19,7 +19,7 @@ class journal_writer;
 /// Layout version written to the root of every experiment file. A reader
 /// accepts files of its own major version and refuses newer majors.
 inline constexpr int format_major = 1;
-inline constexpr int format_minor = 1;  // 1.1: the partition ledger (/runs/<id>/_rankflow)
+inline constexpr int format_minor = 2;  // 1.1: the partition ledger (/runs/<id>/_rankflow); 1.2: calls/signature
 
 /// Array file names (see experiment_paths::array_relative).
 inline constexpr std::size_t array_name_kept = 100;    ///< longer last parts are shortened

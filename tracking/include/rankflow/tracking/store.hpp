@@ -89,8 +89,12 @@ struct call_info {
   std::int64_t items = 0;       ///< items in the call's range
   std::int64_t chunk = 0;       ///< items per partition
   std::int64_t partitions = 0;  ///< ceil(items / chunk)
+  /// The call as rendered by the runtime: kind, range bounds, chunk,
+  /// schedule, retries, result type, step. Empty in files of format < 1.2.
+  std::string signature;
   bool same_work(const call_info& o) const noexcept {
-    return call == o.call && step == o.step && items == o.items && chunk == o.chunk && partitions == o.partitions;
+    return call == o.call && step == o.step && items == o.items && chunk == o.chunk && partitions == o.partitions &&
+           (signature.empty() || o.signature.empty() || signature == o.signature);
   }
 };
 
