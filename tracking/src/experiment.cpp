@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <set>
+#include <utility>
 
 #include "journal.hpp"
 
@@ -208,65 +210,102 @@ void attr_strs(hid_t obj, const char* name, const std::vector<std::string>& v) {
 
 bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
 
-std::string read_attr_str(hid_t obj, const char* name) {
-  if (!has_attr(obj, name)) return {};
-  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
-  handle ft(check(H5Aget_type(a.id()), "H5Aget_type", name));
-  if (H5Tget_class(ft.id()) != H5T_STRING) return {};
-  if (H5Tis_variable_str(ft.id()) > 0) {
-    auto t = vl_string_type();
-    char* p = nullptr;
-    check(H5Aread(a.id(), t.id(), &p), "H5Aread", name);
-    std::string s = p ? p : "";
-    H5free_memory(p);
-    return s;
-  }
-  std::string s(H5Tget_size(ft.id()), '\0');
-  check(H5Aread(a.id(), ft.id(), s.data()), "H5Aread", name);
-  s.erase(std::find(s.begin(), s.end(), '\0'), s.end());
-  return s;
+// Readers of what a file holds. A file may hold anything (another program's
+// edits, a newer minor format, a hostile user), so every read checks the
+// class and the number of elements it expects before HDF5 writes into a
+// buffer sized for them; what does not fit is a format_error naming it.
+
+// Elements of an attribute's or a dataset's dataspace (scalar: 1, null: 0).
+hssize_t points_of(hid_t obj, bool is_attr, const std::string& what) {
+  handle sp(check(is_attr ? H5Aget_space(obj) : H5Dget_space(obj), "get_space", what));
+  return check(H5Sget_simple_extent_npoints(sp.id()), "H5Sget_simple_extent_npoints", what);
 }
 
-template <class T>
-T read_attr_num(hid_t obj, const char* name, T fallback = T{}) {
-  if (!has_attr(obj, name)) return fallback;
-  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
-  if constexpr (std::is_floating_point_v<T>) {
-    double v = 0;
-    check(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), "H5Aread", name);
-    return static_cast<T>(v);
-  } else {
-    std::int64_t v = 0;
-    check(H5Aread(a.id(), H5T_NATIVE_INT64, &v), "H5Aread", name);
-    return static_cast<T>(v);
-  }
+H5T_class_t class_of(hid_t obj, bool is_attr, const std::string& what) {
+  handle t(check(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), "get_type", what));
+  return H5Tget_class(t.id());
+}
+
+std::string attr_where(hid_t obj, const char* name) {
+  return "attribute '" + std::string(name) + "' of '" + h5::name_of(obj) + "'";
 }
 
 std::vector<std::string> read_vl_strings(hid_t obj, bool is_attr, const std::string& what) {
-  handle sp(check(is_attr ? H5Aget_space(obj) : H5Dget_space(obj), "get_space", what));
-  const auto n = check(H5Sget_simple_extent_npoints(sp.id()), "H5Sget_simple_extent_npoints", what);
-  std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
-  auto t = vl_string_type();
-  if (n > 0) {
+  handle ft(check(is_attr ? H5Aget_type(obj) : H5Dget_type(obj), "get_type", what));
+  if (H5Tget_class(ft.id()) != H5T_STRING) throw format_error(what + " holds no strings (wrong datatype)");
+  const auto n = points_of(obj, is_attr, what);
+  std::vector<std::string> out;
+  if (n <= 0) return out;
+  out.reserve(static_cast<std::size_t>(n));
+  if (H5Tis_variable_str(ft.id()) > 0) {
+    std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
+    auto t = vl_string_type();
     if (is_attr) {
       check(H5Aread(obj, t.id(), ptrs.data()), "H5Aread", what);
     } else {
       check(H5Dread(obj, t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), "H5Dread", what);
     }
+    for (char* p : ptrs) {
+      out.emplace_back(p ? p : "");
+      H5free_memory(p);
+    }
+    return out;
   }
-  std::vector<std::string> out;
-  out.reserve(ptrs.size());
-  for (char* p : ptrs) {
-    out.emplace_back(p ? p : "");
-    H5free_memory(p);
+  // Fixed-length strings (what other tools, e.g. numpy byte arrays, write).
+  const std::size_t size = H5Tget_size(ft.id());
+  if (size == 0) throw format_error(what + " has a string type of size 0");
+  std::string buf(size * static_cast<std::size_t>(n), '\0');
+  handle mt(check(H5Tcopy(ft.id()), "H5Tcopy", what));
+  if (is_attr) {
+    check(H5Aread(obj, mt.id(), buf.data()), "H5Aread", what);
+  } else {
+    check(H5Dread(obj, mt.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), "H5Dread", what);
+  }
+  for (std::size_t k = 0; k < static_cast<std::size_t>(n); ++k) {
+    std::string s = buf.substr(k * size, size);
+    s.erase(std::find(s.begin(), s.end(), '\0'), s.end());
+    out.push_back(std::move(s));
   }
   return out;
+}
+
+// A scalar string attribute; "" when absent.
+std::string read_attr_str(hid_t obj, const char* name) {
+  if (!has_attr(obj, name)) return {};
+  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
+  const auto where = attr_where(obj, name);
+  if (points_of(a.id(), true, where) != 1) throw format_error(where + " should hold one string");
+  return read_vl_strings(a.id(), true, where).at(0);
+}
+
+// A scalar number attribute; `fallback` when absent. Integers must be stored
+// as integers and fit T (a format major of 2^32+1 is not 1).
+template <class T>
+T read_attr_num(hid_t obj, const char* name, T fallback = T{}) {
+  if (!has_attr(obj, name)) return fallback;
+  handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
+  const auto where = attr_where(obj, name);
+  const auto cls = class_of(a.id(), true, where);
+  const bool ok_class = cls == H5T_INTEGER || (std::is_floating_point_v<T> && cls == H5T_FLOAT);
+  if (!ok_class || points_of(a.id(), true, where) != 1) {
+    throw format_error(where + " should hold one " + (std::is_floating_point_v<T> ? "number" : "integer"));
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    double v = 0;
+    check(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &v), "H5Aread", where);
+    return static_cast<T>(v);
+  } else {
+    std::int64_t v = 0;
+    check(H5Aread(a.id(), H5T_NATIVE_INT64, &v), "H5Aread", where);
+    if (!std::in_range<T>(v)) throw format_error(where + " holds " + std::to_string(v) + ", out of range");
+    return static_cast<T>(v);
+  }
 }
 
 std::vector<std::string> read_attr_strs(hid_t obj, const char* name) {
   if (!has_attr(obj, name)) return {};
   handle a(check(H5Aopen(obj, name, H5P_DEFAULT), "H5Aopen", name));
-  return read_vl_strings(a.id(), true, name);
+  return read_vl_strings(a.id(), true, attr_where(obj, name));
 }
 
 handle lcpl_intermediate() {
@@ -480,6 +519,7 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     std::vector<std::int64_t> call, items, chunk, parts;
     std::vector<std::string> step, signature;
     for (const auto& [k, c] : rec.calls) {
+      signature.push_back(c.signature);
       call.push_back(c.call);
       items.push_back(c.items);
       chunk.push_back(c.chunk);
@@ -492,6 +532,7 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     write_column(cg.id(), "items", items, false);
     write_column(cg.id(), "chunk", chunk, false);
     write_column(cg.id(), "partitions", parts, false);
+    write_strings(cg.id(), "signature", signature, false);  // format 1.2
   }
   handle lg(check(H5Gcreate2(g.id(), "ledger", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "ledger"));
   auto results = create_1d(lg.id(), "results", H5T_STD_U8LE, rec.ledger_bytes, false);
@@ -522,7 +563,6 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     ok.push_back(e.ok ? 1 : 0);
     error.push_back(e.error);
     offset.push_back(static_cast<std::int64_t>(at));
-      signature.push_back(c.signature);
     size.push_back(static_cast<std::int64_t>(e.result.size()));
     at += e.result.size();
     pending += e.result;
@@ -535,7 +575,6 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
     scan_journal(journal_path, [&](op& o) {
       if (o.kind == op_kind::ledger) {
         for (const auto& e : o.ledger.entries) add(e);
-    write_strings(cg.id(), "signature", signature, false);  // format 1.2
       }
       return true;
     });
@@ -607,12 +646,15 @@ handle create_experiment_file(const std::string& path) {
   return f;
 }
 
+// See set_other_file_advice.
+std::string other_file_advice = "pass another path with --experiment";
+
 handle open_checked(const std::string& file, unsigned flags) {
   const htri_t is = H5Fis_hdf5(file.c_str());
   if (is <= 0) {
     H5Eclear2(H5E_DEFAULT);
-    throw format_error("'" + file + "' is not an HDF5 file, so not a rankflow experiment file: pass another path " +
-                       "with --experiment, or move this file away");
+    throw format_error("'" + file + "' is not an HDF5 file, so not a rankflow experiment file: " + other_file_advice +
+                       ", or move this file away");
   }
   hid_t id = H5Fopen(file.c_str(), flags, H5P_DEFAULT);
   if (id < 0) {
@@ -628,14 +670,27 @@ handle open_checked(const std::string& file, unsigned flags) {
   handle f(id);
   if (!has_attr(f.id(), "rankflow_format_major")) {
     throw format_error("'" + file + "' is an HDF5 file but not a rankflow experiment file (no rankflow_format_major " +
-                       "attribute at /): pass another path with --experiment");
+                       "attribute at /): " + other_file_advice);
   }
-  const int major = read_attr_num<int>(f.id(), "rankflow_format_major");
-  const int minor = read_attr_num<int>(f.id(), "rankflow_format_minor");
+  // Read as signed 64-bit integers and compared whole: a major of 2^32+1 or
+  // -1 must not pass for 1 after a narrowing.
+  std::int64_t major = 0, minor = 0;
+  try {
+    major = read_attr_num<std::int64_t>(f.id(), "rankflow_format_major");
+    minor = read_attr_num<std::int64_t>(f.id(), "rankflow_format_minor");
+  } catch (const format_error& e) {
+    throw format_error("'" + file + "': " + e.what() + "; this rankflow reads format " + std::to_string(format_major) +
+                       ".x");
+  }
+  const auto version = std::to_string(major) + "." + std::to_string(minor);
   if (major > format_major) {
-    throw format_error("'" + file + "' was written by a newer rankflow (format " + std::to_string(major) + "." +
-                       std::to_string(minor) + "); this rankflow reads format " + std::to_string(format_major) +
+    throw format_error("'" + file + "' was written by a newer rankflow (format " + version +
+                       "); this rankflow reads format " + std::to_string(format_major) +
                        ".x: upgrade rankflow to read it");
+  }
+  if (major < format_major) {
+    throw format_error("'" + file + "' says it has format " + version + ", which no rankflow writes (the first is " +
+                       "1.0); this rankflow reads format " + std::to_string(format_major) + ".x: the file is damaged");
   }
   return f;
 }
@@ -663,63 +718,124 @@ run_info read_info(hid_t g, const std::string& id) {
 
 template <class T>
 std::vector<T> read_column(hid_t g, const char* name) {
-  handle d(check(H5Dopen2(g, name, H5P_DEFAULT), "H5Dopen2", name));
-  handle sp(check(H5Dget_space(d.id()), "H5Dget_space", name));
-  const auto n = check(H5Sget_simple_extent_npoints(sp.id()), "H5Sget_simple_extent_npoints", name);
+  const std::string where = "'" + h5::name_of(g) + "/" + name + "'";
+  if (H5Lexists(g, name, H5P_DEFAULT) <= 0) throw format_error(where + " is missing");
+  handle d(check(H5Dopen2(g, name, H5P_DEFAULT), "H5Dopen2", where));
+  const auto cls = class_of(d.id(), false, where);
+  if (cls != H5T_INTEGER && !(std::is_floating_point_v<T> && cls == H5T_FLOAT)) {
+    throw format_error(where + " should hold " + (std::is_floating_point_v<T> ? "numbers" : "integers"));
+  }
+  const auto n = points_of(d.id(), false, where);
   std::vector<T> v(static_cast<std::size_t>(n));
   const hid_t mem_t = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
-  if (n) check(H5Dread(d.id(), mem_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dread", name);
+  if (n) check(H5Dread(d.id(), mem_t, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "H5Dread", where);
   return v;
 }
 
+// Reading a run's fields: a walk over its groups. Run and field paths are at
+// most 1024 characters (validate_path), so a longer path, a second link to an
+// object already reached (rankflow links every object once; a hard link to a
+// parent group is a cycle) and links rankflow does not write (soft,
+// user-defined) are format errors, never a stack overflow or an endless walk.
 struct walk_state {
   run_record* rec;
   bool with_bytes;
-  std::string prefix;
+  std::set<h5::object_key> seen;
+  std::map<h5::object_key, std::string> open_groups;  ///< the groups being walked, by key
 };
 
-herr_t visit_field(hid_t loc, const char* name, const H5L_info_t* info, void* data);
+void walk_group(hid_t group, const std::string& prefix, walk_state& ws);
 
-void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, walk_state& ws) {
-  const std::string path = ws.prefix.empty() ? name : ws.prefix + "/" + name;
-  if (info->type == H5L_TYPE_EXTERNAL) {
-    field_record f;
-    f.type = field_type::array;
-    std::vector<char> buf(info->u.val_size);
-    check(H5Lget_val(loc, name.c_str(), buf.data(), buf.size(), H5P_DEFAULT), "H5Lget_val", path);
-    const char* file = nullptr;
-    const char* obj = nullptr;
-    unsigned flags = 0;
-    check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &file, &obj), "H5Lunpack_elink_val", path);
-    f.array.file = file ? file : "";
-    // Shape and type from the array file when it can be reached.
-    H5E_BEGIN_TRY {
-      hid_t d = H5Dopen2(loc, name.c_str(), H5P_DEFAULT);
-      if (d >= 0) {
-        handle dh(d);
-        handle sp(H5Dget_space(d));
-        const int nd = H5Sget_simple_extent_ndims(sp.id());
-        std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(nd, 0)));
-        H5Sget_simple_extent_dims(sp.id(), dims.data(), nullptr);
-        f.array.shape.assign(dims.begin(), dims.end());
-        f.array.dtype = read_attr_str(d, "dtype");
-        f.rank = read_attr_num<int>(d, "rank");
-        f.updated = read_attr_num<double>(d, "updated");
-      }
-    }
-    H5E_END_TRY;
-    H5Eclear2(H5E_DEFAULT);
-    ws.rec->fields[path] = std::move(f);
+std::string field_where(const walk_state& ws, const std::string& path) {
+  return "field '" + path + "' of run " + ws.rec->info.id;
+}
+
+// A dataset holding one element of the classes given.
+void expect_scalar(hid_t d, H5O_type_t t, std::initializer_list<H5T_class_t> classes, const std::string& where,
+                   const char* what) {
+  if (t != H5O_TYPE_DATASET) throw format_error(where + " should be a dataset holding " + what + ", not a group");
+  const auto cls = class_of(d, false, where);
+  if (std::find(classes.begin(), classes.end(), cls) == classes.end() || points_of(d, false, where) != 1) {
+    throw format_error(where + " should hold " + what + " (wrong datatype or shape)");
+  }
+}
+
+void read_array_link(hid_t loc, const std::string& name, const std::string& path, const H5L_info_t& info,
+                     walk_state& ws) {
+  field_record f;
+  f.type = field_type::array;
+  std::vector<char> buf(info.u.val_size);
+  check(H5Lget_val(loc, name.c_str(), buf.data(), buf.size(), H5P_DEFAULT), "H5Lget_val", path);
+  const char* file = nullptr;
+  const char* obj = nullptr;
+  unsigned flags = 0;
+  check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &file, &obj), "H5Lunpack_elink_val", path);
+  f.array.file = file ? file : "";
+  // Shape and type from the array file when it can be reached (a run whose
+  // array files were moved away still lists its other fields).
+  hid_t d = H5I_INVALID_HID;
+  H5E_BEGIN_TRY { d = H5Dopen2(loc, name.c_str(), H5P_DEFAULT); }
+  H5E_END_TRY;
+  H5Eclear2(H5E_DEFAULT);
+  if (d >= 0) {
+    handle dh(d);
+    handle sp(check(H5Dget_space(d), "H5Dget_space", path));
+    const int nd = check(H5Sget_simple_extent_ndims(sp.id()), "H5Sget_simple_extent_ndims", path);
+    std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(nd, 0)));
+    check(H5Sget_simple_extent_dims(sp.id(), dims.data(), nullptr), "H5Sget_simple_extent_dims", path);
+    f.array.shape.assign(dims.begin(), dims.end());
+    f.array.dtype = read_attr_str(d, "dtype");
+    f.rank = read_attr_num<int>(d, "rank");
+    f.updated = read_attr_num<double>(d, "updated");
+  }
+  ws.rec->fields[path] = std::move(f);
+}
+
+void read_object(hid_t loc, const std::string& name, const H5L_info_t& info, const std::string& prefix,
+                 walk_state& ws) {
+  const std::string path = prefix.empty() ? name : prefix + "/" + name;
+  const auto where = field_where(ws, path);
+  if (path.size() > 1024) throw format_error(where + " is longer than any path rankflow writes (1024 characters)");
+  if (info.type == H5L_TYPE_EXTERNAL) return read_array_link(loc, name, path, info, ws);
+  if (info.type == H5L_TYPE_SOFT) {
+    std::string target(info.u.val_size, '\0');
+    if (H5Lget_val(loc, name.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) H5Eclear2(H5E_DEFAULT);
+    target.erase(std::find(target.begin(), target.end(), '\0'), target.end());
+    throw format_error(where + " is a soft link (to '" + target + "'); rankflow writes none, so another program " +
+                       "changed this file: remove the link to read the run");
+  }
+  if (info.type != H5L_TYPE_HARD) {
+    throw format_error(where + " is a user-defined link (type " + std::to_string(static_cast<int>(info.type)) +
+                       "), which rankflow does not write");
+  }
+  H5O_type_t otype = H5O_TYPE_UNKNOWN;
+  const auto key = h5::key_of(loc, name, &otype);
+  if (auto g = ws.open_groups.find(key); g != ws.open_groups.end()) {
+    throw format_error(where + " is a hard link back to '" + g->second + "', a group that holds it: a cycle, " +
+                       "which rankflow never writes");
+  }
+  if (!ws.seen.insert(key).second) {
+    throw format_error(where + " is an object reached twice (a second hard link to it), which rankflow never writes");
+  }
+  if (otype != H5O_TYPE_GROUP && otype != H5O_TYPE_DATASET) {
+    throw format_error(where + " is neither a group nor a dataset");
+  }
+  handle obj(check(H5Oopen(loc, name.c_str(), H5P_DEFAULT), "H5Oopen", path));
+  const bool typed = has_attr(obj.id(), "rankflow_type");
+  const auto type_text = read_attr_str(obj.id(), "rankflow_type");
+  const auto type = type_from_name(type_text);
+  if (otype == H5O_TYPE_GROUP && !typed) {  // a namespace
+    ws.open_groups.emplace(key, h5::name_of(obj.id()));
+    walk_group(obj.id(), path, ws);
+    ws.open_groups.erase(key);
     return;
   }
-  H5O_info_t oi{};
-  check(H5Oget_info_by_name(loc, name.c_str(), &oi, H5P_DEFAULT), "H5Oget_info_by_name", path);
-  handle obj(check(H5Oopen(loc, name.c_str(), H5P_DEFAULT), "H5Oopen", path));
-  const auto type = type_from_name(read_attr_str(obj.id(), "rankflow_type"));
-  if (oi.type == H5O_TYPE_GROUP && type == field_type::none) {  // a namespace
-    walk_state inner{ws.rec, ws.with_bytes, path};
-    check(H5Literate(obj.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_field, &inner), "H5Literate", path);
-    return;
+  if (!typed) throw format_error(where + " is a dataset without a rankflow_type attribute");
+  if (type == field_type::none || type == field_type::array) {
+    throw format_error(where + " has " +
+                       (type == field_type::array
+                            ? "rankflow_type 'Array' but is no external link"
+                            : "an unknown rankflow_type '" + type_text + "' (written by a newer rankflow?)"));
   }
   field_record f;
   f.type = type;
@@ -729,64 +845,94 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t* info, wal
   const hid_t d = obj.id();
   switch (type) {
     case field_type::int_:
+      expect_scalar(d, otype, {H5T_INTEGER}, where, "one integer");
       check(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dread", path);
       break;
     case field_type::float_:
     case field_type::datetime:
+      expect_scalar(d, otype, {H5T_FLOAT, H5T_INTEGER}, where, "one number");
       check(H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.d), "H5Dread", path);
       break;
     case field_type::bool_: {
-      std::int8_t v = 0;
-      auto t = bool_type();
-      check(H5Dread(d, t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dread", path);
-      f.atom.i = v;
+      expect_scalar(d, otype, {H5T_ENUM, H5T_INTEGER}, where, "one boolean");
+      if (class_of(d, false, where) == H5T_ENUM) {
+        std::int8_t v = 0;
+        auto t = bool_type();
+        check(H5Dread(d, t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dread", path);
+        f.atom.i = v != 0;
+      } else {
+        std::int64_t v = 0;
+        check(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dread", path);
+        f.atom.i = v != 0;
+      }
       break;
     }
     case field_type::string:
-      f.atom.s = read_vl_strings(d, false, path).at(0);
+      expect_scalar(d, otype, {H5T_STRING}, where, "one string");
+      f.atom.s = read_vl_strings(d, false, where).at(0);
       break;
     case field_type::string_set:
     case field_type::string_list:
-      f.atom.list = read_vl_strings(d, false, path);
+      if (otype != H5O_TYPE_DATASET) throw format_error(where + " should be a dataset of strings, not a group");
+      f.atom.list = read_vl_strings(d, false, where);
       break;
     case field_type::float_series:
     case field_type::int_series:
     case field_type::string_series: {
+      if (otype != H5O_TYPE_GROUP) {
+        throw format_error(where + " should be a group of step, value and timestamp columns, not a dataset");
+      }
       auto& s = f.series;
       s.type = type;
       s.steps = read_column<double>(d, "step");
       s.timestamps = read_column<double>(d, "timestamp");
-      if (type == field_type::float_series) s.f = read_column<double>(d, "value");
-      if (type == field_type::int_series) s.i = read_column<std::int64_t>(d, "value");
+      std::size_t values = 0;
+      if (type == field_type::float_series) values = (s.f = read_column<double>(d, "value")).size();
+      if (type == field_type::int_series) values = (s.i = read_column<std::int64_t>(d, "value")).size();
       if (type == field_type::string_series) {
+        if (H5Lexists(d, "value", H5P_DEFAULT) <= 0) throw format_error(where + " has no value column");
         handle v(check(H5Dopen2(d, "value", H5P_DEFAULT), "H5Dopen2", path));
-        s.s = read_vl_strings(v.id(), false, path);
+        values = (s.s = read_vl_strings(v.id(), false, where + ", column value")).size();
+      }
+      if (values != s.steps.size() || s.timestamps.size() != s.steps.size()) {
+        throw format_error(where + " has columns of different lengths (step " + std::to_string(s.steps.size()) +
+                           ", value " + std::to_string(values) + ", timestamp " + std::to_string(s.timestamps.size()) +
+                           ")");
       }
       f.points = s.steps.size();
       f.last_step = s.steps.empty() ? -1.0 : s.steps.back();
       break;
     }
     case field_type::file: {
+      if (otype != H5O_TYPE_DATASET || class_of(d, false, where) != H5T_INTEGER) {
+        throw format_error(where + " should be a dataset of bytes");
+      }
       f.file.filename = read_attr_str(d, "filename");
-      f.file.size = read_attr_num<std::uint64_t>(d, "size");
+      const auto n = static_cast<std::uint64_t>(points_of(d, false, where));
+      f.file.size = read_attr_num<std::uint64_t>(d, "size", n);
+      if (f.file.size != n) {
+        throw format_error(where + " says it holds " + std::to_string(f.file.size) + " bytes, its dataset holds " +
+                           std::to_string(n));
+      }
       if (ws.with_bytes && f.file.size) {
         f.file.data.resize(f.file.size);
         check(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.file.data.data()), "H5Dread", path);
       }
       break;
     }
-    default:
-      throw format_error("field '" + path + "' has an unknown rankflow_type '" + read_attr_str(d, "rankflow_type") +
-                         "' (written by a newer rankflow?)");
+    default:  // none and array are refused above
+      break;
   }
   ws.rec->fields[path] = std::move(f);
 }
 
-herr_t visit_field(hid_t loc, const char* name, const H5L_info_t* info, void* data) {
-  auto& ws = *static_cast<walk_state*>(data);
-  if (ws.prefix.empty() && std::string_view(name) == reserved_namespace) return 0;  // see read_ledger
-  read_object(loc, name, info, ws);
-  return 0;
+void walk_group(hid_t group, const std::string& prefix, walk_state& ws) {
+  // for_each_link rethrows here what read_object throws inside HDF5's iteration.
+  h5::for_each_link(group, prefix.empty() ? "run " + ws.rec->info.id : prefix,
+                    [&](const char* name, const H5L_info_t& info) {
+                      if (prefix.empty() && std::string_view(name) == reserved_namespace) return;  // see read_ledger
+                      read_object(group, name, info, prefix, ws);
+                    });
 }
 
 void read_ledger(hid_t run, run_record& rec, bool with_results) {
@@ -801,6 +947,15 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
     const auto parts = read_column<std::int64_t>(cg.id(), "partitions");
     handle sd(check(H5Dopen2(cg.id(), "step", H5P_DEFAULT), "H5Dopen2", "calls/step"));
     const auto step = read_vl_strings(sd.id(), false, "calls/step");
+    std::vector<std::string> signature;  // format 1.2; absent before
+    if (H5Lexists(cg.id(), "signature", H5P_DEFAULT) > 0) {
+      handle gd(check(H5Dopen2(cg.id(), "signature", H5P_DEFAULT), "H5Dopen2", "calls/signature"));
+      signature = read_vl_strings(gd.id(), false, "calls/signature");
+    }
+    for (const auto* v : {&items, &chunk, &parts}) {
+      if (v->size() != call.size())
+        throw format_error("the ledger of run " + rec.info.id + " has call columns of different lengths");
+    }
     for (std::size_t k = 0; k < call.size(); ++k) {
       rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k),
                                      k < signature.size() ? signature[k] : ""};
@@ -821,6 +976,11 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
   std::vector<std::int8_t> ok(call.size());
   {
     handle d(check(H5Dopen2(lg.id(), "ok", H5P_DEFAULT), "H5Dopen2", "ledger/ok"));
+    // Checked before the read: HDF5 fills `ok` with as many values as the dataset holds.
+    if (class_of(d.id(), false, "ledger/ok") != H5T_ENUM ||
+        points_of(d.id(), false, "ledger/ok") != static_cast<hssize_t>(ok.size())) {
+      throw format_error("the ledger of run " + rec.info.id + " has an 'ok' column of another type or length");
+    }
     auto t = bool_type();
     if (!ok.empty()) check(H5Dread(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok.data()), "H5Dread", "ledger/ok");
   }
@@ -830,6 +990,8 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
     if (v->size() != call.size())
       throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
   }
+  if (start.size() != call.size() || end.size() != call.size() || error.size() != call.size())
+    throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
   std::string blob;
   if (with_results) {
     handle d(check(H5Dopen2(lg.id(), "results", H5P_DEFAULT), "H5Dopen2", "ledger/results"));
@@ -852,9 +1014,16 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
     e.attempts = static_cast<std::int32_t>(attempts[k]);
     e.ok = ok[k] != 0;
     e.error = k < error.size() ? error[k] : "";
+    if (offset[k] < 0 || size[k] < 0 || !std::in_range<std::int32_t>(rank[k]) ||
+        !std::in_range<std::int32_t>(attempts[k])) {
+      throw format_error("the ledger of run " + rec.info.id + " holds a negative or out-of-range value in row " +
+                         std::to_string(k));
+    }
     const auto o = static_cast<std::uint64_t>(offset[k]), n = static_cast<std::uint64_t>(size[k]);
     if (with_results) {
-      if (o + n > blob.size()) throw format_error("the ledger of run " + rec.info.id + " points past its results");
+      // Compared without o + n, which could wrap.
+      if (o > blob.size() || n > blob.size() - o)
+        throw format_error("the ledger of run " + rec.info.id + " points past its results");
       e.result.assign(blob.data() + o, n);
     }
     rec.ledger_bytes += n;
@@ -862,16 +1031,11 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
   rec.ledger_rows = rec.ledger.size();
 }
 
-herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* data) {
-  static_cast<std::vector<std::string>*>(data)->emplace_back(name);
-  return 0;
-}
-
 std::vector<std::string> run_ids_in_file(hid_t f) {
   std::vector<std::string> ids;
   if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0) return ids;
   handle g(check(H5Gopen2(f, "runs", H5P_DEFAULT), "H5Gopen2", "/runs"));
-  check(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &ids), "H5Literate", "/runs");
+  h5::for_each_link(g.id(), "/runs", [&](const char* name, const H5L_info_t&) { ids.emplace_back(name); });
   std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) {
     const int x = run_number(a), y = run_number(b);
     return x != y ? x < y : a < b;
@@ -951,15 +1115,6 @@ std::string path_hash(const std::string& s) {
 // equals a kept one), and a path that would still exceed array_path_budget
 // becomes "+<hash>.h5" directly in the run's directory. The field keeps its
 // path inside the run; only the file behind its external link is renamed.
-    std::vector<std::string> signature;  // format 1.2; absent before
-    if (H5Lexists(cg.id(), "signature", H5P_DEFAULT) > 0) {
-      handle gd(check(H5Dopen2(cg.id(), "signature", H5P_DEFAULT), "H5Dopen2", "calls/signature"));
-      signature = read_vl_strings(gd.id(), false, "calls/signature");
-    }
-    for (const auto* v : {&items, &chunk, &parts}) {
-      if (v->size() != call.size())
-        throw format_error("the ledger of run " + rec.info.id + " has call columns of different lengths");
-    }
 std::string experiment_paths::array_relative(const std::string& id, const std::string& path) const {
   const std::string base = basename_of(file) + ".d/arrays/" + id + "/";
   const auto slash = path.rfind('/');
@@ -975,6 +1130,8 @@ std::string experiment_paths::array_relative(const std::string& id, const std::s
 std::string experiment_paths::array_absolute(const std::string& id, const std::string& path) const {
   return dirname_of(file) + "/" + array_relative(id, path);
 }
+
+void set_other_file_advice(std::string advice) { other_file_advice = std::move(advice); }
 
 bool check_file(const std::string& file) {
   if (!exists(file)) return false;
@@ -1047,10 +1204,17 @@ run_record load_run(const std::string& file, const std::string& id, bool with_by
     if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
       handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
       run_record rec;
-      rec.info = read_info(g.id(), id);
-      walk_state ws{&rec, with_bytes, ""};
-      check(H5Literate(g.id(), H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_field, &ws), "H5Literate", id);
-      read_ledger(g.id(), rec, with_bytes);
+      try {
+        rec.info = read_info(g.id(), id);
+        walk_state ws{&rec, with_bytes, {}, {}};
+        const auto key = h5::key_of(g.id(), ".");
+        ws.seen.insert(key);
+        ws.open_groups.emplace(key, "/runs/" + id);
+        walk_group(g.id(), "", ws);
+        read_ledger(g.id(), rec, with_bytes);
+      } catch (const format_error& e) {
+        throw format_error("'" + file + "': " + e.what());
+      }
       return rec;
     }
   }

@@ -1,21 +1,45 @@
 #include <rankflow/tracking/h5.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <numeric>
 
 namespace rankflow::h5 {
 
 namespace {
 
-herr_t collect_frame(unsigned n, const H5E_error2_t* e, void* data) {
+// Called from C (H5Ewalk2): nothing may be thrown through it.
+herr_t collect_frame(unsigned n, const H5E_error2_t* e, void* data) noexcept {
   auto* out = static_cast<std::string*>(data);
   if (n < 4) {  // the innermost frames say what went wrong; the rest is noise
-    *out += "\n  ";
-    *out += e->func_name ? e->func_name : "?";
-    *out += ": ";
-    *out += e->desc ? e->desc : "";
+    try {
+      *out += "\n  ";
+      *out += e->func_name ? e->func_name : "?";
+      *out += ": ";
+      *out += e->desc ? e->desc : "";
+    } catch (...) {  // out of memory: the message stays shorter
+      return -1;
+    }
   }
   return 0;
+}
+
+struct link_visit {
+  const std::function<void(const char*, const H5L_info_t&)>* fn;
+  std::exception_ptr error;
+};
+
+// Called from C (H5Literate): an exception is kept for the caller, and a
+// negative value stops the iteration.
+herr_t visit_link(hid_t, const char* name, const H5L_info_t* info, void* data) noexcept {
+  auto* v = static_cast<link_visit*>(data);
+  try {
+    (*v->fn)(name, *info);
+    return 0;
+  } catch (...) {
+    v->error = std::current_exception();
+    return -1;
+  }
 }
 
 // HDF5 prints its error stack on every failure unless told not to; rankflow
@@ -151,6 +175,36 @@ void write_attr(hid_t obj, const char* name, double value) {
   handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
   handle a(check(H5Acreate2(obj, name, H5T_IEEE_F64LE, sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
   check(H5Awrite(a.id(), H5T_NATIVE_DOUBLE, &value), "H5Awrite", name);
+}
+
+void for_each_link(hid_t group, const std::string& what,
+                   const std::function<void(const char* name, const H5L_info_t& info)>& fn) {
+  link_visit v{&fn, nullptr};
+  const herr_t rc = H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, visit_link, &v);
+  if (v.error) {
+    H5Eclear2(H5E_DEFAULT);  // HDF5's "iteration failed" frames, not the cause
+    std::rethrow_exception(v.error);
+  }
+  check(rc, "H5Literate", what);
+}
+
+object_key key_of(hid_t loc, const std::string& name, H5O_type_t* type) {
+  H5O_info_t oi{};
+  check(H5Oget_info_by_name2(loc, name.c_str(), &oi, H5O_INFO_BASIC, H5P_DEFAULT), "H5Oget_info_by_name", name);
+  if (type) *type = oi.type;
+  return {oi.fileno, oi.addr};
+}
+
+std::string name_of(hid_t obj) {
+  const auto n = H5Iget_name(obj, nullptr, 0);
+  if (n <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return "?";
+  }
+  std::string s(static_cast<std::size_t>(n) + 1, '\0');
+  H5Iget_name(obj, s.data(), s.size());
+  s.resize(static_cast<std::size_t>(n));
+  return s;
 }
 
 std::vector<double> read_all(hid_t file, const std::string& name, std::vector<std::uint64_t>* shape) {

@@ -447,6 +447,56 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
 
 // ------------------------------------------------------------------- rules --
 
+std::size_t invalid_utf8_at(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    // Length and the range of the second byte (which excludes overlong
+    // forms, UTF-16 surrogates and code points past U+10FFFF).
+    std::size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return i;
+    }
+    if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (std::size_t k = 2; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+std::string string_problem(std::string_view s) {
+  if (const auto nul = s.find('\0'); nul != std::string_view::npos) {
+    return "it holds a NUL character at byte " + std::to_string(nul) +
+           " (strings are text, and a NUL would end it in the file; store binary data with upload_bytes)";
+  }
+  if (const auto bad = invalid_utf8_at(s); bad != std::string_view::npos) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(s[bad]));
+    return "byte " + std::to_string(bad) + " (" + hex + ") is not valid UTF-8 (strings are stored as UTF-8 text; " +
+           "convert it, or store binary data with upload_bytes)";
+  }
+  return {};
+}
+
 namespace {
 
 std::string from_rank(int created, int writer) {
@@ -464,6 +514,14 @@ const char* value_type_of_series(field_type t) {
     default:
       return "?";
   }
+}
+
+// The first problem among `v`'s strings, saying which item has it.
+std::string first_string_problem(const std::vector<std::string>& v) {
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if (auto why = string_problem(v[k]); !why.empty()) return "item " + std::to_string(k) + ": " + why;
+  }
+  return {};
 }
 
 std::string step_text(double s) {
@@ -559,6 +617,15 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
   switch (o.kind) {
     case op_kind::assign: {
       auto& a = o.atom;
+      // Checked here, where every write and every replay passes, so a value
+      // the file could not hold as written is refused whole, never cut.
+      std::string why;
+      if (a.type == field_type::string) why = string_problem(a.s);
+      if (a.type == field_type::string_set || a.type == field_type::string_list) why = first_string_problem(a.list);
+      if (!why.empty()) {
+        return refuse_type(std::string(type_name(a.type)) + " value for '" + o.path + "' refused: " + why +
+                           " (from rank " + std::to_string(o.rank) + ")");
+      }
       if (exists) {
         auto& f = it->second;
         if (is_series(f.type)) {
@@ -601,8 +668,8 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       }
       double last = f ? f->last_step : -1.0;
       // Resolve steps and drop points whose explicit step does not advance.
-      std::size_t keep = 0, dropped = 0;
-      std::string first_drop;
+      std::size_t keep = 0, dropped = 0, bad_strings = 0;
+      std::string first_drop, first_bad;
       const auto n = p.size();
       const double floor_step = [&] {
         if (resume_floor.empty()) return -1.0;
@@ -614,6 +681,15 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
         if (s >= 0 && s <= floor_step) {  // recorded before the resume: the program replays it
           ++replayed_points;
           continue;
+        }
+        if (p.type == field_type::string_series) {
+          if (auto why = string_problem(p.s[k]); !why.empty()) {
+            if (bad_strings++ == 0) {
+              first_bad =
+                  "StringSeries '" + o.path + "': a point refused (from rank " + std::to_string(o.rank) + "): " + why;
+            }
+            continue;
+          }
         }
         if (s < 0) s = std::floor(last) + 1.0;
         if (!(s > last)) {
@@ -635,6 +711,10 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       if (dropped) {
         if (dropped > 1) first_drop += "; " + std::to_string(dropped - 1) + " more points of the same append refused";
         out.push_back({false, first_drop});
+      }
+      if (bad_strings) {
+        if (bad_strings > 1) first_bad += "; " + std::to_string(bad_strings - 1) + " more such points refused";
+        out.push_back({true, first_bad});
       }
       p.steps.resize(keep);
       p.timestamps.resize(keep);
@@ -660,6 +740,10 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       return true;
     }
     case op_kind::add: {
+      if (auto why = first_string_problem(o.items); !why.empty()) {
+        return refuse_type("StringSet value for '" + o.path + "' refused: " + why + " (from rank " +
+                           std::to_string(o.rank) + ")");
+      }
       if (exists && it->second.type != field_type::string_set) {
         return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
                            "' cannot be added strings: add() works on StringSet fields" +
@@ -676,6 +760,10 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
     case op_kind::file:
     case op_kind::array: {
       const auto t = o.kind == op_kind::file ? field_type::file : field_type::array;
+      if (auto why = o.kind == op_kind::file ? string_problem(o.file.filename) : ""; !why.empty()) {
+        out.push_back({false, "File '" + o.path + "' refused: its file name: " + why});
+        return false;
+      }
       if (exists && it->second.type != t) {
         return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
                            "' cannot be replaced by a " + type_name(t) + from_rank(it->second.rank, o.rank));

@@ -50,6 +50,11 @@ struct experiment_paths {
 /// major format). Returns false when it does not exist.
 bool check_file(const std::string& file);
 
+/// How format errors about a file tell the reader to name another one: jobs
+/// name their flag (the default: "pass another path with --experiment"), the
+/// `rankflow` command its FILE argument. Set it once, before reading files.
+void set_other_file_advice(std::string advice);
+
 /// Runs of an experiment: those merged into the file, then live runs and
 /// killed runs not yet recovered, read from their journals (status "running",
 /// or "killed" with reason "not recovered yet"). Opens nothing for writing.

@@ -9,7 +9,9 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <compare>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -75,6 +77,28 @@ handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t m
 /// Scalar attributes: a variable-length UTF-8 string, or a double.
 void write_attr(hid_t obj, const char* name, const std::string& value);
 void write_attr(hid_t obj, const char* name, double value);
+
+/// Calls `fn(name, info)` for every link of the group `group`, in name order
+/// (H5Literate). An exception thrown by `fn` never crosses HDF5's C frames,
+/// which it would leave half-unwound (HDF5 then crashes at exit): the callback
+/// catches it, stops the iteration, and it is rethrown here once H5Literate
+/// has returned. `what` names the group in errors.
+void for_each_link(hid_t group, const std::string& what,
+                   const std::function<void(const char* name, const H5L_info_t& info)>& fn);
+
+/// Identity of an object within the open files of this process: a second
+/// hard link to an object gives the same key (how readers detect cycles).
+struct object_key {
+  unsigned long fileno = 0;
+  haddr_t addr = 0;
+  auto operator<=>(const object_key&) const = default;
+};
+/// The key and type of the object `name` names under `loc` (the link is
+/// followed). Throws storage_error.
+object_key key_of(hid_t loc, const std::string& name, H5O_type_t* type = nullptr);
+
+/// The path HDF5 knows an open object by ("/runs/RUN-1/params"), or "?".
+std::string name_of(hid_t obj);
 
 /// Reads a whole double dataset (for tests and tools).
 std::vector<double> read_all(hid_t file, const std::string& name, std::vector<std::uint64_t>* shape = nullptr);

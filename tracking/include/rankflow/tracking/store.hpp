@@ -193,6 +193,15 @@ class run_record {
   std::map<std::string, int> namespaces_;  ///< prefixes of field paths -> count
 };
 
+/// Offset of the first byte of `s` that does not start a well-formed UTF-8
+/// sequence (RFC 3629: no overlong forms, surrogates or code points past
+/// U+10FFFF), or std::string_view::npos when all of `s` is UTF-8.
+std::size_t invalid_utf8_at(std::string_view s) noexcept;
+/// Why `s` cannot be a string value, "" when it can. String values are
+/// stored as UTF-8 text in HDF5, where a NUL ends a string, so invalid UTF-8
+/// and NUL characters are refused (rank 0 refuses such writes as type_error).
+std::string string_problem(std::string_view s);
+
 /// Byte encoding of operations (journal records and messages to rank 0),
 /// appended to `out`.
 void encode(const op& o, std::string& out);
