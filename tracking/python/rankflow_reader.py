@@ -23,11 +23,14 @@ except ImportError:  # pragma: no cover
     pd = None
 
 FORMAT_MAJOR = 1
+RESERVED = "_rankflow"  # rankflow's own records in a run (the partition ledger), not fields
 
 
 def _str(v):
     if isinstance(v, bytes):
-        return v.decode("utf-8")
+        # rankflow refuses strings that are not UTF-8; a file written before
+        # that, or by another program, still reads (bad bytes become U+FFFD).
+        return v.decode("utf-8", errors="replace")
     if isinstance(v, np.ndarray) and v.shape == ():
         return _str(v[()])
     return v if isinstance(v, str) else str(v)
@@ -88,6 +91,8 @@ def _value(obj, kind):
 
 def _walk(group, prefix, out):
     for name in group:
+        if not prefix and name == RESERVED:
+            continue
         path = f"{prefix}/{name}" if prefix else name
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):

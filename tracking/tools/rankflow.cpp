@@ -7,6 +7,10 @@
 //   rankflow recover rankflow.h5               merge killed runs' journals
 //
 // Every command but `recover` opens files read-only.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +19,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -36,8 +41,8 @@ std::string num(double v) {
   return b;
 }
 
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
+// Appends `s` (valid UTF-8) to `o` with JSON's escapes.
+void json_escape(std::string_view s, std::string& o) {
   for (unsigned char c : s) {
     switch (c) {
       case '"':
@@ -56,13 +61,31 @@ std::string json_str(const std::string& s) {
         o += "\\r";
         break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
           char b[8];
           std::snprintf(b, sizeof b, "\\u%04x", c);
           o += b;
         } else {
           o += static_cast<char>(c);
         }
+    }
+  }
+}
+
+// A JSON string. JSON text is UTF-8, so bytes that are not (a file written
+// before rankflow refused them, or by another program) become U+FFFD, one
+// per byte that does not start a valid sequence.
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  std::string_view rest = s;
+  while (!rest.empty()) {
+    const auto bad = tr::invalid_utf8_at(rest);
+    const std::string_view good = rest.substr(0, bad);
+    rest.remove_prefix(good.size());
+    json_escape(good, o);
+    if (!rest.empty()) {
+      o += "\\ufffd";
+      rest.remove_prefix(1);
     }
   }
   return o + "\"";
@@ -344,9 +367,64 @@ void export_csv(const tr::run_record& rec, std::ostream& out) {
   }
 }
 
+// Output is checked, never assumed: a full disk, /dev/full or a closed
+// stdout must end the command with an error, not exit 0 with a cut file.
+std::string errno_text() { return errno ? std::string(": ") + std::strerror(errno) : std::string(); }
+
+// errno after a failed write of buffered output, when it still says why:
+// other calls between the write and the check may have changed it.
+std::string write_errno_text() {
+  for (int e : {ENOSPC, EDQUOT, EFBIG, EIO, EPIPE, EBADF, EROFS}) {
+    if (errno == e) return errno_text();
+  }
+  return " (a full disk, or an output that was closed?)";
+}
+
+void finish_stdout() {
+  std::cout.flush();
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    throw rankflow::storage_error("cannot write to standard output" + write_errno_text());
+  }
+}
+
+bool is_regular(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+void export_run(const tr::run_record& r, const std::string& format, std::ostream& out) {
+  if (format == "csv") {
+    export_csv(r, out);
+  } else {
+    export_json(r, out);
+  }
+}
+
+// Writes the export to `output`; on any failure the partial file is removed
+// (a regular file only: -o /dev/full must not unlink a device).
+void export_to_file(const tr::run_record& r, const std::string& format, const std::string& output) {
+  std::ofstream f(output, std::ios::trunc);
+  if (!f) throw rankflow::storage_error("cannot write '" + output + "'" + errno_text());
+  export_run(r, format, f);
+  f.flush();
+  std::string why = f ? "" : write_errno_text();
+  f.close();
+  if (why.empty() && !f) why = write_errno_text();
+  if (!why.empty()) {
+    const bool remove = is_regular(output);
+    if (remove) ::unlink(output.c_str());
+    throw rankflow::storage_error("cannot write '" + output + "'" + why +
+                                  (remove ? "; the partial file was removed" : ""));
+  }
+}
+
+const char* const commands[] = {"runs", "show", "export", "recover"};
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Format errors tell the user to name another file; here that is FILE.
+  tr::set_other_file_advice("pass the path of a rankflow experiment file as FILE");
   CLI::App app{"rankflow: read rankflow experiment files (HDF5). Every command but `recover` opens files read-only."};
   app.require_subcommand(1);
   std::string file, id, field, format = "json", output;
@@ -370,35 +448,54 @@ int main(int argc, char** argv) {
   auto* rec = app.add_subcommand("recover", "merge the journals of killed runs into the file (writes)");
   rec->add_option("FILE", file, "experiment file")->required();
 
+  // CLI11 would answer "A subcommand is required" to a misspelt one: name
+  // it and the commands there are instead.
+  if (argc > 1 && argv[1][0] != '-' && std::none_of(std::begin(commands), std::end(commands), [&](const char* c) {
+        return std::string(c) == argv[1];
+      })) {
+    std::cerr << "error: unknown command '" << argv[1]
+              << "'; the commands are: " << join({std::begin(commands), std::end(commands)}, ", ")
+              << " (see rankflow --help)\n";
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
-    if (runs->parsed()) return cmd_runs(file);
-    if (show->parsed()) return cmd_show(file, id, field, ledger_rows);
+    // A file that is not there is a mistake in FILE, not an empty experiment
+    // (a first job's sidecar may exist before the file does).
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0 && ::stat((file + ".d").c_str(), &st) != 0) {
+      throw rankflow::usage_error("'" + file + "' does not exist: pass the path of a rankflow experiment file as FILE");
+    }
+    int rc = 0;
+    if (runs->parsed()) rc = cmd_runs(file);
+    if (show->parsed()) rc = cmd_show(file, id, field, ledger_rows);
     if (exp->parsed()) {
       const auto r = tr::load_run(file, id, false);
-      std::ofstream f;
-      if (!output.empty()) {
-        f.open(output, std::ios::trunc);
-        if (!f) throw rankflow::storage_error("cannot write '" + output + "'");
-      }
-      std::ostream& out = output.empty() ? std::cout : f;
-      if (format == "csv") {
-        export_csv(r, out);
+      if (output.empty()) {
+        export_run(r, format, std::cout);
       } else {
-        export_json(r, out);
+        export_to_file(r, format, output);
       }
-      return 0;
     }
     if (rec->parsed()) {
       const auto ids = tr::recover(file);
       if (ids.empty()) std::cout << "nothing to recover in " << file << "\n";
-      for (const auto& i : ids) std::cout << "recovered " << i << " (status killed)\n";
-      return 0;
+      if (!ids.empty()) {
+        // recover() keeps the status a run recorded (a run that ended but
+        // was not merged stays succeeded or failed): print what it restored.
+        std::map<std::string, std::string> status;
+        for (const auto& i : tr::list_runs(file)) status[i.id] = i.status;
+        for (const auto& i : ids) {
+          std::cout << "recovered " << i << " (status " << (status.count(i) ? status[i] : "unknown") << ")\n";
+        }
+      }
     }
+    finish_stdout();
+    return rc;
   } catch (const rankflow::usage_error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
@@ -406,5 +503,4 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }
-  return 0;
 }
