@@ -307,6 +307,7 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   work.extra.clear();
   call.signature = detail::render(work);
   j.resuming = lg->resuming();
+  if (j.resuming) refuse_changed_inputs(*lg, j.step);
   if (!is_scheduler()) return j;
   j.recall = [lg, call] { return lg->take_recorded(call); };
   j.record = [lg, call, plan](const detail::partition_outcome& o, const char* data, std::size_t n) {
@@ -325,6 +326,29 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   };
   j.flush_record = [lg](bool force) { lg->flush(force); };
   return j;
+}
+
+void Runtime::refuse_changed_inputs(const tracking::partition_ledger& lg, const std::string& step) {
+  // Any rank may have assigned an input: gather what each refused (a
+  // resumed run only, so ordinary calls do not pay for it).
+  const std::string mine = lg.changed_inputs();
+  int len = static_cast<int>(std::min<std::size_t>(mine.size(), 1u << 20)), longest = 0;
+  detail::check_mpi(MPI_Allreduce(&len, &longest, 1, MPI_INT, MPI_MAX, st_.comm), "MPI_Allreduce");
+  if (longest == 0) return;
+  std::vector<int> lens(static_cast<std::size_t>(st_.size)), at(static_cast<std::size_t>(st_.size), 0);
+  detail::check_mpi(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, st_.comm), "MPI_Allgather");
+  for (int r = 1; r < st_.size; ++r) at[r] = at[r - 1] + lens[r - 1];
+  std::string all(static_cast<std::size_t>(at.back() + lens.back()), '\0');
+  detail::check_mpi(MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, st_.comm),
+                    "MPI_Allgatherv");
+  std::string what;
+  for (int r = 0; r < st_.size; ++r) {
+    if (lens[r]) what += (what.empty() ? "" : "; ") + all.substr(static_cast<std::size_t>(at[r]), lens[r]);
+  }
+  throw usage_error("--resume: " + step + ": run " + lg.run_id() +
+                    " recorded its results with other inputs: " + what +
+                    ". Reusing them would mix results of different inputs: resume with the same inputs, or start a "
+                    "new run (--resume no)");
 }
 
 std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const map_options& opts,

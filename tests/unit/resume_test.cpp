@@ -349,25 +349,25 @@ TEST(Resume, OtherRangeKindOrResultTypeIsRefused) {
   }
   {
     auto run = rt.start_run("sig", resume_in(file));
-    EXPECT_THROW_WITH((void)rt.parallel_map(rankflow::range(1000, 1000 + items), id_of,
-                                            {.chunk_size = chunk, .step = "s"}),
-                      rankflow::usage_error, "--resume: call #1", "range(1000, 1240)", "range(0, 240)", id);
+    EXPECT_THROW_WITH(
+        (void)rt.parallel_map(rankflow::range(1000, 1000 + items), id_of, {.chunk_size = chunk, .step = "s"}),
+        rankflow::usage_error, "--resume: call #1", "range(1000, 1240)", "range(0, 240)", id);
     run.fail("again");
   }
   {
     auto run = rt.start_run("sig", resume_in(file));
-    EXPECT_THROW_WITH((void)rt.mapreduce(
-                          rankflow::range(0, items), id_of, [](std::int64_t a, std::int64_t b) { return a + b; },
-                          {.chunk_size = chunk, .step = "s"}),
-                      rankflow::usage_error, "--resume: call #1", "mapreduce(range(0, 240))", "parallel_map");
+    EXPECT_THROW_WITH(
+        (void)rt.mapreduce(rankflow::range(0, items), id_of, [](std::int64_t a, std::int64_t b) { return a + b; },
+                           {.chunk_size = chunk, .step = "s"}),
+        rankflow::usage_error, "--resume: call #1", "mapreduce(range(0, 240))", "parallel_map");
     run.fail("again");
   }
   {
     auto run = rt.start_run("sig", resume_in(file));
-    EXPECT_THROW_WITH((void)rt.parallel_map(
-                          rankflow::range(0, items), [](std::int64_t i) { return static_cast<double>(i); },
-                          {.chunk_size = chunk, .step = "s"}),
-                      rankflow::usage_error, "--resume: call #1", "result double", "result long");
+    EXPECT_THROW_WITH(
+        (void)rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return static_cast<double>(i); },
+                              {.chunk_size = chunk, .step = "s"}),
+        rankflow::usage_error, "--resume: call #1", "result double", "result long");
     run.fail("again");
   }
   {
@@ -379,6 +379,90 @@ TEST(Resume, OtherRangeKindOrResultTypeIsRefused) {
       ASSERT_EQ(v.size(), static_cast<std::size_t>(items));
       EXPECT_EQ(v[items - 1], items - 1);
     }
+    run.stop();
+  }
+}
+
+// Resuming with other inputs once reused partitions computed with the old
+// ones and mixed them with new results (bigsum --seed 42, then --seed 7:
+// a sum of neither). Another value of a params/ field, assigned on any
+// rank, is refused at the next call on every rank; the run keeps its value.
+TEST(Resume, OtherParamsAreRefusedAndTheRunKeepsItsValue) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_params");
+  auto work = [&] {
+    return rt.parallel_map(rankflow::range(0, items), [](std::int64_t i) { return f(i); }, {.chunk_size = chunk});
+  };
+  std::string id;
+  {
+    auto run = rt.start_run("p", tracked_in(file));
+    id = run.id();
+    if (rt.is_scheduler()) run["params/seed"] = 42;
+    (void)work();
+    run.fail("stopped for the test");
+  }
+  const int assigner = rt.size() - 1;  // any rank may assign a parameter
+  {
+    auto run = rt.start_run("p", resume_in(file));
+    if (rt.rank() == assigner) run["params/seed"] = 7;
+    EXPECT_THROW_WITH((void)work(), rankflow::usage_error, "--resume", "params/seed was 42 in run " + id, "now 7",
+                      "rank " + std::to_string(assigner));
+    run.wait();
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(run["params/seed"].fetch<std::int64_t>(), 42);  // not overwritten
+    }
+    run.fail("refused");
+  }
+  {
+    // The same value again (and a parameter the first execution never set):
+    // the recorded partitions are reused.
+    auto run = rt.start_run("p", resume_in(file));
+    if (rt.rank() == assigner) {
+      run["params/seed"] = 42;
+      run["params/new_knob"] = 1.5;
+    }
+    auto v = work();
+    if (rt.is_scheduler()) {
+      ASSERT_EQ(v.size(), static_cast<std::size_t>(items));
+      EXPECT_EQ(v[17], f(17));
+    }
+    run.stop();
+  }
+}
+
+// run_options::inputs: what results depend on beyond params/ (a data file's
+// checksum, say), recorded as fields and checked the same way.
+TEST(Resume, DeclaredInputsAreChecked) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_inputs");
+  auto work = [&] {
+    return rt.mapreduce(
+        rankflow::range(0, items), [](std::int64_t i) { return f(i); }, [](double a, double b) { return a + b; },
+        {.chunk_size = chunk});
+  };
+  auto with_input = [&](const std::string& which, const std::string& sum) {
+    auto o = resume_in(file, which);
+    o.inputs["data/sha256"] = sum;
+    return o;
+  };
+  double first = 0;
+  {
+    auto run = rt.start_run("d", with_input("no", "abc"));
+    first = work();
+    run.wait();
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(run["data/sha256"].fetch<std::string>(), "abc");
+    }
+    run.fail("stopped for the test");
+  }
+  {
+    auto run = rt.start_run("d", with_input("last", "def"));
+    EXPECT_THROW_WITH((void)work(), rankflow::usage_error, "data/sha256 was \"abc\"", "now \"def\"");
+    run.fail("refused");
+  }
+  {
+    auto run = rt.start_run("d", with_input("last", "abc"));
+    EXPECT_EQ(work(), first);  // bit-identical, from the ledger
     run.stop();
   }
 }

@@ -556,6 +556,53 @@ class service {
   std::deque<detail::pending_send> out_;
 };
 
+// ------------------------------------------------------------ run inputs --
+
+namespace {
+
+/// An atom as compared on resume and shown in the refusal: the type and the
+/// exact value (floats with 17 digits, so that different bits differ).
+std::string input_text(const atom_value& a) {
+  char buf[40];
+  switch (a.type) {
+    case field_type::int_:
+      return std::to_string(a.i);
+    case field_type::bool_:
+      return a.i ? "true" : "false";
+    case field_type::float_:
+    case field_type::datetime:
+      std::snprintf(buf, sizeof buf, "%.17g", a.d);
+      return buf;
+    case field_type::string:
+      return "\"" + a.s + "\"";
+    default: {
+      std::string out = "[";
+      for (std::size_t k = 0; k < a.list.size(); ++k) out += (k ? ", \"" : "\"") + a.list[k] + "\"";
+      return out + "]";
+    }
+  }
+}
+
+// Inputs travel from rank 0 to every rank inside start_run's outcome
+// message: "path\x1fvalue\x1e" each (unit and record separators).
+std::string encode_inputs(const std::map<std::string, std::string>& in) {
+  std::string out;
+  for (const auto& [k, v] : in) out += k + '\x1f' + v + '\x1e';
+  return out;
+}
+std::map<std::string, std::string> decode_inputs(std::string_view s) {
+  std::map<std::string, std::string> out;
+  while (!s.empty()) {
+    const auto us = s.find('\x1f'), rs = s.find('\x1e');
+    if (us == std::string_view::npos || rs == std::string_view::npos || us > rs) break;
+    out.emplace(std::string(s.substr(0, us)), std::string(s.substr(us + 1, rs - us - 1)));
+    s.remove_prefix(rs + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
 // --------------------------------------------------------------- run_impl --
 
 class run_impl {
@@ -575,6 +622,17 @@ class run_impl {
   std::thread svc_thread;
   std::shared_ptr<partition_ledger> ledger;  // async and sync modes
   bool resumed = false;
+
+  // ---- --resume: what the run's results depend on (every rank)
+  /// The resumed execution's value of each input (params/..., and the
+  /// paths of run_options::inputs); a path it never set is absent.
+  std::map<std::string, std::string> resumed_inputs;
+  std::set<std::string> declared_inputs;  ///< run_options::inputs' paths
+  /// "params/seed: 42 in run RUN-3, 7 now", one per refused assignment.
+  std::vector<std::string> changed_inputs;
+  bool is_input(const std::string& path) const {
+    return path.rfind("params/", 0) == 0 || declared_inputs.count(path) != 0;
+  }
 
   // ---- this rank's pending operations
   struct series_buf {
@@ -922,6 +980,13 @@ class run_impl {
 
 // ------------------------------------------------------ partition_ledger --
 
+std::string partition_ledger::changed_inputs() const {
+  std::string out;
+  if (!run_) return out;
+  for (const auto& c : run_->changed_inputs) out += (out.empty() ? "" : "; ") + c;
+  return out;
+}
+
 std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_info& c) {
   std::map<std::int64_t, std::string> out;
   auto it = recorded_calls_.find(c.call);
@@ -1021,6 +1086,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   std::map<std::string, double, std::less<>> floors;
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded;
   std::map<std::int64_t, tracking::call_info> recorded_calls;
+  std::map<std::string, std::string> inputs_of_old;  // rank 0, resuming: params/ and declared inputs
   if (r.rank == 0) {
     try {
       if (provided < MPI_THREAD_MULTIPLE) {
@@ -1100,6 +1166,13 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
               if (e.ok) recorded[e.call][e.partition] = e.result;
             }
             recorded_calls = old.calls;
+            for (const auto& [path, f] : old.fields) {
+              const bool atom = f.type != field_type::none && !is_series(f.type) && f.type != field_type::file &&
+                                f.type != field_type::array;
+              if (atom && (path.rfind("params/", 0) == 0 || opts.inputs.count(path))) {
+                inputs_of_old[path] = tracking::input_text(f.atom);
+              }
+            }
             std::size_t reused = 0;
             for (const auto& [c, parts] : recorded) reused += parts.size();
             rec.keep_points = false;
@@ -1122,7 +1195,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
           journal.flush();  // survives kill -9 at once; fsync'd by the first wait()
         }
       }
-      msg = rec.info.id + '\n' + rec.info.name + '\n' + (resumed ? '1' : '0');
+      msg = rec.info.id + '\n' + rec.info.name + '\n' + (resumed ? '1' : '0') + '\n' + tracking::encode_inputs(inputs_of_old);
     } catch (...) {
       std::tie(k, msg) = tracking::classify(std::current_exception());
     }
@@ -1139,7 +1212,9 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   const auto nl2 = shared.find('\n', nl + 1);
   r.id = shared.substr(0, nl);
   if (r.mode == tracking_mode::read_only) r.name = shared.substr(nl + 1, nl2 - nl - 1);
-  r.resumed = nl2 != std::string::npos && shared.substr(nl2 + 1) == "1";
+  r.resumed = nl2 != std::string::npos && shared.compare(nl2 + 1, 1, "1") == 0;
+  if (r.resumed && shared.size() > nl2 + 3) r.resumed_inputs = tracking::decode_inputs(std::string_view(shared).substr(nl2 + 3));
+  for (const auto& [path, value] : opts.inputs) r.declared_inputs.insert(path);
   if (r.mode == tracking_mode::async || r.mode == tracking_mode::sync) {
     r.ledger = std::make_shared<tracking::partition_ledger>();
     r.ledger->run_ = &r;
@@ -1158,6 +1233,10 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
     if (r.mode != tracking_mode::read_only) {
       log::info() << "run " << r.id << " ('" << r.name << "') " << (r.resumed ? "resumed, " : "") << "tracking to "
                   << r.paths.file << " (" << to_string(r.mode) << ")";
+    }
+    // Declared inputs are fields like any other (checked on resume by assign).
+    if (r.writable()) {
+      for (const auto& [path, value] : opts.inputs) (*this)[path] = value;
     }
   }
 }
@@ -1484,6 +1563,18 @@ field_ref field_ref::operator[](std::string_view sub) const {
 
 void field_ref::assign(tracking::atom_value a) {
   r_->require_writable(path_);
+  if (r_->resumed && r_->is_input(path_)) {
+    // The run's recorded partitions were computed with the value it holds;
+    // another one now would mix results of two inputs. The run keeps its
+    // value, and the next collective call refuses to reuse anything.
+    const auto was = r_->resumed_inputs.find(path_);
+    const std::string now = tracking::input_text(a);
+    if (was != r_->resumed_inputs.end() && was->second != now) {
+      r_->changed_inputs.push_back(path_ + " was " + was->second + " in run " + r_->id + ", now " + now +
+                                   " (rank " + std::to_string(r_->rank) + ")");
+      return;
+    }
+  }
   op o;
   o.kind = op_kind::assign;
   o.rank = r_->rank;

@@ -41,6 +41,12 @@ class partition_ledger {
   /// when that execution's call #c did other work (another step, range or chunk).
   std::map<std::int64_t, std::string> take_recorded(const call_info& c);
 
+  /// This rank's assignments of another value to an input of the resumed
+  /// run (its params/ fields and run_options::inputs), which the run
+  /// refused: "" when none. The runtime gathers them at each collective
+  /// call of a resumed run and refuses the call on every rank.
+  std::string changed_inputs() const;
+
   /// Rank 0: records one partition's outcome. Entries are batched and handed
   /// to the journal when flush() finds them due (every 200 ms, 4 MiB, or forced).
   void record(const call_info& c, ledger_entry&& e);

@@ -45,6 +45,13 @@ struct run_options {
   /// such run a new one starts. Default: --resume / RANKFLOW_RESUME, and
   /// "last" in a job Slurm requeued (SLURM_RESTART_COUNT > 0).
   std::optional<std::string> resume;
+  /// What the run's results depend on besides its params/ fields: path ->
+  /// value, assigned as String fields when the run starts (by rank 0). On
+  /// --resume every input (these and any params/ field) must keep the value
+  /// the resumed run recorded: another value is not stored, and the next
+  /// collective call throws usage_error on every rank naming it, since the
+  /// results the run recorded would mix with results of other inputs.
+  std::map<std::string, std::string> inputs;
 };
 
 namespace tracking {
