@@ -2,13 +2,16 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <set>
@@ -1043,8 +1046,67 @@ std::vector<std::string> run_ids_in_file(hid_t f) {
   return ids;
 }
 
+// The copy a merge writes before renaming it over the experiment file:
+// `.<file>.tmp-<host>-<pid>` in the sidecar, so that recover can tell whose
+// it is (files of older versions are `.<file>.tmp-<pid>`).
+std::string temp_copy_prefix(const experiment_paths& p) { return "." + basename_of(p.file) + ".tmp-"; }
+
+std::string safe_host() {
+  auto h = this_host();
+  for (auto& c : h) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
+  }
+  return h;
+}
+
+/// Removes temp copies left by merges that were killed (kill -9 during the
+/// end-of-run copy leaves a whole copy of the experiment behind). Called with
+/// the sidecar's lock held: every merge writes its copy under that lock, so no
+/// copy is being written now. A copy from a live process of this host is
+/// still left alone, in case a writer lost its lock (a file system without
+/// working flock); its name says which host and process wrote it.
+std::vector<std::string> remove_stale_copies(const experiment_paths& p) {
+  std::vector<std::string> removed;
+  const auto prefix = temp_copy_prefix(p);
+  const auto me = safe_host();
+  for (const auto& name : list_dir(p.dir)) {
+    if (!name.starts_with(prefix)) continue;
+    const auto rest = name.substr(prefix.size());
+    const auto dash = rest.rfind('-');
+    const auto pid_text = dash == std::string::npos ? rest : rest.substr(dash + 1);
+    const auto host = dash == std::string::npos ? std::string() : rest.substr(0, dash);
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::atol(pid_text.c_str());
+    if ((host.empty() || host == me) && pid > 0 && pid != ::getpid() && (::kill(pid, 0) == 0 || errno == EPERM)) {
+      continue;  // its writer is alive
+    }
+    if (::unlink((p.dir + "/" + name).c_str()) == 0) removed.push_back(name);
+  }
+  return removed;
+}
+
+/// Closes a merge's copy after a failure. HDF5 1.10 frees a file's insides
+/// when the flush in H5Fclose fails (a full disk) yet keeps its id, and closes
+/// that id again at exit: a segfault in H5F__close_cb. So the copy (being
+/// thrown away; its blocks are what filled the disk) is truncated first, then
+/// flushed, and closed only when that flush worked, which leaves nothing for
+/// the close to fail on. If even that flush fails, the id is left open: HDF5
+/// closes it once at exit, which does not crash; closing it twice does.
+void abandon_copy(handle& f) noexcept {
+  if (!f) return;
+  const hid_t id = f.release();
+  const hid_t fapl = H5Fget_access_plist(id);
+  void* vfd = nullptr;
+  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(id, fapl, &vfd) >= 0 && vfd != nullptr) {
+    [[maybe_unused]] const int rc = ::ftruncate(*static_cast<int*>(vfd), 0);
+  }
+  if (fapl >= 0) H5Pclose(fapl);
+  if (H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0) H5Fclose(id);
+  H5Eclear2(H5E_DEFAULT);
+}
+
 void merge_locked(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
-  const auto tmp = p.dir + "/." + basename_of(p.file) + ".tmp-" + std::to_string(::getpid());
+  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
   // Whatever fails below, the copy goes; the experiment file is untouched.
   struct remove_tmp {
     const std::string& path;
@@ -1055,6 +1117,10 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
   } guard{tmp};
   {
     handle f;
+    struct close_on_error {
+      handle& f;
+      ~close_on_error() { abandon_copy(f); }  // f is empty once closed below
+    } closer{f};
     if (exists(p.file)) {
       copy_file(p.file, tmp);
       try {
@@ -1075,8 +1141,10 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
         },
         journal_path);
     check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
-    check(H5Fclose(f.id()), "H5Fclose", tmp);
-    f.release();
+    // Released before the check: a failed H5Fclose must not be retried by
+    // the handle's destructor (see abandon_copy).
+    const herr_t closed = H5Fclose(f.release());
+    check(closed, "H5Fclose", tmp);
   }
   fsync_path(tmp, false);
   if (::rename(tmp.c_str(), p.file.c_str()) != 0) throw storage_error(sys_error("cannot replace", p.file));
@@ -1321,6 +1389,7 @@ std::vector<std::string> recover(const std::string& file) {
   std::vector<std::string> done;
   if (!exists(p.dir)) return done;
   dir_lock lock(p);
+  remove_stale_copies(p);
   for (const auto& id : journal_ids(p)) {
     const auto j = p.journal(id);
     if (journal_is_live(j)) continue;

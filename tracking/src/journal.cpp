@@ -3,13 +3,18 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 namespace rankflow::tracking {
 
@@ -317,6 +322,33 @@ bool journal_is_live(const std::string& path) {
   const bool live = ::flock(fd, LOCK_SH | LOCK_NB) != 0;
   ::close(fd);
   return live;
+}
+
+long lock_holder(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  // Lines like "3: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; a waiter's
+  // line has "->" after the number and is not the holder.
+  char dev[64];
+  std::snprintf(dev, sizeof dev, "%02x:%02x:%llu", major(st.st_dev), minor(st.st_dev),
+                static_cast<unsigned long long>(st.st_ino));
+  std::ifstream in("/proc/locks");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string num, kind, adv, mode, pid, id;
+    ls >> num >> kind;
+    if (kind == "->") continue;
+    ls >> adv >> mode >> pid >> id;
+    if (kind == "FLOCK" && id == dev) return std::atol(pid.c_str());
+  }
+  return 0;
+}
+
+std::string this_host() {
+  char h[256] = {};
+  if (::gethostname(h, sizeof h - 1) != 0) return {};
+  return h;
 }
 
 }  // namespace rankflow::tracking

@@ -77,4 +77,12 @@ std::string read_range(const std::string& path, std::uint64_t offset, std::uint6
 /// True when some process holds the journal's writer lock (its run is live).
 bool journal_is_live(const std::string& path);
 
+/// The process on this host holding an flock on `path` (from /proc/locks),
+/// or 0 when none is seen here (no lock, or one held from another host over
+/// a network file system). For messages: who to wait for or kill.
+long lock_holder(const std::string& path);
+
+/// This host's name ("" when unknown).
+std::string this_host();
+
 }  // namespace rankflow::tracking
