@@ -1313,6 +1313,25 @@ std::string create_run(const experiment_paths& p, journal_writer& out) {
   return id;
 }
 
+namespace {
+// Why a run cannot be resumed now: who holds it, and what to do.
+std::string still_running(const std::string& file, const run_info& r) {
+  const auto journal = experiment_paths(file).journal(r.id);
+  std::string hosts;
+  for (const auto& h : std::set<std::string>(r.hosts.begin(), r.hosts.end())) hosts += (hosts.empty() ? "" : ", ") + h;
+  std::string who;
+  if (const long pid = lock_holder(journal); pid > 0) {
+    who = "process " + std::to_string(pid) + " on " + (this_host().empty() ? "this host" : this_host()) + " holds it";
+  } else {
+    who = "a process on another host holds it";
+  }
+  return "run " + r.id + " ('" + r.name + "') of '" + file + "' is still running: its journal " + journal +
+         " is locked (" + who + (hosts.empty() ? "" : "; the run started on " + hosts) +
+         "). Wait for that job to end, or kill its processes (after `kill -9` of mpirun its ranks can live on), " +
+         "then resume again";
+}
+}  // namespace
+
 std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested) {
   const auto runs = list_runs(file);
   if (requested.starts_with("slurm-job:")) {
@@ -1329,7 +1348,12 @@ std::string find_resumable(const std::string& file, const std::string& name, con
   }
   if (requested.empty() || requested == "last") {
     for (auto it = runs.rbegin(); it != runs.rend(); ++it) {
-      if (it->name == name && (it->status == "killed" || it->status == "failed")) return it->id;
+      if (it->name != name) continue;
+      // A later run still held by a live process (after kill -9 of mpirun its
+      // ranks can live on, holding the journal's lock) is what the user means
+      // to resume: starting a new run would abandon its finished partitions.
+      if (it->status == "running") throw usage_error("--resume: " + still_running(file, *it));
+      if (it->status == "killed" || it->status == "failed") return it->id;
     }
     return {};
   }
@@ -1343,10 +1367,7 @@ std::string find_resumable(const std::string& file, const std::string& name, con
       throw usage_error("--resume " + requested + ": the run succeeded, there is nothing to resume; run without " +
                         "--resume to start a new run");
     }
-    if (r.status == "running") {
-      throw usage_error("--resume " + requested + ": the run is still running in another job (its journal is locked)" +
-                        "; wait for it to end or stop it first");
-    }
+    if (r.status == "running") throw usage_error("--resume " + requested + ": " + still_running(file, r));
     return r.id;
   }
   std::string known;
