@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <vector>
 
 #include <cstdio>
@@ -29,9 +30,12 @@ double row_sum(const double* x, std::size_t n) noexcept {
 
 const char* to_string(mode m) noexcept {
   switch (m) {
-    case mode::automatic: return "auto";
-    case mode::materialize: return "materialize";
-    case mode::stream: return "stream";
+    case mode::automatic:
+      return "auto";
+    case mode::materialize:
+      return "materialize";
+    case mode::stream:
+      return "stream";
   }
   return "?";
 }
@@ -82,6 +86,12 @@ void validate(const params& p) {
                                 std::to_string(p.cols));
   }
   if (p.block_rows < 0) throw rankflow::usage_error("bigsum: --block-rows must be >= 0 (0 = automatic)");
+  // One row is generated whole even when streaming; its bytes, and the
+  // matrix's, are computed below without wrapping.
+  if (static_cast<std::uint64_t>(p.cols) > std::numeric_limits<std::size_t>::max() / sizeof(double)) {
+    throw rankflow::usage_error("bigsum: --cols " + std::to_string(p.cols) +
+                                " makes one row larger than this machine can address (2^64 bytes)");
+  }
   if (p.save && p.how == mode::stream) {
     throw rankflow::usage_error("bigsum: --save needs the matrix in memory; use --mode materialize (or auto)");
   }
@@ -116,9 +126,9 @@ class partition_timer {
       total += counts[static_cast<std::size_t>(r)];
     }
     std::vector<double> all(rank == 0 ? static_cast<std::size_t>(total) : 0);
-    rankflow::detail::check_mpi(MPI_Gatherv(done_.data(), n, MPI_DOUBLE, all.data(), counts.data(), displs.data(),
-                                            MPI_DOUBLE, 0, comm),
-                                "MPI_Gatherv");
+    rankflow::detail::check_mpi(
+        MPI_Gatherv(done_.data(), n, MPI_DOUBLE, all.data(), counts.data(), displs.data(), MPI_DOUBLE, 0, comm),
+        "MPI_Gatherv");
     for (std::size_t k = 0; k + 1 < all.size(); k += 2) out.emplace_back(static_cast<std::int64_t>(all[k]), all[k + 1]);
     std::sort(out.begin(), out.end());
     return out;
@@ -142,7 +152,12 @@ result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
 
   result r;
   r.partitions = plan.count;
-  r.bytes = static_cast<std::uint64_t>(p.rows) * cols * sizeof(double);
+  // rows * cols * 8 wrapped to 0 for --rows 1 --cols 2^61, which passed the
+  // memory check and wrote a 2 MiB buffer far past its end. Saturate: a
+  // matrix over 2^64 bytes never fits.
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.rows), cols * sizeof(double), &r.bytes)) {
+    r.bytes = std::numeric_limits<std::uint64_t>::max();
+  }
   r.used = p.how;
 
   const rankflow::range mine = rt.owned_items(rows, plan.chunk);
@@ -150,7 +165,10 @@ result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
   if (p.how != mode::stream) {
     // Decide together: the largest block any rank must hold against the
     // smallest budget any rank has.
-    std::uint64_t need = static_cast<std::uint64_t>(mine.size()) * cols * sizeof(double);
+    std::uint64_t need = 0;
+    if (__builtin_mul_overflow(static_cast<std::uint64_t>(mine.size()), cols * sizeof(double), &need)) {
+      need = std::numeric_limits<std::uint64_t>::max();
+    }
     const rankflow::memory_budget budget = rankflow::query_memory(comm);
     std::uint64_t avail = budget.per_rank_bytes / 10 * 9;  // leave 10% for everything else
     rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &need, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
@@ -184,38 +202,46 @@ result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
                                 "MPI_Allreduce");
     world.barrier();
     t0 = clock_type::now();
-    r.sum = rt.mapreduce(
-        rows,
-        [&](std::int64_t i) {
-          timer.before(i);
-          const double s = row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols);
-          timer.after(i);
-          return s;
-        },
-        plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
+    r.sum = rt.mapreduce(rows,
+                         [&](std::int64_t i) {
+                           timer.before(i);
+                           const double s = row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols);
+                           timer.after(i);
+                           return s;
+                         },
+                         plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
     r.sum_ms = ms_since(t0);
     if (p.save && tracked) {
       t0 = clock_type::now();
       tracked->write_array("matrix", std::span<const double>(buf.data(), static_cast<std::size_t>(mine.size()) * cols),
-                           {static_cast<std::uint64_t>(mine.size()), cols},
-                           {static_cast<std::uint64_t>(p.rows), cols}, {static_cast<std::uint64_t>(mine.first), 0});
+                           {static_cast<std::uint64_t>(mine.size()), cols}, {static_cast<std::uint64_t>(p.rows), cols},
+                           {static_cast<std::uint64_t>(mine.first), 0});
       r.save_ms = ms_since(t0);
     }
   } else {
+    // Streaming holds one row per thread: it must fit too.
+    const rankflow::memory_budget budget = rankflow::query_memory(comm);
+    std::uint64_t avail = budget.per_rank_bytes / 10 * 9;
+    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+    if (cols * sizeof(double) > avail) {
+      throw rankflow::resource_error("bigsum: one row of " + std::to_string(p.cols) + " columns needs " +
+                                     rankflow::format_bytes(cols * sizeof(double)) + ", " +
+                                     rankflow::format_bytes(avail) + " available on each rank (" + budget.source +
+                                     "): use fewer columns");
+    }
     world.barrier();
     const auto t0 = clock_type::now();
-    r.sum = rt.mapreduce(
-        rows,
-        [&](std::int64_t i) {
-          thread_local std::vector<double> row;
-          timer.before(i);
-          row.resize(cols);
-          generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
-          const double s = row_sum(row.data(), cols);
-          timer.after(i);
-          return s;
-        },
-        plus, {.chunk_size = plan.chunk, .step = "stream"});
+    r.sum = rt.mapreduce(rows,
+                         [&](std::int64_t i) {
+                           thread_local std::vector<double> row;
+                           timer.before(i);
+                           row.resize(cols);
+                           generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
+                           const double s = row_sum(row.data(), cols);
+                           timer.after(i);
+                           return s;
+                         },
+                         plus, {.chunk_size = plan.chunk, .step = "stream"});
     r.sum_ms = ms_since(t0);
   }
   r.partition_ms = timer.gather(comm, rt.rank(), rt.size());

@@ -1,10 +1,37 @@
 // mpirun -n N bigsum [--rows 80000] [--cols 80000] [--seed S] [--mode auto|materialize|stream] [--block-rows B]
+#include <charconv>
 #include <cstdio>
+#include <limits>
 #include <map>
 
 #include <CLI/CLI.hpp>
 
 #include "bigsum.hpp"
+
+namespace {
+
+// CLI11 turns "99999999999999999999" into INT64_MAX and "-1" into a huge
+// unsigned seed without a word, and its range check prints "Value 0 not in
+// range 0.000000 to 1.79e308". Numbers are checked here first, strictly.
+template <class T>
+CLI::Validator whole_number(T lo, T hi, const char* what) {
+  return CLI::Validator(
+      [lo, hi, what](std::string& text) -> std::string {
+        T v{};
+        const char* b = text.data();
+        const char* e = b + text.size();
+        const auto [end, ec] = std::from_chars(b, e, v);
+        const std::string range = std::to_string(lo) + " to " + std::to_string(hi);
+        if (ec == std::errc::result_out_of_range || (ec == std::errc() && end == e && (v < lo || v > hi))) {
+          return "'" + text + "' is out of range: " + what + " from " + range;
+        }
+        if (ec != std::errc() || end != e) return "'" + text + "' is not a whole number: " + what + " from " + range;
+        return {};
+      },
+      std::string(what));
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   rankflow::Runtime rt(argc, argv, {.program_handles_help = true});
@@ -14,9 +41,16 @@ int main(int argc, char** argv) {
   CLI::App app{
       "bigsum: the sum of a rows x cols matrix of uniform [0, 1) doubles, on every MPI rank.\n"
       "The matrix and the printed sum are the same for any number of ranks and either mode."};
-  app.add_option("--rows", p.rows, "matrix rows")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--cols", p.cols, "matrix columns")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--seed", p.seed, "generator seed")->capture_default_str();
+  constexpr auto int_max = std::numeric_limits<std::int64_t>::max();
+  app.add_option("--rows", p.rows, "matrix rows")
+      ->capture_default_str()
+      ->check(whole_number<std::int64_t>(1, int_max, "give rows"));
+  app.add_option("--cols", p.cols, "matrix columns")
+      ->capture_default_str()
+      ->check(whole_number<std::int64_t>(1, int_max, "give columns"));
+  app.add_option("--seed", p.seed, "generator seed")
+      ->capture_default_str()
+      ->check(whole_number<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max(), "give a seed"));
   app.add_option("--mode", p.how,
                  "materialize: each rank fills and sums its rows in memory; stream: rows are generated and summed "
                  "on the fly in constant memory; auto: materialize when it fits")
@@ -27,7 +61,7 @@ int main(int argc, char** argv) {
       ->default_str("auto");
   app.add_option("--block-rows", p.block_rows, "rows per partition (0: automatic, about 2048 partitions)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(whole_number<std::int64_t>(0, int_max, "give rows per partition (0: automatic)"));
   app.add_flag("--save", p.save,
                "store the materialised matrix in the run as the Array 'matrix' (collective parallel HDF5 write)");
   app.footer("\n" + rankflow::help_text());

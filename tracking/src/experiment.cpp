@@ -46,17 +46,19 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-void make_dirs(const std::string& path) {
-  std::string cur;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    auto slash = path.find('/', start);
-    if (slash == std::string::npos) slash = path.size();
-    cur = path.substr(0, slash);
-    if (!cur.empty() && ::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      throw storage_error(sys_error("cannot create directory", cur));
-    }
-    start = slash + 1;
+// The sidecar `<file>.d` is created next to the experiment file, but never
+// the directories above it: a mistyped --experiment (a/b/c/x.h5) would
+// otherwise scatter runs into a tree nobody looks at.
+void make_sidecar_dir(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (::stat(parent.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw usage_error("the experiment file's directory '" + parent + "' does not exist (or is not a directory): " +
+                      "create it first (mkdir -p '" + parent + "') or choose another experiment file");
+  }
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw storage_error(sys_error("cannot create directory", path));
   }
 }
 
@@ -72,7 +74,7 @@ void fsync_path(const std::string& path, bool directory) {
 class dir_lock {
  public:
   explicit dir_lock(const experiment_paths& p) {
-    make_dirs(p.dir);
+    make_sidecar_dir(p.dir);
     const auto path = p.dir + "/lock";
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) throw storage_error(sys_error("cannot open lock", path));
