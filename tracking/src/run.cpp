@@ -1430,6 +1430,9 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
   if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
   auto& r = *impl_;
   const std::string path(name);
+  // Stopped and read-only are the same on every rank (stop() is collective,
+  // the mode is rank 0's): refused at once, with no collective to wait in.
+  r.require_writable(path);
   // Everything one rank could find wrong on its own is checked first and the
   // verdicts are agreed on (one allreduce) before any collective HDF5 call:
   // a rank throwing alone would leave the others waiting in H5Fcreate or
@@ -1438,7 +1441,6 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
   std::string why;
   try {
     validate_path(path);
-    r.require_writable(path);
     why = block_problem(n, block_shape, global_shape, offset);
     const auto file = r.paths.array_absolute(r.id, path);
     if (why.empty() && r.mode != tracking_mode::debug && file.size() > tracking::array_path_limit) {
