@@ -1108,8 +1108,15 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
       } else {
         tracking::check_file(r.paths.file);  // a bad file is refused before anything is created
         const auto recovered = tracking::recover(r.paths.file);
-        for (const auto& id : recovered) {
-          log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (it was killed; status 'killed')";
+        if (!recovered.empty()) {
+          // recover() keeps the status a run recorded (one that ended but
+          // was not merged stays succeeded or failed): say what it restored.
+          std::map<std::string, std::string> status;
+          for (const auto& i : tracking::list_runs(r.paths.file)) status[i.id] = i.status;
+          for (const auto& id : recovered) {
+            log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (its job ended before merging it; status '"
+                        << (status.count(id) ? status[id] : "unknown") << "')";
+          }
         }
         const auto& resume = opts.resume ? opts.resume : ctx.resume;
         std::string resume_id;
@@ -1563,6 +1570,23 @@ field_ref field_ref::operator[](std::string_view sub) const {
   return field_ref(r_, std::move(full));
 }
 
+namespace {
+// Rank 0 refuses such strings too (at wait(), for every rank's writes); the
+// writing rank checks first so that the error points at the line that wrote.
+void check_text(const std::string& path, const char* type, std::string_view v) {
+  if (auto why = tracking::string_problem(v); !why.empty()) {
+    throw type_error(std::string(type) + " value for '" + path + "' refused: " + why);
+  }
+}
+void check_texts(const std::string& path, const char* type, const std::vector<std::string>& v) {
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if (auto why = tracking::string_problem(v[k]); !why.empty()) {
+      throw type_error(std::string(type) + " value for '" + path + "' refused: item " + std::to_string(k) + ": " + why);
+    }
+  }
+}
+}  // namespace
+
 void field_ref::assign(tracking::atom_value a) {
   r_->require_writable(path_);
   if (r_->resumed && r_->is_input(path_)) {
@@ -1612,6 +1636,7 @@ field_ref& field_ref::operator=(bool v) {
   return *this;
 }
 field_ref& field_ref::operator=(const std::string& v) {
+  check_text(path_, "String", v);
   auto a = atom(field_type::string);
   a.s = v;
   assign(std::move(a));
@@ -1624,18 +1649,21 @@ field_ref& field_ref::operator=(timestamp v) {
   return *this;
 }
 field_ref& field_ref::operator=(const std::vector<std::string>& v) {
+  check_texts(path_, "StringList", v);
   auto a = atom(field_type::string_list);
   a.list = v;
   assign(std::move(a));
   return *this;
 }
 field_ref& field_ref::operator=(const std::set<std::string>& v) {
+  for (const auto& x : v) check_text(path_, "StringSet", x);
   auto a = atom(field_type::string_set);
   a.list.assign(v.begin(), v.end());
   assign(std::move(a));
   return *this;
 }
 void field_ref::add(const std::vector<std::string>& v) {
+  check_texts(path_, "StringSet", v);
   r_->require_writable(path_);
   op o;
   o.kind = op_kind::add;
@@ -1661,6 +1689,7 @@ void field_ref::append_int(std::int64_t v, point_options o) {
   r_->after_op();
 }
 void field_ref::append(const std::string& v, point_options o) {
+  check_text(path_, "StringSeries", v);
   if (r_->stopped || !r_->writable()) r_->require_writable(path_);
   auto& b = r_->buffer_for(path_, field_type::string_series);
   r_->point(b, o);
