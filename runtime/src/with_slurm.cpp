@@ -44,6 +44,29 @@ std::string quote(const std::string& s) {
 
 std::string basename_of(const std::string& p) { return p.substr(p.find_last_of('/') + 1); }
 
+// Values end up on #SBATCH lines of a bash script: a line break in one would
+// start a shell command of the job (found by tests/fuzz/flags_fuzz.cpp).
+const std::string& one_line(const std::string& flag, const std::string& v) {
+  if (v.find_first_of("\n\r") != std::string::npos)
+    throw usage_error(flag + " takes a value without line breaks, got '" + v + "'");
+  return v;
+}
+
+// The command line quoted in a comment: control characters are escaped.
+std::string comment_text(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string self_exe() {
   char buf[4096];
   const auto n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -126,19 +149,19 @@ slurm_submission parse_submission(const std::vector<std::string>& args, std::vec
         continue;
       }
       if (name == "--mem") {
-        s.mem = take();
+        s.mem = one_line(name, take());
         continue;
       }
       if (name == "--time") {
-        s.time = take();
+        s.time = one_line(name, take());
         continue;
       }
       if (name == "--partition") {
-        s.partition = take();
+        s.partition = one_line(name, take());
         continue;
       }
       if (name == "--job-dir") {
-        s.job_dir = take();
+        s.job_dir = one_line(name, take());
         if (s.job_dir.empty()) throw usage_error("--job-dir expects a directory");
         continue;
       }
@@ -159,17 +182,17 @@ slurm_submission parse_submission(const std::vector<std::string>& args, std::vec
 std::string batch_script(const slurm_submission& s, const std::string& program, const std::vector<std::string>& args,
                          const std::string& cwd, const std::string& log_pattern, const std::string& origin) {
   std::string out = "#!/bin/bash\n";
-  out += "# Written by rankflow --with slurm for:\n#   " + origin + "\n";
+  out += "# Written by rankflow --with slurm for:\n#   " + comment_text(origin) + "\n";
   out += "# Resubmit it with `sbatch THIS_FILE`, after editing the #SBATCH lines if you like.\n";
-  out += "#SBATCH --job-name=" + basename_of(program) + "\n";
+  out += "#SBATCH --job-name=" + comment_text(basename_of(program)) + "\n";
   out += "#SBATCH --ntasks=" + std::to_string(s.ntasks) + "\n";
   if (s.nodes) out += "#SBATCH --nodes=" + std::to_string(s.nodes) + "\n";
   if (s.cpus_per_task) out += "#SBATCH --cpus-per-task=" + std::to_string(s.cpus_per_task) + "\n";
-  if (!s.mem.empty()) out += "#SBATCH --mem=" + s.mem + "\n";
-  if (!s.time.empty()) out += "#SBATCH --time=" + s.time + "\n";
-  if (!s.partition.empty()) out += "#SBATCH --partition=" + s.partition + "\n";
-  out += "#SBATCH --output=" + log_pattern + "\n";
-  out += "#SBATCH --chdir=" + cwd + "\n";
+  if (!s.mem.empty()) out += "#SBATCH --mem=" + one_line("--mem", s.mem) + "\n";
+  if (!s.time.empty()) out += "#SBATCH --time=" + one_line("--time", s.time) + "\n";
+  if (!s.partition.empty()) out += "#SBATCH --partition=" + one_line("--partition", s.partition) + "\n";
+  out += "#SBATCH --output=" + one_line("--job-dir", log_pattern) + "\n";
+  out += "#SBATCH --chdir=" + one_line("the current directory", cwd) + "\n";
   out += "set -euo pipefail\n";
   if (::geteuid() == 0)
     out += "export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # submitted as root\n";

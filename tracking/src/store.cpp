@@ -165,17 +165,21 @@ class reader {
   std::vector<std::string> strs() {
     const auto n = get<std::uint32_t>();
     std::vector<std::string> v;
-    v.reserve(std::min<std::uint32_t>(n, 1u << 20));
+    v.reserve(std::min<std::size_t>(n, left() / 4));  // each string takes at least its 4-byte length
     for (std::uint32_t k = 0; k < n; ++k) v.push_back(str());
     return v;
   }
   template <class T>
   void array(std::vector<T>& v, std::size_t n) {
-    need(n * sizeof(T));
+    // n comes from the record: compare before multiplying, which could wrap.
+    if (n > left() / sizeof(T)) throw format_error("tracking record is truncated or damaged");
     v.resize(n);
-    std::memcpy(v.data(), d_.data() + pos_, n * sizeof(T));
+    if (n) std::memcpy(v.data(), d_.data() + pos_, n * sizeof(T));  // an empty vector's data() may be null
     pos_ += n * sizeof(T);
   }
+  /// Bytes not read yet: a count read from a record is checked against them
+  /// before anything is sized by it, so a damaged count costs no memory.
+  std::size_t left() const noexcept { return d_.size() - pos_; }
 
  private:
   void need(std::size_t n) const {
@@ -384,7 +388,7 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       if (p.type == field_type::float_series) r.array(p.f, n);
       if (p.type == field_type::int_series) r.array(p.i, n);
       if (p.type == field_type::string_series) {
-        p.s.reserve(n);
+        p.s.reserve(std::min<std::uint64_t>(n, r.left() / 4));
         for (std::uint64_t k = 0; k < n; ++k) p.s.push_back(r.str());
       }
       break;
@@ -421,7 +425,10 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       c.chunk = r.get<std::int64_t>();
       c.partitions = r.get<std::int64_t>();
       const auto n = r.get<std::uint64_t>();
-      if (n > data.size()) throw format_error("tracking record is truncated or damaged");
+      // An entry takes at least 61 bytes: more entries than that cannot be
+      // there, and resizing to a damaged count would allocate ~150 bytes each.
+      constexpr std::size_t min_entry = 3 * 8 + 4 + 2 * 8 + 4 + 1 + 4 + 8;
+      if (n > r.left() / min_entry) throw format_error("tracking record is truncated or damaged");
       auto& v = o.ledger.entries;
       v.resize(n);
       for (auto& e : v) {
