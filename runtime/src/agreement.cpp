@@ -133,20 +133,31 @@ std::string render(const call_signature& s) {
   return out;
 }
 
-std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s) {
+std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s,
+                             unsigned spin_us) {
   (void)rank;
   if (size <= 1) return {};
   const std::uint64_t h = signature_hash(op, s);
   // min(h) and min(~h) = ~max(h) in one reduction: equal everywhere iff
   // min == max.
   std::uint64_t in[2] = {h, ~h}, out[2] = {0, 0};
-  check_mpi(MPI_Allreduce(in, out, 2, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+  // Non-blocking, polled with the engine's backoff: a blocking MPI_Allreduce
+  // busy-waits for as long as the last rank takes to arrive (rank 0 writing
+  // output between two calls, say), holding a core the whole time.
+  MPI_Request req = MPI_REQUEST_NULL;
+  check_mpi(MPI_Iallreduce(in, out, 2, MPI_UINT64_T, MPI_MIN, comm, &req), "MPI_Iallreduce");
+  backoff idle(1000, spin_us);
+  for (int done = 0;;) {
+    check_mpi(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) break;
+    idle.wait();
+  }
   if (out[0] == ~out[1]) return {};
   return explain(comm, size, op, s);
 }
 
-void agree(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s) {
-  if (std::string why = agree_or_explain(comm, rank, size, op, s); !why.empty()) throw usage_error(why);
+void agree(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s, unsigned spin_us) {
+  if (std::string why = agree_or_explain(comm, rank, size, op, s, spin_us); !why.empty()) throw usage_error(why);
 }
 
 }  // namespace rankflow::detail

@@ -133,6 +133,12 @@ const flag_spec flags[] = {
      [](config& c, std::string_view f, std::string_view v) {
        c.peer_timeout_s = v == "0" ? 0.0 : parse_seconds(f, v);
      }},
+    {"spin-us", "RANKFLOW_SPIN_US", "MICROSECONDS",
+     "an idle rank polls (yielding the CPU) this long before it sleeps between polls; 0: sleep at once (default "
+     "200)",
+     [](config& c, std::string_view f, std::string_view v) {
+       c.spin_us = static_cast<unsigned>(std::min<std::size_t>(parse_count(f, v, 0), 10'000'000));
+     }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
     {"resume", "RANKFLOW_RESUME", "[RUN]",

@@ -231,17 +231,22 @@ class scheduler {
   };
 
   void run_dynamic() {
-    backoff idle;
+    backoff idle(1000, st_.cfg.spin_us);
     const int active = std::max(1, std::min(j_.active_ranks, st_.size));
     for (;;) {
       bool busy = poll();
       check_signal(active);
       if (!failure_) {
+        // No worker is given more than its share of what is left: a call of
+        // 2 partitions at -n 2 runs one here and one on rank 1 at once,
+        // instead of both on rank 1 while rank 0 waits.
+        const std::int64_t left = j_.plan.count - next_;
+        const std::int64_t share = std::clamp<std::int64_t>((left + active - 1) / active, 1, window);
         for (int r = 1; r < active; ++r) {
           if (!eligible(r)) continue;
           std::int64_t p = 0;
           int attempt = 0;
-          while (inflight_[r] < window && take(r, active, p, attempt)) {
+          while (inflight_[r] < share && take(r, active, p, attempt)) {
             send_small(st_, r, tag_ctrl,
                        frame_with({kind::assign, static_cast<std::uint32_t>(attempt), st_.op, p, j_.plan.count}));
             ++inflight_[r];
@@ -276,7 +281,7 @@ class scheduler {
       }
       poll();
     }
-    backoff idle;
+    backoff idle(1000, st_.cfg.spin_us);
     while (done_workers_ < st_.size - 1) {
       if (poll()) {
         idle.reset();
@@ -532,7 +537,7 @@ class worker {
   }
 
   void wait_for_stop() {
-    backoff idle;
+    backoff idle(1000, st_.cfg.spin_us);
     while (!stopped_) {
       drain_ctrl();
       check_signal();

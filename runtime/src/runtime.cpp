@@ -163,7 +163,7 @@ Runtime::~Runtime() {
     end.call = "the end of the program (rankflow::Runtime destroyed)";
     std::string why;
     try {
-      why = detail::agree_or_explain(st_.comm, st_.rank, st_.size, ++st_.op, end);
+      why = detail::agree_or_explain(st_.comm, st_.rank, st_.size, ++st_.op, end, st_.cfg.spin_us);
     } catch (const std::exception& e) {
       why = e.what();
     }
@@ -191,7 +191,7 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
     sig.extra = "experiment \"" + (opts.experiment.empty() ? st_.cfg.experiment : opts.experiment) + "\"";
     if (opts.resume) sig.extra += ", resume \"" + *opts.resume + "\"";
     if (!opts.with_id.empty()) sig.extra += ", with_id \"" + opts.with_id + "\"";
-    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig, st_.cfg.spin_us);
   }
   tracking::run_context ctx;
   ctx.comm = st_.comm;
@@ -265,7 +265,7 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
                               const detail::call_signature& sig) {
   // Before anything else, and before any check that could throw on some
   // ranks only: the ranks agree that they make this same call.
-  detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+  detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig, st_.cfg.spin_us);
   if (std::int64_t n = 0; sig.has_range && !sig.container && __builtin_sub_overflow(sig.last, sig.first, &n)) {
     throw usage_error(std::string(default_step) + ": range(" + std::to_string(sig.first) + ", " +
                       std::to_string(sig.last) + ") holds more than 2^63 - 1 items: split it into smaller ranges");

@@ -1476,7 +1476,7 @@ void Runtime::drive(const std::function<void(Scheduler&)>& driver) {
     sig.call = "drive";
     sig.extra = "tasks";
     for (const auto& [name, def] : tasks_) sig.extra += " " + name;
-    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig);
+    detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig, st_.cfg.spin_us);
   }
   driving_ = true;
   struct unset {

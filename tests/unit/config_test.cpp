@@ -140,3 +140,13 @@ TEST(Config, LabelsAreACommaListOfSafeNames) {
   EXPECT_THROW_WITH(parse_config({"--labels", "a b"}, &rest), rankflow::usage_error, "--labels", "[A-Za-z0-9_.:-]",
                     "'a b'");
 }
+
+TEST(Config, SpinMicroseconds) {
+  EXPECT_EQ(parse_config({}, nullptr).spin_us, 200u);
+  EXPECT_EQ(parse_config({"--spin-us", "0"}, nullptr).spin_us, 0u);
+  setenv("RANKFLOW_SPIN_US", "50", 1);
+  EXPECT_EQ(parse_config({}, nullptr).spin_us, 50u);
+  unsetenv("RANKFLOW_SPIN_US");
+  EXPECT_THROW_WITH(parse_config({"--spin-us", "-3"}, nullptr), rankflow::usage_error, "--spin-us");
+  EXPECT_THROW_WITH(parse_config({"--spin-us", "soon"}, nullptr), rankflow::usage_error, "--spin-us");
+}

@@ -52,10 +52,14 @@ std::string demangle(const std::type_info& t);
 /// Returns when all agree. Otherwise throws usage_error on every rank with
 /// one message naming each distinct call and the ranks that made it; nothing
 /// of the call has run. Costs one MPI_Allreduce of two 64-bit integers.
-void agree(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s);
+/// A rank that waits for the others polls for `spin_us` (yielding the CPU),
+/// then sleeps between polls (see config::spin_us), instead of busy-waiting
+/// in MPI for as long as the slowest rank computes before its call.
+void agree(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s, unsigned spin_us = 200);
 
 /// As agree(), but returns the message instead of throwing ("" when all
 /// agree): for callers that must not throw (a destructor).
-std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s);
+std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op, const call_signature& s,
+                             unsigned spin_us = 200);
 
 }  // namespace rankflow::detail

@@ -39,6 +39,12 @@ struct config {
   /// off) ends the job with an error naming it, instead of a silent hang.
   /// 0 turns the watch off.
   double peer_timeout_s = 60.0;
+  /// --spin-us: how long an idle rank keeps polling (yielding the CPU between
+  /// polls) after its last message before it starts to sleep between polls.
+  /// Short waits inside a call (a result, the end of the call) then cost
+  /// what MPI costs instead of a sleep (~50 us at least); a rank idle for
+  /// longer sleeps (backing off to 1 ms) and leaves the core to others.
+  unsigned spin_us = 200;
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;
