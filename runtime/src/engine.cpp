@@ -2,11 +2,14 @@
 // carries the op number so a rank that made a different call fails loudly.
 //
 // schedule::dynamic
-//   rank 0 keeps up to `window` partitions assigned to each worker, refills a
-//   worker as its results arrive, and runs partitions itself in between (so
-//   -n 1 works and -n 2 uses both cores). A failed partition goes back to a
-//   queue and is retried on another rank. After a final failure rank 0 stops
-//   assigning, waits for what is in flight, then sends STOP(fail).
+//   rank 0 hands partitions to workers in batches (guided self-scheduling:
+//   about left / (2 * ranks) at a time, one at a time near the end), refills a
+//   worker when half its last batch is back, and runs partitions itself in
+//   between (so -n 1 works and -n 2 uses both cores). Workers return results
+//   in batches too. A failed partition goes back to a queue and is retried on
+//   another rank. After a final failure rank 0 stops assigning, sends CANCEL
+//   (workers drop what they have not started and say how much), waits for
+//   what is in flight, then sends STOP(fail).
 // schedule::blocked
 //   each rank runs its own contiguous block of partitions (the data lives
 //   there) and retries in place. Workers send each result, then DONE. On a
@@ -44,7 +47,28 @@ constexpr int tag_data = 200;  // workers -> rank 0 (201: continuation segments)
 // 2, workers ran dry and slept (bigsum stream at -n 2: 246 ms, 1.65x over
 // -n 1); with 4, 201 ms (1.97x). More would only unbalance the tail.
 constexpr int window = 4;
+// The largest batch of partitions in one assignment. Guided batches start at
+// left / (2 * ranks): bounded, so that a huge call still spreads its first
+// partitions over time and a CANCEL has little to drop.
+constexpr std::int64_t max_batch = 1024;
+// ... and at most about this much work, by the partitions' measured cost
+// (before any is known: `window` partitions). A guided batch sized by count
+// alone would hand a quarter of a call to a rank that may be ten times
+// slower; by time, a slow rank holds at most ~1 ms of the others' work.
+constexpr double batch_work_s = 1e-3;
+// A worker sends the results it holds when its queue is empty, or when the
+// oldest has waited this long, or when they grow past these sizes: trivial
+// partitions share one message, and a partition that takes milliseconds is
+// reported as soon as it ends (rank 0 refills and records from results).
+constexpr double result_batch_s = 200e-6;
+constexpr std::int64_t result_batch_entries = 256;
+constexpr std::size_t result_batch_bytes = std::size_t{1} << 20;
 
+// assign: body = u32 n, then n x (i64 partition, u32 attempt).
+// result: header.partition = n entries; body = n x (i64 partition, u32
+//         attempt, f64 start, f64 end, u64 size, size bytes of result).
+// done:   blocked: the worker's block is finished; dynamic: after a CANCEL,
+//         body = i64 partitions it dropped unstarted.
 enum class kind : std::uint32_t { assign = 1, cancel, stop, result, fail, done };
 
 struct header {
@@ -204,7 +228,12 @@ std::vector<std::uint8_t> recall_finished(const runtime_state& st, const job& j)
 class scheduler {
  public:
   scheduler(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused)
-      : st_(st), j_(j), reused_(reused), progress_(st.cfg, j.step, j.plan.count, true), inflight_(st.size, 0) {
+      : st_(st),
+        j_(j),
+        reused_(reused),
+        progress_(st.cfg, j.step, j.plan.count, true),
+        inflight_(st.size, 0),
+        last_batch_(st.size, 0) {
     for (auto r : reused_) completed_ += r;
     if (completed_) progress_.update(completed_);
   }
@@ -237,24 +266,11 @@ class scheduler {
       bool busy = poll();
       check_signal(active);
       if (!failure_) {
-        // No worker is given more than its share of what is left: a call of
-        // 2 partitions at -n 2 runs one here and one on rank 1 at once,
-        // instead of both on rank 1 while rank 0 waits.
-        const std::int64_t left = j_.plan.count - next_;
-        const std::int64_t share = std::clamp<std::int64_t>((left + active - 1) / active, 1, window);
         for (int r = 1; r < active; ++r) {
-          if (!eligible(r)) continue;
-          std::int64_t p = 0;
-          int attempt = 0;
-          while (inflight_[r] < share && take(r, active, p, attempt)) {
-            send_small(st_, r, tag_ctrl,
-                       frame_with({kind::assign, static_cast<std::uint32_t>(attempt), st_.op, p, j_.plan.count}));
-            ++inflight_[r];
-            ++inflight_total_;
-          }
+          if (eligible(r)) feed(r, active);
         }
       }
-      if (inflight_total_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
+      if (inflight_total_ == 0 && cancels_out_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
       std::int64_t p = 0;
       int attempt = 0;
       if (!failure_ && eligible(0) && take(0, active, p, attempt)) {
@@ -291,6 +307,42 @@ class scheduler {
     }
   }
 
+  // Gives worker r batches until it holds its share of what is left (at
+  // most `window`) or more than half of its last batch. No worker gets more
+  // than its share: a call of 2 partitions at -n 2 runs one here and one on
+  // rank 1 at once, instead of both on rank 1 while rank 0 waits.
+  void feed(int r, int active) {
+    for (;;) {
+      const std::int64_t left = j_.plan.count - next_ + static_cast<std::int64_t>(retry_.size());
+      if (left <= 0) return;
+      const std::int64_t share = std::clamp<std::int64_t>((left + active - 1) / active, 1, window);
+      if (inflight_[r] >= share && inflight_[r] > last_batch_[r] / 2) return;
+      std::int64_t want = std::clamp<std::int64_t>((left + 2 * active - 1) / (2 * active), 1, max_batch);
+      const std::int64_t by_cost =
+          mean_cost_ < 0 ? window
+                         : std::clamp<std::int64_t>(
+                               static_cast<std::int64_t>(batch_work_s / std::max(mean_cost_, 1e-9)), 1, max_batch);
+      want = std::min(want, by_cost);
+      bytes f = frame_with({kind::assign, 0, st_.op, -1, j_.plan.count});
+      const std::size_t count_at = f.size();
+      encode(f, std::uint32_t{0});
+      std::uint32_t n = 0;
+      std::int64_t p = 0;
+      int attempt = 0;
+      while (n < want && take(r, active, p, attempt)) {
+        encode(f, p);
+        encode(f, static_cast<std::uint32_t>(attempt));
+        ++n;
+      }
+      if (n == 0) return;
+      std::memcpy(f.data() + count_at, &n, sizeof n);
+      send_small(st_, r, tag_ctrl, std::move(f));
+      inflight_[r] += n;
+      inflight_total_ += n;
+      last_batch_[r] = n;
+    }
+  }
+
   // Next partition for rank r: a retry that last failed elsewhere, else a new one.
   bool eligible(int r) const { return j_.eligible.empty() || j_.eligible[static_cast<std::size_t>(r)] != 0; }
 
@@ -319,11 +371,12 @@ class scheduler {
   // Runs partition p on rank 0; returns true on success.
   bool run_here(std::int64_t p, int attempt, int active) {
     log::set_partition(p);
-    const double t0 = j_.record ? unix_now() : 0.0;
+    const double t0 = unix_now();
     try {
       encoded_.clear();
       j_.run_local(p, j_.record ? &encoded_ : nullptr);
       log::set_partition(-1);
+      learn_cost(unix_now() - t0);
       if (j_.record) {
         j_.record({p, 0, t0, unix_now(), attempt, true, -1, {}}, encoded_.data(), encoded_.size());
       }
@@ -374,6 +427,15 @@ class scheduler {
       for (int r = 1; r < st_.size; ++r) {
         send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
       }
+    } else {
+      // Batches may hold many partitions: workers drop what they have not
+      // started and answer with a DONE saying how many.
+      for (int r = 1; r < st_.size; ++r) {
+        if (inflight_[r] > 0) {
+          send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
+          ++cancels_out_;
+        }
+      }
     }
   }
 
@@ -388,20 +450,37 @@ class scheduler {
       if (h.op != st_.op) protocol_error(st_, h, st_.op, j_.plan.count);
       const int r = in.source;
       switch (h.k) {
-        case kind::result:
-          if (j_.sched == schedule::dynamic) release(r);
-          log::set_partition(h.partition);
-          j_.accept(h.partition, body(in), body_size(in));
-          log::set_partition(-1);
-          if (j_.record) {
-            j_.record({h.partition, r, h.start, h.end, static_cast<int>(h.attempt), true, -1, {}}, body(in),
-                      body_size(in));
+        case kind::result: {
+          const char* d = body(in);
+          std::size_t n = body_size(in);
+          constexpr std::size_t entry_head = 8 + 4 + 8 + 8 + 8;
+          for (std::int64_t k = 0; k < h.partition; ++k) {
+            if (n < entry_head) throw error("rankflow: malformed result batch from rank " + std::to_string(r));
+            const auto p = decode<std::int64_t>(d, 8);
+            const auto attempt = decode<std::uint32_t>(d + 8, 4);
+            const auto t0 = decode<double>(d + 12, 8);
+            const auto t1 = decode<double>(d + 20, 8);
+            const auto size = decode<std::uint64_t>(d + 28, 8);
+            d += entry_head;
+            n -= entry_head;
+            if (size > n || p < 0 || p >= j_.plan.count) {
+              throw error("rankflow: malformed result batch from rank " + std::to_string(r));
+            }
+            if (j_.sched == schedule::dynamic) release(r, 1);
+            learn_cost(t1 - t0);
+            log::set_partition(p);
+            j_.accept(p, d, size);
+            log::set_partition(-1);
+            if (j_.record) j_.record({p, r, t0, t1, static_cast<int>(attempt), true, -1, {}}, d, size);
+            d += size;
+            n -= size;
+            completed();
           }
-          completed();
           break;
+        }
         case kind::fail: {
           // An interruption report is not the answer to an assignment.
-          if (j_.sched == schedule::dynamic && h.partition != interrupted_partition) release(r);
+          if (j_.sched == schedule::dynamic && h.partition != interrupted_partition) release(r, 1);
           failure_info fi = read_failure(body(in), body_size(in));
           fi.start = h.start;
           fi.end = h.end;
@@ -409,7 +488,13 @@ class scheduler {
           break;
         }
         case kind::done:
-          ++done_workers_;
+          if (j_.sched == schedule::dynamic) {
+            // The answer to a CANCEL: partitions the worker dropped unstarted.
+            release(r, body_size(in) >= 8 ? decode<std::int64_t>(body(in), 8) : 0);
+            --cancels_out_;
+          } else {
+            ++done_workers_;
+          }
           break;
         default:
           throw error("rankflow: unexpected message kind " + std::to_string(static_cast<unsigned>(h.k)) +
@@ -420,18 +505,28 @@ class scheduler {
     return any;
   }
 
-  void release(int r) {
-    --inflight_[r];
-    --inflight_total_;
+  // Mean seconds per partition (moving average), for batch sizes.
+  void learn_cost(double s) {
+    if (!(s >= 0)) return;
+    mean_cost_ = mean_cost_ < 0 ? s : 0.8 * mean_cost_ + 0.2 * s;
+  }
+
+  void release(int r, std::int64_t n) {
+    inflight_[r] -= n;
+    inflight_total_ -= n;
   }
 
   runtime_state& st_;
   const job& j_;
   const std::vector<std::uint8_t>& reused_;  // empty, or 1 for each partition an earlier execution finished
   progress_meter progress_;
-  bytes encoded_;  // rank 0's own result, encoded for the ledger (reused)
-  std::vector<int> inflight_;
-  int inflight_total_ = 0;
+  bytes encoded_;                         // rank 0's own result, encoded for the ledger (reused)
+  std::vector<std::int64_t> inflight_;    // partitions assigned to each worker and not yet answered
+  std::vector<std::int64_t> last_batch_;  // size of each worker's last batch
+  std::int64_t inflight_total_ = 0;
+  int cancels_out_ = 0;
+  double mean_cost_ =
+      -1;  // seconds per partition; -1 until one is known  // CANCELs sent in a dynamic call whose DONE has not come
   int done_workers_ = 0;
   std::int64_t next_ = 0;
   std::int64_t completed_ = 0;
@@ -448,6 +543,7 @@ class worker {
   void run() {
     if (j_.sched == schedule::blocked) run_blocked();
     wait_for_stop();
+    flush_results();  // nothing is left unsent (a STOP comes only after every result)
     for (auto& s : sends_) s.wait();
     if (failure_) raise_failure(st_, j_, *failure_);
   }
@@ -465,22 +561,37 @@ class worker {
   }
 
  private:
-  // Runs p once; sends its result or failure. Returns true on success.
+  // Runs p once; adds its result to the batch or sends its failure. Returns
+  // true on success.
   bool attempt(std::int64_t p, int attempt_no, bool report_failure) {
     const double t0 = unix_now();
-    bytes f = frame_with({kind::result, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, 0.0});
+    if (results_.empty()) {
+      results_ = frame_with({kind::result, 0, st_.op, 0, j_.plan.count});
+      oldest_ = t0;
+    }
+    const std::size_t entry = results_.size();
+    encode(results_, p);
+    encode(results_, static_cast<std::uint32_t>(attempt_no));
+    encode(results_, t0);
+    encode(results_, 0.0);               // end, filled below
+    encode(results_, std::uint64_t{0});  // size, filled below
     log::set_partition(p);
     try {
-      j_.run_remote(p, f);
+      j_.run_remote(p, results_);
       const double t1 = unix_now();
-      std::memcpy(f.data() + frame_header_bytes + offsetof(header, end), &t1, sizeof t1);
+      const std::uint64_t size = results_.size() - entry - (8 + 4 + 8 + 8 + 8);
+      std::memcpy(results_.data() + entry + 20, &t1, sizeof t1);
+      std::memcpy(results_.data() + entry + 28, &size, sizeof size);
     } catch (const item_failure& e) {
+      results_.resize(entry);
+      if (entries_ == 0) results_.clear();
       log::set_partition(-1);
       if (!report_failure) {
         log::warn() << j_.step << ": partition " << p << " failed (attempt " << attempt_no << " of " << j_.retries + 1
                     << "), item " << e.item << ": " << e.message << "; retrying here";
         return false;
       }
+      flush_results();
       bytes ff =
           frame_with({kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, unix_now()});
       append_failure(ff, {st_.rank, attempt_no, e.item, p, e.message});
@@ -488,8 +599,22 @@ class worker {
       return false;
     }
     log::set_partition(-1);
-    send(std::move(f));
+    ++entries_;
+    if ((j_.sched == schedule::dynamic && queue_.empty()) || entries_ >= result_batch_entries ||
+        results_.size() >= result_batch_bytes || unix_now() - oldest_ >= result_batch_s) {
+      flush_results();
+    }
     return true;
+  }
+
+  // Sends the batched results, if any (count in the header's partition field).
+  void flush_results() {
+    if (entries_ == 0) return;
+    const std::int64_t n = entries_;
+    std::memcpy(results_.data() + frame_header_bytes + offsetof(header, partition), &n, sizeof n);
+    send(std::move(results_));
+    results_.clear();
+    entries_ = 0;
   }
 
   void send(bytes&& f) {
@@ -508,6 +633,7 @@ class worker {
       if (!ok) break;
       drain_ctrl();
     }
+    flush_results();
     send(frame_with({kind::done, 0, st_.op, -1, j_.plan.count}));
     done_sent_ = true;
   }
@@ -519,11 +645,27 @@ class worker {
       const header h = read_header(in);
       if (h.op != st_.op || h.partitions != j_.plan.count) protocol_error(st_, h, st_.op, j_.plan.count);
       switch (h.k) {
-        case kind::assign:
-          queue_.push_back({h.partition, static_cast<int>(h.attempt)});
+        case kind::assign: {
+          const char* d = body(in);
+          const std::size_t sz = body_size(in);
+          const auto n = sz >= 4 ? decode<std::uint32_t>(d, 4) : 0u;
+          if (sz != 4 + std::size_t{n} * 12) throw error("rankflow: malformed assignment from rank 0");
+          for (std::uint32_t k = 0; k < n; ++k) {
+            queue_.push_back(
+                {decode<std::int64_t>(d + 4 + 12 * k, 8), static_cast<int>(decode<std::uint32_t>(d + 12 + 12 * k, 4))});
+          }
           break;
+        }
         case kind::cancel:
           cancelled_ = true;
+          if (j_.sched == schedule::dynamic) {
+            // Drop what has not started; say how much, after the results.
+            bytes done = frame_with({kind::done, 0, st_.op, -1, j_.plan.count});
+            encode(done, static_cast<std::int64_t>(queue_.size()));
+            queue_.clear();
+            flush_results();
+            send(std::move(done));
+          }
           break;
         case kind::stop: {
           stopped_ = true;
@@ -558,6 +700,9 @@ class worker {
   const std::vector<std::uint8_t>& reused_;
   std::deque<std::pair<std::int64_t, int>> queue_;
   std::deque<pending_send> sends_;
+  bytes results_;             // batched results not yet sent (a frame), or empty
+  std::int64_t entries_ = 0;  // results in results_
+  double oldest_ = 0;         // when the first of them started
   bool stopped_ = false;
   bool cancelled_ = false;
   bool signal_reported_ = false;

@@ -13,13 +13,12 @@ std::string rank_text(int r) { return "rank " + std::to_string(r); }
 TEST(Failure, ThrowOnRankZeroReachesEveryRank) {
   auto& rt = test_runtime();
   // Blocked schedule pins item 0 to rank 0.
-  EXPECT_THROW_WITH(rt.parallel_map(
-                        rankflow::range(0, 40),
-                        [](std::int64_t i) -> int {
-                          if (i == 0) throw std::runtime_error("bad row 0");
-                          return 1;
-                        },
-                        {.chunk_size = 1, .sched = rankflow::schedule::blocked}),
+  EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 40),
+                                    [](std::int64_t i) -> int {
+                                      if (i == 0) throw std::runtime_error("bad row 0");
+                                      return 1;
+                                    },
+                                    {.chunk_size = 1, .sched = rankflow::schedule::blocked}),
                     rankflow::task_error, "item 0", rank_text(0), "bad row 0", "std::runtime_error",
                     test_runtime().hosts()[0]);
 }
@@ -51,13 +50,12 @@ TEST(Failure, ThrowOnAWorkerNamesThatWorker) {
 
 TEST(Failure, MapreduceThrowsEverywhereToo) {
   auto& rt = test_runtime();
-  EXPECT_THROW_WITH(rt.mapreduce(
-                        rankflow::range(0, 1000),
-                        [](std::int64_t i) -> double {
-                          if (i == 777) throw std::domain_error("NaN ahead");
-                          return 1.0;
-                        },
-                        std::plus<>(), {.chunk_size = 10}),
+  EXPECT_THROW_WITH(rt.mapreduce(rankflow::range(0, 1000),
+                                 [](std::int64_t i) -> double {
+                                   if (i == 777) throw std::domain_error("NaN ahead");
+                                   return 1.0;
+                                 },
+                                 std::plus<>(), {.chunk_size = 10}),
                     rankflow::task_error, "item 777", "NaN ahead", "mapreduce");
 }
 
@@ -65,13 +63,12 @@ TEST(Failure, RetriesMoveAFailedPartitionToAnotherRank) {
   auto& rt = test_runtime();
   const int bad = rt.size() - 1;
   auto run = [&] {
-    return rt.parallel_map(
-        rankflow::range(0, 60),
-        [&](std::int64_t) {
-          if (rt.rank() == bad) throw std::runtime_error("flaky node");
-          return rt.rank();
-        },
-        {.chunk_size = 1, .retries = 1});
+    return rt.parallel_map(rankflow::range(0, 60),
+                           [&](std::int64_t) {
+                             if (rt.rank() == bad) throw std::runtime_error("flaky node");
+                             return rt.rank();
+                           },
+                           {.chunk_size = 1, .retries = 1});
   };
   if (rt.size() == 1) {
     // Nowhere else to go: both attempts fail on rank 0.
@@ -87,13 +84,12 @@ TEST(Failure, RetriesMoveAFailedPartitionToAnotherRank) {
 
 TEST(Failure, RetriesThatRunOut) {
   auto& rt = test_runtime();
-  EXPECT_THROW_WITH(rt.parallel_map(
-                        rankflow::range(0, 30),
-                        [](std::int64_t i) -> int {
-                          if (i == 13) throw std::runtime_error("always broken");
-                          return 0;
-                        },
-                        {.chunk_size = 2, .retries = 2, .step = "flaky-step"}),
+  EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 30),
+                                    [](std::int64_t i) -> int {
+                                      if (i == 13) throw std::runtime_error("always broken");
+                                      return 0;
+                                    },
+                                    {.chunk_size = 2, .retries = 2, .step = "flaky-step"}),
                     rankflow::task_error, "after 3 attempts", "item 13", "always broken", "flaky-step");
 }
 
@@ -149,17 +145,16 @@ TEST(Interrupt, SignalOnOneRankStopsTheCallEverywhere) {
   const int who = rt.size() - 1;
   for (auto sched : {rankflow::schedule::dynamic, rankflow::schedule::blocked}) {
     bool raised = false;
-    EXPECT_THROW_WITH(rt.parallel_map(
-                          rankflow::range(0, 4000),
-                          [&](std::int64_t i) {
-                            if (rt.rank() == who && !raised) {
-                              raised = true;
-                              std::raise(SIGUSR1);
-                            }
-                            std::this_thread::sleep_for(std::chrono::microseconds(50));
-                            return i;
-                          },
-                          {.chunk_size = 1, .sched = sched}),
+    EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 4000),
+                                      [&](std::int64_t i) {
+                                        if (rt.rank() == who && !raised) {
+                                          raised = true;
+                                          std::raise(SIGUSR1);
+                                        }
+                                        std::this_thread::sleep_for(std::chrono::microseconds(50));
+                                        return i;
+                                      },
+                                      {.chunk_size = 1, .sched = sched}),
                       rankflow::interrupted, "interrupted by SIGUSR1 on rank " + std::to_string(who));
     rankflow::detail::clear_pending_signal();
     rankflow::detail::install_signal_handlers();  // the handler is one-shot
@@ -168,5 +163,33 @@ TEST(Interrupt, SignalOnOneRankStopsTheCallEverywhere) {
     if (rt.is_scheduler()) {
       EXPECT_EQ(r.size(), 10u);
     }
+  }
+}
+
+// Dynamic calls hand out partitions in batches sized by their measured
+// cost. Here the first partitions are cheap (so batches grow to hundreds)
+// and later ones slow: after item 300 fails, workers must drop what they
+// have not started (CANCEL) instead of working through a batch of slow
+// partitions before the error reaches anyone.
+TEST(Failure, AFailureCancelsQueuedBatches) {
+  auto& rt = test_runtime();
+  std::int64_t ran = 0;
+  EXPECT_THROW_WITH(rt.parallel_map(rankflow::range(0, 5000),
+                                    [&](std::int64_t i) {
+                                      ++ran;
+                                      if (i == 300) throw std::runtime_error("bad item 300");
+                                      if (i >= 200) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                      return i;
+                                    },
+                                    {.chunk_size = 1}),
+                    rankflow::task_error, "item 300", "bad item 300");
+  MPI_Allreduce(MPI_IN_PLACE, &ran, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_GE(ran, 1);
+  EXPECT_LT(ran, 700) << "partitions kept running after the failure";
+  // And the runtime is in step for the next call.
+  auto v = rt.parallel_map(rankflow::range(0, 3000), [](std::int64_t i) { return 2 * i; }, {.chunk_size = 1});
+  if (rt.is_scheduler()) {
+    ASSERT_EQ(v.size(), 3000u);
+    for (std::int64_t i = 0; i < 3000; ++i) ASSERT_EQ(v[static_cast<std::size_t>(i)], 2 * i);
   }
 }
