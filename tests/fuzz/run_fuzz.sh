@@ -15,7 +15,7 @@ set -u
 fuzzer=$1 seeds=$2 work=$3 seconds=$4 mode=${5:-}
 mkdir -p "$work/corpus"
 rm -f "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* "$work"/slow-unit-*
-opts=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
+opts=(-max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
   -artifact_prefix="$work/")
 [ "$mode" = hdf5 ] && opts+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
 "$fuzzer" "${opts[@]}" "$work/corpus" "$seeds" > "$work/fuzz.log" 2>&1
