@@ -26,6 +26,7 @@
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -62,6 +63,15 @@ constexpr double batch_work_s = 1e-3;
 // reported as soon as it ends (rank 0 refills and records from results).
 constexpr double result_batch_s = 200e-6;
 constexpr std::int64_t result_batch_entries = 256;
+// A poll for messages (MPI_Improbe) costs ~2 us here (MPI_THREAD_MULTIPLE,
+// every transport progressed), 20 times a trivial partition: a rank with
+// partitions to run polls at most this often, and at once when it has none.
+constexpr std::int64_t poll_every_ns = 10'000;
+
+std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 constexpr std::size_t result_batch_bytes = std::size_t{1} << 20;
 
 // assign: body = u32 n, then n x (i64 partition, u32 attempt).
@@ -262,18 +272,25 @@ class scheduler {
   void run_dynamic() {
     backoff idle(1000, st_.cfg.spin_us);
     const int active = std::max(1, std::min(j_.active_ranks, st_.size));
+    bool ran_last = false;
+    std::int64_t last_poll = 0;
     for (;;) {
-      bool busy = poll();
-      check_signal(active);
-      if (!failure_) {
-        for (int r = 1; r < active; ++r) {
-          if (eligible(r)) feed(r, active);
+      bool busy = false;
+      if (const std::int64_t now = steady_ns(); !ran_last || now - last_poll >= poll_every_ns) {
+        last_poll = now;
+        busy = poll();
+        check_signal(active);
+        if (!failure_) {
+          for (int r = 1; r < active; ++r) {
+            if (eligible(r)) feed(r, active);
+          }
         }
       }
       if (inflight_total_ == 0 && cancels_out_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
       std::int64_t p = 0;
       int attempt = 0;
-      if (!failure_ && eligible(0) && take(0, active, p, attempt)) {
+      ran_last = !failure_ && eligible(0) && take(0, active, p, attempt);
+      if (ran_last) {
         run_here(p, attempt, active);
         busy = true;
       }
@@ -287,6 +304,7 @@ class scheduler {
 
   void run_blocked() {
     const auto own = blocked_partitions(j_.plan.count, 0, st_.size);
+    std::int64_t last_poll = steady_ns();
     for (std::int64_t p = own.first; p < own.last && !failure_; ++p) {
       if (is_reused(p)) continue;
       check_signal(1);
@@ -295,7 +313,10 @@ class scheduler {
         if (run_here(p, attempt, 1) || failure_) break;
         retry_.clear();  // blocked: the retry happens here, in place
       }
-      poll();
+      if (const std::int64_t now = steady_ns(); now - last_poll >= poll_every_ns) {
+        last_poll = now;
+        poll();
+      }
     }
     backoff idle(1000, st_.cfg.spin_us);
     while (done_workers_ < st_.size - 1) {
@@ -680,9 +701,13 @@ class worker {
 
   void wait_for_stop() {
     backoff idle(1000, st_.cfg.spin_us);
+    std::int64_t last_poll = 0;
     while (!stopped_) {
-      drain_ctrl();
-      check_signal();
+      if (const std::int64_t now = steady_ns(); queue_.empty() || now - last_poll >= poll_every_ns) {
+        last_poll = now;
+        drain_ctrl();
+        check_signal();
+      }
       if (!queue_.empty()) {
         auto [p, a] = queue_.front();
         queue_.pop_front();
