@@ -15,10 +15,10 @@ SEED=${RANKFLOW_KILL_SEED:-$(( $(date +%s) % 100000 ))}
 RANDOM=$SEED
 echo "kill_campaign: $ROUNDS rounds, seed $SEED"
 rm -rf kill_campaign && mkdir kill_campaign && cd kill_campaign || exit 1
-# 1000 partitions of 40 rows: about 0.7 s of summing at -n 2 on 2 cores, so a
+# 800 partitions of 40 rows: about 0.6 s of summing at -n 2 on 2 cores, so a
 # kill lands in MPI start-up, mid-run, in the end-of-run merge or after the end.
-ARGS=(--rows 40000 --cols 40000 --block-rows 40 --mode stream --progress off)
-PARTS=1000
+ARGS=(--rows 32000 --cols 40000 --block-rows 40 --mode stream --progress off)
+PARTS=800
 
 run 2 "$BIGSUM" "${ARGS[@]}" --tracking-mode debug
 [ "$RC" -eq 0 ] || fail "reference bigsum exited $RC: $OUT"
@@ -50,12 +50,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
     timeout 120 "$MPIEXEC" --oversubscribe -n $np "$BIGSUM" "${ARGS[@]}" --experiment "$EXP" "${resume[@]}" \
       > "$log" 2>&1 &
     pid=$!
-    # The first attempt is always killed, a resume every other time (at most
-    # three kills a round): kills during resume's reopen and reuse count too.
+    # The first attempt is always killed, the first resume every other time
+    # (kills during resume's reopen and reuse count too): at most two kills a
+    # round keeps 20 rounds near 90 s on 2 cores.
     killed=""
-    if [ $attempt -eq 1 ] || { [ $attempt -le 3 ] && [ $((RANDOM % 2)) -eq 0 ]; }; then
-      # Any moment from MPI start-up to about a typical end (0-1.4 s).
-      ms=$((RANDOM % 1400))
+    if [ $attempt -eq 1 ] || { [ $attempt -eq 2 ] && [ $((RANDOM % 2)) -eq 0 ]; }; then
+      # Any moment from MPI start-up to about a typical end (0-1.2 s).
+      ms=$((RANDOM % 1200))
       sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
       victims=($(ranks_of "$EXP"))
       if [ $((RANDOM % 3)) -eq 0 ] || [ ${#victims[@]} -eq 0 ]; then
@@ -70,11 +71,34 @@ for ((r = 1; r <= ROUNDS; r++)); do
       fi
       echo "round $r attempt $attempt (-n $np): kill -9 $what" >> campaign.log
     fi
+    # Killed or not, the job must end: a job still there 30 s after its kill
+    # (or 60 s after its start) is a hang, recorded with every process's
+    # stacks before it is ended.
+    t0=$SECONDS
+    limit=$([ -n "$killed" ] && echo 30 || echo 60)
+    while [ -z "$(ps -o stat= -p $pid | grep -v Z)" ] || [ $((SECONDS - t0)) -lt $limit ]; do
+      [ -z "$(ps -o stat= -p $pid | grep -v Z)" ] && break
+      sleep 0.2
+    done
+    if [ -n "$(ps -o stat= -p $pid | grep -v Z)" ]; then
+      hang=hang-r$r-a$attempt.txt
+      { ps -ef --forest | grep -E "mpiexec|bigsum|prted|orted" | grep -v grep
+        for q in $(ranks_of "$EXP") $(pgrep -P "$(pgrep -P $pid | head -1)") $(pgrep -P $pid); do
+          echo "--- $q: $(tr '\0' ' ' < /proc/$q/cmdline | cut -c1-120)"
+          timeout 20 gdb -p "$q" -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E '^#|^Thread'
+        done; } > "$hang" 2>&1
+      pkill -9 -f "^$BIGSUM .*--experiment $EXP( |\$)"
+      pkill -9 -P $pid
+      wait $pid 2>/dev/null
+      fail "round $r attempt $attempt (seed $SEED): the job did not end $limit s after ${killed:+kill -9 of $what and }its start; stacks in $PWD/$hang: $(cat "$log")"
+    fi
     wait $pid 2>/dev/null  # (no "Killed" line from bash)
     rc=$?
-    # Orphans of a killed mpirun still hold the run's lock: wait for them to
-    # notice (Open MPI ends them when their daemon goes), then end them.
-    if ! gone "$EXP" 10; then
+    # Orphans of a killed mpirun still hold the run's lock: give them 2 s to
+    # notice their daemon is gone, then end them as a node's reboot would.
+    orphans=$(ranks_of "$EXP" | wc -l)
+    if ! gone "$EXP" 2; then
+      echo "round $r attempt $attempt: $orphans orphaned rank(s) ended with kill -9" >> campaign.log
       pkill -9 -f "^$BIGSUM .*--experiment $EXP( |\$)"
       gone "$EXP" 10 || fail "round $r: ranks of $EXP did not exit"
     fi
