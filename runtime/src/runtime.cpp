@@ -270,6 +270,9 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
     throw usage_error(std::string(default_step) + ": range(" + std::to_string(sig.first) + ", " +
                       std::to_string(sig.last) + ") holds more than 2^63 - 1 items: split it into smaller ranges");
   }
+  // After the agreement: a rank whose foreach has more items than the
+  // others must not throw alone while they wait in the next call.
+  if (std::string_view(default_step) == "foreach") check_splits(plan.items);
   if (opts.retries < 0) throw usage_error("map_options::retries must be >= 0, got " + std::to_string(opts.retries));
   if (opts.chunk_size < 0) {
     throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));

@@ -100,6 +100,11 @@ TEST(Agreement, EveryArgumentThatChangesTheWorkIsCompared) {
   std::vector<int> items(odd ? 7 : 5, 1);
   EXPECT_THROW_WITH(rt.parallel_map(items, [](int x) { return x; }), rankflow::usage_error, "items [0, 7)",
                     "items [0, 5)");
+  // foreach over more items than --max-num-splits on one rank only: that
+  // rank must not refuse alone (the others would wait for it forever).
+  std::vector<int> splits(odd ? 150 : 5, 1);
+  EXPECT_THROW_WITH(rt.foreach (splits, [](int x) { return x; }), rankflow::usage_error, "items [0, 150)",
+                    "items [0, 5)");
   expect_still_works();
 }
 

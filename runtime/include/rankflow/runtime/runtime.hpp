@@ -280,7 +280,6 @@ class Runtime {
   template <std::ranges::random_access_range Items, class Fn>
   auto foreach (const Items& items, Fn && fn, map_options opts = {}) {
     const auto n = static_cast<std::int64_t>(std::ranges::size(items));
-    check_splits(n);
     opts.chunk_size = 1;
     if (opts.max_workers == 0) opts.max_workers = st_.cfg.max_workers;
     return map_impl(
