@@ -1507,8 +1507,8 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
   const auto abs = r.paths.array_absolute(r.id, path);
   if (r.rank == 0) {
     try {
-      auto why = r.request(tracking::msg_check, path);  // after this rank's own earlier writes
-      if (!why.empty()) throw type_error(why);
+      auto refused = r.request(tracking::msg_check, path);  // after this rank's own earlier writes
+      if (!refused.empty()) throw type_error(refused);
       if (r.mode != tracking_mode::debug) {
         const auto dir = abs.substr(0, abs.rfind('/'));
         for (std::size_t p = dir.find('/', 1);; p = dir.find('/', p + 1)) {
