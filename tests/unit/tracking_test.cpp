@@ -548,7 +548,7 @@ TEST(Tracking, ArraysBadBlockOnOneRankIsAnErrorOnEveryRank) {
   EXPECT_THROW_WITH(run.write_array<double>("wraps", good, {4, cols}, {rows, cols}, {me_bad ? UINT64_MAX - 1 : r0, 0}),
                     rankflow::usage_error, who, "past 2^64");
   // A block whose shape does not hold its values.
-  EXPECT_THROW_WITH(run.write_array<double>("count", good, {me_bad ? 5 : 4, cols}, {rows, cols}, {r0, 0}),
+  EXPECT_THROW_WITH(run.write_array<double>("count", good, {me_bad ? 5u : 4u, cols}, {rows, cols}, {r0, 0}),
                     rankflow::usage_error, who, "holds 15");
   // A block shape with another number of dimensions than the array.
   EXPECT_THROW_WITH(
