@@ -105,4 +105,11 @@ rc=$?
 [ "$rc" -eq 2 ] && grep -q "unknown command 'bogus'" command/err.txt &&
   grep -q "runs, show, export, recover" command/err.txt || fail "rankflow bogus: rc $rc $(cat command/err.txt)"
 "$RF" > /dev/null 2>&1 && fail "rankflow without a command exited 0"
+
+# A file that crashes libhdf5 1.10 itself (found by fuzzing the reader): the
+# command reads in a child process, so the crash is an error, not a core dump.
+"$RF" runs "$SRC/tests/data/hdf5_crashes.bin" > /dev/null 2> command/err.txt
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "crashed inside the HDF5 library" command/err.txt ||
+  fail "runs of a file that crashes HDF5: rc $rc $(cat command/err.txt)"
 echo OK
