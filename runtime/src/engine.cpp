@@ -549,9 +549,8 @@ class scheduler {
   std::vector<std::int64_t> inflight_;    // partitions assigned to each worker and not yet answered
   std::vector<std::int64_t> last_batch_;  // size of each worker's last batch
   std::int64_t inflight_total_ = 0;
-  int cancels_out_ = 0;
-  double mean_cost_ =
-      -1;  // seconds per partition; -1 until one is known  // CANCELs sent in a dynamic call whose DONE has not come
+  int cancels_out_ = 0;    // CANCELs sent in a dynamic call whose DONE has not come
+  double mean_cost_ = -1;  // seconds per partition (moving average); -1 until one is known
   int done_workers_ = 0;
   std::int64_t next_ = 0;
   std::int64_t completed_ = 0;
