@@ -61,6 +61,11 @@ std::string parse_resume(std::string_view flag, std::string_view v) {
                     "'");
 }
 
+std::string parse_on_change(std::string_view flag, std::string_view v) {
+  if (v == "refuse" || v == "restart") return std::string(v);
+  throw usage_error(std::string(flag) + " expects 'refuse' or 'restart', got '" + std::string(v) + "'");
+}
+
 std::vector<std::string> parse_labels(std::string_view flag, std::string_view v) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -146,6 +151,10 @@ const flag_spec flags[] = {
      "finished; 'no' starts a new run even in a requeued Slurm job",
      [](config& c, std::string_view f, std::string_view v) { c.resume = parse_resume(f, v); }, "last",
      [](std::string_view next) { return next == "last" || next == "no" || is_run_id(next); }},
+    {"on-change", "RANKFLOW_ON_CHANGE", "refuse|restart",
+     "with --resume, when a call or an input (a params/ field) differs from the resumed run: refuse (default), "
+     "or restart the affected calls afresh",
+     [](config& c, std::string_view f, std::string_view v) { c.on_change = parse_on_change(f, v); }},
 };
 
 const flag_spec* find_flag(std::string_view name) {

@@ -184,6 +184,9 @@ Runtime::~Runtime() {
 }
 
 Run Runtime::start_run(std::string name, const run_options& opts) {
+  const change_policy on_change = opts.on_change                ? *opts.on_change
+                                  : st_.cfg.on_change.empty() ? change_policy::refuse
+                                                              : parse_change_policy(st_.cfg.on_change);
   {
     detail::call_signature sig;
     sig.call = "start_run";
@@ -191,6 +194,8 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
     sig.extra = "experiment \"" + (opts.experiment.empty() ? st_.cfg.experiment : opts.experiment) + "\"";
     if (opts.resume) sig.extra += ", resume \"" + *opts.resume + "\"";
     if (!opts.with_id.empty()) sig.extra += ", with_id \"" + opts.with_id + "\"";
+    // Rank 0 decides what a resume reuses: every rank must follow the same policy.
+    if (on_change != change_policy::refuse) sig.extra += std::string(", on_change ") + to_string(on_change);
     detail::agree(st_.comm, st_.rank, st_.size, ++st_.op, sig, st_.cfg.spin_us);
   }
   tracking::run_context ctx;
@@ -202,6 +207,7 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
   ctx.segment_bytes = st_.cfg.segment_bytes;
   ctx.experiment = st_.cfg.experiment;
   ctx.mode = parse_tracking_mode(st_.cfg.tracking_mode);
+  ctx.on_change = on_change;
   // Where the job runs, recorded with the run (issue #5 resumes from it).
   for (const auto& [env, key] : {std::pair{"SLURM_JOB_ID", "slurm_job_id"},
                                  {"SLURM_ARRAY_JOB_ID", "slurm_array_job_id"},
@@ -331,27 +337,46 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   return j;
 }
 
-void Runtime::refuse_changed_inputs(const tracking::partition_ledger& lg, const std::string& step) {
-  // Any rank may have assigned an input: gather what each refused (a
+void Runtime::refuse_changed_inputs(tracking::partition_ledger& lg, const std::string& step) {
+  // Any rank may have assigned an input: gather what each changed (a
   // resumed run only, so ordinary calls do not pay for it).
   const std::string mine = lg.changed_inputs();
-  int len = static_cast<int>(std::min<std::size_t>(mine.size(), 1u << 20)), longest = 0;
+  if (mine.size() > (std::size_t{1} << 30)) throw usage_error(step + ": more than 1 GiB of changed inputs");
+  int len = static_cast<int>(mine.size()), longest = 0;
   detail::check_mpi(MPI_Allreduce(&len, &longest, 1, MPI_INT, MPI_MAX, st_.comm), "MPI_Allreduce");
   if (longest == 0) return;
   std::vector<int> lens(static_cast<std::size_t>(st_.size)), at(static_cast<std::size_t>(st_.size), 0);
   detail::check_mpi(MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, st_.comm), "MPI_Allgather");
+  std::int64_t sum = 0;
+  for (int r = 0; r < st_.size; ++r) sum += lens[r];
+  if (sum > INT_MAX) throw usage_error(step + ": more than 2 GiB of changed inputs");
   for (int r = 1; r < st_.size; ++r) at[r] = at[r - 1] + lens[r - 1];
-  std::string all(static_cast<std::size_t>(at.back() + lens.back()), '\0');
+  std::string all(static_cast<std::size_t>(sum), '\0');
   detail::check_mpi(MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), at.data(), MPI_CHAR, st_.comm),
                     "MPI_Allgatherv");
-  std::string what;
-  for (int r = 0; r < st_.size; ++r) {
-    if (lens[r]) what += (what.empty() ? "" : "; ") + all.substr(static_cast<std::size_t>(at[r]), lens[r]);
+  std::vector<std::string> per_rank;
+  for (int r = 0; r < st_.size; ++r) per_rank.push_back(all.substr(static_cast<std::size_t>(at[r]), lens[r]));
+  const std::string what = lg.describe_changes(per_rank);
+  // Every rank takes the same branch: the gathered changes, the policy
+  // (agreed on in start_run) and the call count are the same everywhere.
+  if (lg.can_restart_for(per_rank)) {
+    if (is_scheduler()) {
+      log::info() << "--on-change restart: " << what << ": every call of run " << lg.run_id() << " runs afresh";
+    }
+    lg.restart_for_inputs(per_rank, is_scheduler());
+    return;
+  }
+  if (lg.on_change() == change_policy::restart) {
+    throw usage_error("--resume: " + step + ": " + what + ". --on-change restart restarts every call for a new "
+                      "input, so it must be assigned, with the type it had, before the run's first "
+                      "parallel_map/mapreduce/foreach (or given in run_options::inputs); this change came after call #" +
+                      std::to_string(lg.calls_made() - 1) + " or changed the type. The run keeps its value; start a "
+                      "new run (--resume no) to use another");
   }
   throw usage_error("--resume: " + step + ": run " + lg.run_id() +
                     " recorded its results with other inputs: " + what +
-                    ". Reusing them would mix results of different inputs: resume with the same inputs, or start a "
-                    "new run (--resume no)");
+                    ". Reusing them would mix results of different inputs: resume with the same inputs, restart "
+                    "the calls afresh (--on-change restart), or start a new run (--resume no)");
 }
 
 std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const map_options& opts,

@@ -61,4 +61,33 @@ expect 2 "params/seed was 42 in run RUN-1, now 7" "${args[@]}" --seed 7 --resume
   fail "the refused resume changed params/seed: $("$BIN/tracking/rankflow" show r.h5 RUN-1)"
 expect 0 "" "${args[@]}" --seed 42 --resume RUN-1
 [ "$(exact_sum)" = "$ref" ] || fail "resumed sum $(exact_sum) differs from the uninterrupted $ref"
+
+# Asked for explicitly (--on-change restart), resuming with seed 7 runs every
+# call afresh and records seed 7. Killed again at the worst moment (after
+# the restart is journaled, with partitions of both seeds in the journal),
+# the run resumes to seed 7's exact sum and never reuses a seed-42 partition.
+run 2 "$BIGSUM" "${args[@]}" --seed 7 --experiment ref7.h5
+[ "$RC" -eq 0 ] || fail "seed 7 reference run failed: $OUT"
+ref7=$(exact_sum)
+[ "$ref7" != "$ref" ] || fail "seeds 7 and 42 gave the same sum"
+# kill_after PATTERN ARGS...: a bigsum -n 2 job killed -9 a second after its log shows PATTERN.
+kill_after() {
+  local pattern=$1; shift
+  timeout 60 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" "$@" >job.log 2>&1 &
+  local job=$!
+  wait_for "$pattern" job.log 20 || fail "the job did not get to '$pattern': $(cat job.log)"
+  sleep 1
+  kill -9 "$job"
+  pkill -9 -f "bigsum --rows 120000" || true
+  wait "$job" 2>/dev/null
+  sleep 0.5
+}
+kill_after "run RUN-2" "${args[@]}" --seed 42
+kill_after "every call of run RUN-2 runs afresh" "${args[@]}" --seed 7 --resume RUN-2 --on-change restart
+grep -q "params/seed was 42 in run RUN-2, now 7" job.log || fail "the restart did not name the change: $(cat job.log)"
+"$BIN/tracking/rankflow" show r.h5 RUN-2 | grep -E "params/seed +Int +7" >/dev/null ||
+  fail "the killed restart did not keep seed 7: $("$BIN/tracking/rankflow" show r.h5 RUN-2)"
+expect 0 "partitions reused" "${args[@]}" --seed 7 --resume RUN-2
+[ "$(exact_sum)" = "$ref7" ] || fail "restarted, killed and resumed sum $(exact_sum) differs from seed 7's $ref7"
+expect 2 "--on-change expects 'refuse' or 'restart'" "${args[@]}" --on-change nonsense
 echo OK

@@ -468,3 +468,210 @@ TEST(Resume, DeclaredInputsAreChecked) {
     run.stop();
   }
 }
+
+// --on-change restart (run_options::on_change): a call that differs from the
+// recorded one runs afresh, and so does every later call (it may use the
+// changed call's results); the calls before it keep what they reused. The
+// old entries leave the run's ledger, so a later resume reuses only the new.
+TEST(Resume, OnChangeRestartRunsTheChangedCallAndLaterOnesAfresh) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_restart");
+  const auto plus = [](double a, double b) { return a + b; };
+  const rankflow::map_options opts{.chunk_size = chunk};
+  std::int64_t ran = 0;
+  auto counted = [&ran](std::int64_t i) {
+    ++ran;
+    return f(i);
+  };
+  // The program as first written, then with call 2 over another range.
+  auto program = [&](std::int64_t second_from) {
+    std::tuple<std::vector<double>, double, std::vector<double>, std::int64_t, std::int64_t, std::int64_t> out;
+    ran = 0;
+    std::get<0>(out) = rt.parallel_map(rankflow::range(0, items), counted, opts);
+    std::get<3>(out) = total(std::exchange(ran, 0));
+    std::get<1>(out) = rt.mapreduce(rankflow::range(second_from, second_from + items), counted, plus, opts);
+    std::get<4>(out) = total(std::exchange(ran, 0));
+    std::get<2>(out) = rt.parallel_map(rankflow::range(0, items), counted, opts);
+    std::get<5>(out) = total(std::exchange(ran, 0));
+    return out;
+  };
+  const auto want = program(1000);  // outside any run: the new program's answer
+  std::string id;
+  {
+    auto run = rt.start_run("restart", tracked_in(file));
+    id = run.id();
+    (void)program(0);
+    run.fail("stopped for the test");
+  }
+  {
+    // The default refuses, and changes nothing.
+    auto run = rt.start_run("restart", resume_in(file));
+    EXPECT_THROW_WITH((void)program(1000), rankflow::usage_error, "--resume: call #2", "range(1000, 1240)");
+    run.fail("refused");
+  }
+  {
+    auto o = resume_in(file);
+    o.on_change = rankflow::change_policy::restart;
+    auto run = rt.start_run("restart", o);
+    const auto got = program(1000);
+    EXPECT_EQ(std::get<3>(got), 0) << "call 1 did not change: reused";
+    EXPECT_EQ(std::get<4>(got), items) << "call 2 changed: run afresh";
+    EXPECT_EQ(std::get<5>(got), items) << "call 3 comes after a changed call: run afresh";
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(std::get<0>(got), std::get<0>(want));
+      EXPECT_EQ(std::get<2>(got), std::get<2>(want));
+    }
+    EXPECT_EQ(std::memcmp(&std::get<1>(got), &std::get<1>(want), sizeof(double)), 0);
+    run.fail("stopped again, to resume the restarted calls");  // merged from the live journal
+  }
+  if (rt.is_scheduler()) {
+    const auto rec = load(file, id);
+    ASSERT_EQ(rec.calls.size(), 3u);
+    EXPECT_NE(rec.calls.at(2).signature.find("range(1000, 1240)"), std::string::npos) << rec.calls.at(2).signature;
+    std::map<std::pair<std::int64_t, std::int64_t>, int> ok;
+    for (const auto& e : rec.ledger) ok[{e.call, e.partition}] += e.ok ? 1 : 0;
+    EXPECT_EQ(ok.size(), 90u);
+    for (const auto& [k, n] : ok) EXPECT_EQ(n, 1) << "call " << k.first << " partition " << k.second;
+    EXPECT_EQ(rec.ledger_rows, rec.ledger.size());
+  }
+  {
+    // The new program resumes with no change at all: everything is reused.
+    auto run = rt.start_run("restart", resume_in(file));
+    const auto got = program(1000);
+    EXPECT_EQ(std::get<3>(got) + std::get<4>(got) + std::get<5>(got), 0);
+    EXPECT_EQ(std::memcmp(&std::get<1>(got), &std::get<1>(want), sizeof(double)), 0);
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(std::get<2>(got), std::get<2>(want));
+    }
+    run.stop();
+  }
+}
+
+// A changed input with --on-change restart: the run records the new value
+// and every call runs afresh. A change after the first call cannot restart
+// what that call already reused, and is refused on every rank.
+TEST(Resume, OnChangeRestartRecordsTheNewInputAndRunsEveryCall) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_restart_params");
+  std::int64_t ran = 0;
+  auto work = [&] {
+    ran = 0;
+    auto v = rt.parallel_map(
+        rankflow::range(0, items),
+        [&ran](std::int64_t i) {
+          ++ran;
+          return f(i);
+        },
+        {.chunk_size = chunk});
+    return total(ran);
+  };
+  auto restart = [&] {
+    auto o = resume_in(file);
+    o.on_change = rankflow::change_policy::restart;
+    return o;
+  };
+  const int assigner = rt.size() - 1;
+  std::string id;
+  {
+    auto run = rt.start_run("p", tracked_in(file));
+    id = run.id();
+    if (rt.is_scheduler()) run["params/seed"] = 42;
+    (void)work();
+    (void)work();
+    run.fail("stopped for the test");
+  }
+  {
+    auto run = rt.start_run("p", restart());
+    if (rt.rank() == assigner) run["params/seed"] = 7;
+    EXPECT_EQ(work(), items);
+    EXPECT_EQ(work(), items);
+    run.wait();
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(run["params/seed"].fetch<std::int64_t>(), 7);
+    }
+    run.fail("stopped again");
+  }
+  if (rt.is_scheduler()) {
+    const auto rec = load(file, id);
+    EXPECT_EQ(rec.ledger.size(), 60u) << "only the restarted calls' entries";
+  }
+  {
+    // Seed 7 is now what the run recorded: resuming with it reuses all.
+    auto run = rt.start_run("p", restart());
+    if (rt.rank() == assigner) run["params/seed"] = 7;
+    EXPECT_EQ(work(), 0);
+    // Too late: call 1 reused results of seed 7.
+    if (rt.rank() == assigner) run["params/seed"] = 9;
+    EXPECT_THROW_WITH((void)work(), rankflow::usage_error, "params/seed was 7 in run " + id, "now 9",
+                      "after call #1");
+    run.fail("refused");
+  }
+}
+
+// The journal record behind --on-change restart: it survives encoding, drops
+// its calls' entries from the counts even when they live in the journal only
+// (rank 0 of a live run), applies the new inputs it carries, and a damaged
+// one is a format_error, not a crash or a silent skip.
+TEST(Resume, LedgerRestartRecord) {
+  auto entries = [](std::int64_t call, int n, std::size_t bytes) {
+    tr::op o;
+    o.kind = tr::op_kind::ledger;
+    o.ledger.call = {call, "s", 8, 8, n, "sig"};
+    for (int p = 0; p < n; ++p) {
+      tr::ledger_entry e;
+      e.call = call;
+      e.partition = p;
+      e.result.assign(bytes, 'x');
+      o.ledger.entries.push_back(e);
+    }
+    return o;
+  };
+  for (const bool keep : {true, false}) {
+    tr::run_record rec;
+    rec.keep_points = keep;
+    std::vector<tr::rejection> out;
+    for (auto o : {entries(1, 2, 5), entries(2, 3, 7), entries(3, 1, 11)}) ASSERT_TRUE(rec.apply(o, out));
+    ASSERT_EQ(rec.ledger_rows, 6u);
+    ASSERT_EQ(rec.ledger_bytes, 10u + 21u + 11u);
+
+    tr::op seed;
+    seed.kind = tr::op_kind::assign;
+    seed.path = "params/seed";
+    seed.atom.type = rankflow::field_type::int_;
+    seed.atom.i = 7;
+    tr::op restart;
+    restart.kind = tr::op_kind::ledger_restart;
+    restart.ledger.call.call = 2;
+    tr::encode(seed, restart.items.emplace_back());
+    std::string enc;
+    tr::encode(restart, enc);
+    std::size_t pos = 0;
+    auto back = tr::decode(enc, pos);
+    ASSERT_EQ(pos, enc.size());
+    ASSERT_EQ(back.kind, tr::op_kind::ledger_restart);
+    ASSERT_EQ(back.items.size(), 1u);
+    ASSERT_TRUE(rec.apply(back, out));
+    EXPECT_TRUE(out.empty());
+    EXPECT_EQ(rec.ledger_rows, 2u);
+    EXPECT_EQ(rec.ledger_bytes, 10u);
+    EXPECT_EQ(rec.calls.size(), 1u);
+    EXPECT_EQ(rec.ledger.size(), keep ? 2u : 0u);
+    ASSERT_NE(rec.find("params/seed"), nullptr);
+    EXPECT_EQ(rec.find("params/seed")->atom.i, 7);
+    // The restarted call records again, under a new signature.
+    auto again = entries(2, 1, 3);
+    again.ledger.call.signature = "other";
+    ASSERT_TRUE(rec.apply(again, out));
+    EXPECT_EQ(rec.ledger_rows, 3u);
+    EXPECT_EQ(rec.calls.at(2).signature, "other");
+
+    restart.items = {"\x02not an operation"};
+    EXPECT_THROW(rec.apply(restart, out), rankflow::format_error);
+    restart.ledger.call.call = 0;
+    restart.items.clear();
+    enc.clear();
+    tr::encode(restart, enc);
+    pos = 0;
+    EXPECT_THROW((void)tr::decode(enc, pos), rankflow::format_error);
+  }
+}

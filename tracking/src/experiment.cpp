@@ -576,11 +576,26 @@ void write_ledger(hid_t run, const run_record& rec, const std::string& journal_p
   if (rec.ledger.size() == rec.ledger_rows) {
     for (const auto& e : rec.ledger) add(e);
   } else {
-    // A live run's entries are in its journal only: one pass over it.
+    // A live run's entries are in its journal only. A ledger_restart drops
+    // the entries journaled before it for its calls, so a first pass finds,
+    // for each record, the lowest call a later restart drops from.
+    std::vector<std::pair<std::uint64_t, std::int64_t>> restarts;  // record number, call
+    std::uint64_t record = 0;
     scan_journal(journal_path, [&](op& o) {
-      if (o.kind == op_kind::ledger) {
-        for (const auto& e : o.ledger.entries) add(e);
-      }
+      if (o.kind == op_kind::ledger_restart) restarts.emplace_back(record, o.ledger.call.call);
+      ++record;
+      return true;
+    });
+    for (std::size_t k = restarts.size(); k-- > 1;)
+      restarts[k - 1].second = std::min(restarts[k - 1].second, restarts[k].second);
+    std::size_t next = 0;  // the first restart after the current record
+    record = 0;
+    scan_journal(journal_path, [&](op& o) {
+      while (next < restarts.size() && restarts[next].first <= record) ++next;
+      ++record;
+      if (o.kind != op_kind::ledger) return true;
+      if (next < restarts.size() && o.ledger.call.call >= restarts[next].second) return true;  // superseded
+      for (const auto& e : o.ledger.entries) add(e);
       return true;
     });
   }
@@ -1032,6 +1047,9 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
       e.result.assign(blob.data() + o, n);
     }
     rec.ledger_bytes += n;
+    auto& count = rec.ledger_counts[e.call];
+    ++count.rows;
+    count.bytes += n;
   }
   rec.ledger_rows = rec.ledger.size();
 }

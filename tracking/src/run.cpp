@@ -583,23 +583,86 @@ std::string input_text(const atom_value& a) {
   }
 }
 
-// Inputs travel from rank 0 to every rank inside start_run's outcome
-// message: "path\x1fvalue\x1e" each (unit and record separators).
+/// What resume compares: the type as well as the text (Int 7 and Float 7
+/// are different inputs). input_shown() gives the text alone.
+std::string input_key(const atom_value& a) { return std::string(type_name(a.type)) + ' ' + input_text(a); }
+std::string input_shown(const std::string& key) { return key.substr(std::min(key.find(' ') + 1, key.size())); }
+
+// Texts that travel between ranks (inputs in start_run's outcome message,
+// changed inputs gathered at a call) as "<length>:<bytes>" each, so that a
+// value may hold any character.
+void put_text(std::string& out, std::string_view s) {
+  out += std::to_string(s.size());
+  out += ':';
+  out += s;
+}
+std::string take_text(std::string_view& s) {
+  const auto colon = s.find(':');
+  std::size_t n = 0;
+  if (colon == std::string_view::npos || colon == 0 || colon > 19) throw error("rankflow: damaged input message");
+  for (char ch : s.substr(0, colon)) {
+    if (ch < '0' || ch > '9') throw error("rankflow: damaged input message");
+    n = n * 10 + static_cast<std::size_t>(ch - '0');
+  }
+  if (n > s.size() - colon - 1) throw error("rankflow: damaged input message");
+  std::string out(s.substr(colon + 1, n));
+  s.remove_prefix(colon + 1 + n);
+  return out;
+}
+
 std::string encode_inputs(const std::map<std::string, std::string>& in) {
   std::string out;
-  for (const auto& [k, v] : in) out += k + '\x1f' + v + '\x1e';
+  for (const auto& [k, v] : in) {
+    put_text(out, k);
+    put_text(out, v);
+  }
   return out;
 }
 std::map<std::string, std::string> decode_inputs(std::string_view s) {
   std::map<std::string, std::string> out;
   while (!s.empty()) {
-    const auto us = s.find('\x1f'), rs = s.find('\x1e');
-    if (us == std::string_view::npos || rs == std::string_view::npos || us > rs) break;
-    out.emplace(std::string(s.substr(0, us)), std::string(s.substr(us + 1, rs - us - 1)));
-    s.remove_prefix(rs + 1);
+    auto k = take_text(s);
+    out[std::move(k)] = take_text(s);
   }
   return out;
 }
+
+/// An input of a resumed run assigned another value than the run recorded.
+struct input_change {
+  std::string path, was, now;  ///< was, now: input_key()s
+  int rank = 0;
+  /// With change_policy::restart, before the run's first call: the encoded
+  /// assignment, held back until the ranks agree to restart (then it is
+  /// journaled in the same record as the restart). Empty: refused.
+  std::string held;
+
+  std::string describe(const std::string& run_id) const {
+    std::string out = path + " was " + input_shown(was) + " in run " + run_id + ", now " + input_shown(now);
+    const auto type_was = was.substr(0, was.find(' ')), type_now = now.substr(0, now.find(' '));
+    if (type_was != type_now) out += " (a " + type_now + ", not a " + type_was + ")";
+    return out + " (rank " + std::to_string(rank) + ")";
+  }
+  void encode(std::string& out) const {
+    put_text(out, path);
+    put_text(out, was);
+    put_text(out, now);
+    put_text(out, std::to_string(rank));
+    put_text(out, held);
+  }
+  static std::vector<input_change> decode_all(std::string_view s) {
+    std::vector<input_change> out;
+    while (!s.empty()) {
+      input_change c;
+      c.path = take_text(s);
+      c.was = take_text(s);
+      c.now = take_text(s);
+      c.rank = std::atoi(take_text(s).c_str());
+      c.held = take_text(s);
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+};
 
 }  // namespace
 
@@ -628,8 +691,10 @@ class run_impl {
   /// paths of run_options::inputs); a path it never set is absent.
   std::map<std::string, std::string> resumed_inputs;
   std::set<std::string> declared_inputs;  ///< run_options::inputs' paths
-  /// "params/seed: 42 in run RUN-3, 7 now", one per refused assignment.
-  std::vector<std::string> changed_inputs;
+  /// Assignments of another value to an input, refused or held (see
+  /// input_change); the runtime gathers them at the next collective call.
+  std::vector<input_change> changed_inputs;
+  change_policy on_change = change_policy::refuse;
   bool is_input(const std::string& path) const {
     return path.rfind("params/", 0) == 0 || declared_inputs.count(path) != 0;
   }
@@ -983,12 +1048,75 @@ class run_impl {
 std::string partition_ledger::changed_inputs() const {
   std::string out;
   if (!run_) return out;
-  for (const auto& c : run_->changed_inputs) out += (out.empty() ? "" : "; ") + c;
+  for (const auto& c : run_->changed_inputs) c.encode(out);
   return out;
+}
+
+std::string partition_ledger::describe_changes(const std::vector<std::string>& per_rank) const {
+  std::string out;
+  for (const auto& blob : per_rank) {
+    for (const auto& c : input_change::decode_all(blob)) out += (out.empty() ? "" : "; ") + c.describe(id_);
+  }
+  return out;
+}
+
+bool partition_ledger::can_restart_for(const std::vector<std::string>& per_rank) const {
+  if (on_change_ != change_policy::restart || calls_ != 1) return false;
+  for (const auto& blob : per_rank) {
+    for (const auto& c : input_change::decode_all(blob))
+      if (c.held.empty()) return false;
+  }
+  return true;
+}
+
+void partition_ledger::restart_for_inputs(const std::vector<std::string>& per_rank, bool scheduler) {
+  start_afresh(1);
+  op o;
+  o.kind = op_kind::ledger_restart;
+  o.time = now_unix_seconds();
+  o.ledger.call.call = 1;
+  for (const auto& blob : per_rank) {
+    for (auto& c : input_change::decode_all(blob)) {
+      if (run_) run_->resumed_inputs[c.path] = c.now;  // the run's value from now on
+      o.items.push_back(std::move(c.held));
+    }
+  }
+  if (run_) run_->changed_inputs.clear();
+  if (!scheduler || !run_) return;
+  // One record: the new inputs and the restart of every call land in the
+  // journal together, or (killed before) neither does.
+  restart_journaled_ = true;
+  flush(true);
+  run_->enqueue(o);
+  run_->flush();
+}
+
+void partition_ledger::start_afresh(std::int64_t call) {
+  if (fresh_from_ == 0 || call < fresh_from_) fresh_from_ = call;
+  recorded_calls_.erase(recorded_calls_.lower_bound(call), recorded_calls_.end());
+  recorded_.erase(recorded_.lower_bound(call), recorded_.end());
+}
+
+void partition_ledger::journal_restart() {
+  if (!run_ || restart_journaled_) return;
+  restart_journaled_ = true;
+  // Before this call's first entry: what the journal holds for the calls
+  // from fresh_from_ on is dropped when it is replayed or merged.
+  flush(true);
+  op o;
+  o.kind = op_kind::ledger_restart;
+  o.time = now_unix_seconds();
+  o.ledger.call.call = fresh_from_;
+  run_->enqueue(o);
+  run_->flush();
 }
 
 std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_info& c) {
   std::map<std::int64_t, std::string> out;
+  if (fresh_from_ != 0 && c.call >= fresh_from_) {
+    journal_restart();
+    return out;
+  }
   auto it = recorded_calls_.find(c.call);
   if (it == recorded_calls_.end()) return out;
   const call_info was = it->second;
@@ -996,6 +1124,17 @@ std::map<std::int64_t, std::string> partition_ledger::take_recorded(const call_i
   auto results = recorded_.find(c.call);
   if (!was.same_work(c)) {
     if (results != recorded_.end()) recorded_.erase(results);  // a call may have no successes
+    if (on_change_ == change_policy::restart) {
+      // Asked for: this call and every later one (which may use its
+      // results) run afresh; the calls before it keep what they reused.
+      log::info() << "--on-change restart: call #" << c.call << " of this program is "
+                  << (c.signature.empty() ? "'" + c.step + "'" : c.signature) << ", run " << id_ << " recorded "
+                  << (was.signature.empty() ? "'" + was.step + "'" : was.signature) << ": calls #" << c.call
+                  << " on run afresh";
+      start_afresh(c.call);
+      journal_restart();
+      return out;
+    }
     if (!was.signature.empty() && !c.signature.empty() && was.signature != c.signature) {
       throw usage_error("--resume: call #" + std::to_string(c.call) + " of this program is " + c.signature +
                         ", but run " + id_ + " recorded " + was.signature +
@@ -1177,7 +1316,9 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
               const bool atom = f.type != field_type::none && !is_series(f.type) && f.type != field_type::file &&
                                 f.type != field_type::array;
               if (atom && (path.rfind("params/", 0) == 0 || opts.inputs.count(path))) {
-                inputs_of_old[path] = tracking::input_text(f.atom);
+                auto a = f.atom;
+                a.type = f.type;
+                inputs_of_old[path] = tracking::input_key(a);
               }
             }
             std::size_t reused = 0;
@@ -1222,11 +1363,13 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   r.resumed = nl2 != std::string::npos && shared.compare(nl2 + 1, 1, "1") == 0;
   if (r.resumed && shared.size() > nl2 + 3) r.resumed_inputs = tracking::decode_inputs(std::string_view(shared).substr(nl2 + 3));
   for (const auto& [path, value] : opts.inputs) r.declared_inputs.insert(path);
+  r.on_change = opts.on_change ? *opts.on_change : ctx.on_change;
   if (r.mode == tracking_mode::async || r.mode == tracking_mode::sync) {
     r.ledger = std::make_shared<tracking::partition_ledger>();
     r.ledger->run_ = &r;
     r.ledger->id_ = r.id;
     r.ledger->resuming_ = r.resumed;
+    r.ledger->on_change_ = r.on_change;
     r.ledger->recorded_ = std::move(recorded);
     r.ledger->recorded_calls_ = std::move(recorded_calls);
   }
@@ -1592,12 +1735,24 @@ void field_ref::assign(tracking::atom_value a) {
   if (r_->resumed && r_->is_input(path_)) {
     // The run's recorded partitions were computed with the value it holds;
     // another one now would mix results of two inputs. The run keeps its
-    // value, and the next collective call refuses to reuse anything.
+    // value, and the next collective call refuses to reuse anything, or
+    // (--on-change restart, before the first call, same type) restarts
+    // every call and records the new value with the restart.
     const auto was = r_->resumed_inputs.find(path_);
-    const std::string now = tracking::input_text(a);
+    const std::string now = tracking::input_key(a);
     if (was != r_->resumed_inputs.end() && was->second != now) {
-      r_->changed_inputs.push_back(path_ + " was " + was->second + " in run " + r_->id + ", now " + now +
-                                   " (rank " + std::to_string(r_->rank) + ")");
+      tracking::input_change c{path_, was->second, now, r_->rank, {}};
+      const bool same_type = was->second.substr(0, was->second.find(' ')) == now.substr(0, now.find(' '));
+      if (r_->on_change == change_policy::restart && same_type && r_->ledger && r_->ledger->calls_made() == 0) {
+        op o;
+        o.kind = op_kind::assign;
+        o.rank = r_->rank;
+        o.time = now_unix_seconds();
+        o.path = path_;
+        o.atom = std::move(a);
+        encode(o, c.held);
+      }
+      r_->changed_inputs.push_back(std::move(c));
       return;
     }
   }

@@ -49,6 +49,14 @@ tracking_mode parse_tracking_mode(std::string_view s) {
   throw usage_error("--tracking-mode: '" + std::string(s) + "' is not one of async, sync, read-only, debug");
 }
 
+const char* to_string(change_policy p) noexcept { return p == change_policy::restart ? "restart" : "refuse"; }
+
+change_policy parse_change_policy(std::string_view s) {
+  if (s == "refuse") return change_policy::refuse;
+  if (s == "restart") return change_policy::restart;
+  throw usage_error("--on-change: '" + std::string(s) + "' is not one of refuse, restart");
+}
+
 void validate_path(std::string_view path) {
   auto bad = [&](const std::string& why) {
     throw usage_error("invalid field path '" + std::string(path) + "': " + why +
@@ -326,6 +334,10 @@ void encode_to(const op& o, Out& out) {
       }
       break;
     }
+    case op_kind::ledger_restart:
+      put<std::int64_t>(out, o.ledger.call.call);
+      put_strs(out, o.items);
+      break;
   }
 }
 
@@ -341,7 +353,7 @@ op decode(std::string_view data, std::size_t& pos) {
 void decode_into(std::string_view data, std::size_t& pos, op& o) {
   reader r(data, pos);
   const auto kind = r.get<std::uint8_t>();
-  if (kind < 1 || kind > 8) throw format_error("tracking record of unknown kind " + std::to_string(kind));
+  if (kind < 1 || kind > 9) throw format_error("tracking record of unknown kind " + std::to_string(kind));
   o.kind = static_cast<op_kind>(kind);
   o.rank = r.get<std::int32_t>();
   o.time = r.get<double>();
@@ -447,6 +459,14 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
         e.result.assign(data.data() + pos, size);
         pos += size;
       }
+      break;
+    }
+    case op_kind::ledger_restart: {
+      o.ledger.call = {};
+      o.ledger.entries.clear();
+      o.ledger.call.call = r.get<std::int64_t>();
+      if (o.ledger.call.call < 1) throw format_error("tracking record restarts call #" + std::to_string(o.ledger.call.call));
+      o.items = r.strs();
       break;
     }
   }
@@ -592,9 +612,35 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
         return false;
       }
       calls[c.call] = c;
+      auto& n = ledger_counts[c.call];
       ledger_rows += o.ledger.entries.size();
-      for (const auto& e : o.ledger.entries) ledger_bytes += e.result.size();
+      n.rows += o.ledger.entries.size();
+      for (const auto& e : o.ledger.entries) {
+        ledger_bytes += e.result.size();
+        n.bytes += e.result.size();
+      }
       if (keep_points) ledger.insert(ledger.end(), o.ledger.entries.begin(), o.ledger.entries.end());
+      return true;
+    }
+    case op_kind::ledger_restart: {
+      // Calls from `from` on run afresh: what the ledger held for them was
+      // computed for other work and must never be handed back by a resume.
+      const std::int64_t from = o.ledger.call.call;
+      // The new inputs first: one refused leaves the restart whole (its
+      // calls still run afresh) and is reported like any refused write.
+      for (const auto& enc : o.items) {
+        std::size_t pos = 0;
+        op a;
+        decode_into(enc, pos, a);
+        if (a.kind != op_kind::assign || pos != enc.size()) throw format_error("a ledger restart holds a damaged input");
+        apply(a, out);
+      }
+      calls.erase(calls.lower_bound(from), calls.end());
+      for (auto it = ledger_counts.lower_bound(from); it != ledger_counts.end(); it = ledger_counts.erase(it)) {
+        ledger_rows -= it->second.rows;
+        ledger_bytes -= it->second.bytes;
+      }
+      std::erase_if(ledger, [from](const ledger_entry& e) { return e.call >= from; });
       return true;
     }
     default:

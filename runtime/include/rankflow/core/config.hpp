@@ -32,6 +32,8 @@ struct config {
   /// --resume: "" (not given), "last", "no" or a run id such as "RUN-3".
   /// Runtime::start_run continues that run; see run_options::resume.
   std::string resume;
+  /// --on-change: "" (not given), "refuse" or "restart"; see run_options::on_change.
+  std::string on_change;
   /// --labels: extra worker labels of this rank for tasks (Scheduler::require);
   /// every worker also has "default", its host name and "gpu" when it sees one.
   std::vector<std::string> labels;

@@ -313,7 +313,7 @@ class Runtime {
   void check_splits(std::int64_t n) const;
   /// Collective, in a resumed run: usage_error on every rank when any rank
   /// assigned another value to one of the run's inputs.
-  void refuse_changed_inputs(const tracking::partition_ledger& lg, const std::string& step);
+  void refuse_changed_inputs(tracking::partition_ledger& lg, const std::string& step);
   void maybe_submit(int argc, char** argv);
   /// The job of one collective call; when a tracked run is active, wired to
   /// its partition ledger (recording, and reuse on --resume). First checks,

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <rankflow/tracking/store.hpp>
 
@@ -36,16 +37,40 @@ class partition_ledger {
   /// (1, 2, ...). Ranks agree because every rank makes the same calls.
   std::int64_t next_call() noexcept { return ++calls_; }
 
+  /// Every rank: calls made so far in this execution, the current one included.
+  std::int64_t calls_made() const noexcept { return calls_; }
+
   /// Rank 0: the successful results the resumed execution recorded for call
-  /// `c` (partition -> encoded result); they leave memory. Throws usage_error
-  /// when that execution's call #c did other work (another step, range or chunk).
+  /// `c` (partition -> encoded result); they leave memory. When that
+  /// execution's call #c did other work (another step, range, chunk or
+  /// signature): throws usage_error, or with change_policy::restart starts
+  /// this call and the later ones afresh and returns nothing.
   std::map<std::int64_t, std::string> take_recorded(const call_info& c);
 
   /// This rank's assignments of another value to an input of the resumed
-  /// run (its params/ fields and run_options::inputs), which the run
-  /// refused: "" when none. The runtime gathers them at each collective
-  /// call of a resumed run and refuses the call on every rank.
+  /// run (its params/ fields and run_options::inputs), encoded: "" when
+  /// none. None of them is stored yet: refused, or (change_policy::restart,
+  /// before the first call) held for restart_for_inputs. The runtime gathers
+  /// them from every rank at each collective call of a resumed run.
   std::string changed_inputs() const;
+  /// The gathered changes (one changed_inputs() per rank) for an error message.
+  std::string describe_changes(const std::vector<std::string>& per_rank) const;
+  /// True when the gathered changes can restart the run: change_policy::restart,
+  /// this is the run's first call, and every change was held.
+  bool can_restart_for(const std::vector<std::string>& per_rank) const;
+  /// Every rank, when can_restart_for: every call runs afresh
+  /// (start_afresh(1)) and the new values become the run's inputs; rank 0
+  /// (`scheduler`) journals the held assignments and the restart as one record.
+  void restart_for_inputs(const std::vector<std::string>& per_rank, bool scheduler);
+
+  /// What the run does when the program differs from the resumed run.
+  change_policy on_change() const noexcept { return on_change_; }
+  /// Every rank: calls from `call` on run afresh: nothing recorded for them
+  /// is reused, and rank 0 journals a ledger_restart that drops their old
+  /// entries from the run (at its next take_recorded).
+  void start_afresh(std::int64_t call);
+  /// The first call run afresh, 0 when none.
+  std::int64_t fresh_from() const noexcept { return fresh_from_; }
 
   /// Rank 0: records one partition's outcome. Entries are batched and handed
   /// to the journal when flush() finds them due (every 200 ms, 4 MiB, or forced).
@@ -54,11 +79,15 @@ class partition_ledger {
   void flush(bool force);
 
  private:
+  void journal_restart();
   friend class run_impl;
   friend class ::rankflow::Run;
   run_impl* run_ = nullptr;
   std::string id_;
   bool resuming_ = false;
+  change_policy on_change_ = change_policy::refuse;
+  std::int64_t fresh_from_ = 0;
+  bool restart_journaled_ = false;
   std::int64_t calls_ = 0;
   std::map<std::int64_t, call_info> recorded_calls_;                      // rank 0, resuming
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded_;  // rank 0, resuming

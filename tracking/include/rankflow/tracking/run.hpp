@@ -52,6 +52,14 @@ struct run_options {
   /// collective call throws usage_error on every rank naming it, since the
   /// results the run recorded would mix with results of other inputs.
   std::map<std::string, std::string> inputs;
+  /// On --resume, when the program differs from the run it resumes (a call
+  /// with another signature, an input with another value): refuse (the
+  /// default) or restart, which runs the affected calls afresh and records
+  /// the new inputs. A changed call restarts itself and every later call (a
+  /// later call may use its results); a changed input restarts every call,
+  /// and must therefore be assigned before the run's first collective call.
+  /// Default: --on-change / RANKFLOW_ON_CHANGE, else refuse.
+  std::optional<change_policy> on_change;
 };
 
 namespace tracking {
@@ -69,6 +77,7 @@ struct run_context {
   tracking_mode mode = tracking_mode::async;
   std::map<std::string, std::string> context;  ///< slurm_job_id, ...
   std::optional<std::string> resume;           ///< see run_options::resume
+  change_policy on_change = change_policy::refuse;  ///< see run_options::on_change
 };
 
 template <class T>

@@ -129,6 +129,10 @@ enum class op_kind : std::uint8_t {
   array = 6,
   end = 7,
   ledger = 8,
+  /// The run starts its calls from ledger.call.call on afresh (a resume with
+  /// --on-change restart): the ledger forgets those calls and their entries.
+  /// `items` holds encoded assign operations (the new inputs) applied with it.
+  ledger_restart = 9,
 };
 
 /// One tracking operation, as sent to rank 0 and as stored in a journal.
@@ -139,7 +143,7 @@ struct op {
   std::string path;
   atom_value atom;                 ///< assign
   series_data points;              ///< append: steps < 0 are assigned by rank 0
-  std::vector<std::string> items;  ///< add
+  std::vector<std::string> items;  ///< add; ledger_restart: encoded assigns
   file_info file;                  ///< file (bytes in file.data)
   array_info array;                ///< array
   run_info info;                   ///< begin; end uses status, reason, end_time
@@ -168,6 +172,13 @@ class run_record {
   std::vector<ledger_entry> ledger;
   std::uint64_t ledger_rows = 0;
   std::uint64_t ledger_bytes = 0;  ///< result bytes of all entries
+  /// Rows and result bytes per call, so that a ledger_restart can take its
+  /// calls' entries out of the counts even when they live in the journal only.
+  struct ledger_count {
+    std::uint64_t rows = 0;
+    std::uint64_t bytes = 0;
+  };
+  std::map<std::int64_t, ledger_count> ledger_counts;
 
   /// A resumed run: the last step each series had when it was resumed. A
   /// point with an explicit step at or before it was recorded before the

@@ -74,6 +74,16 @@ const char* to_string(tracking_mode m) noexcept;
 /// "async" | "sync" | "read-only" | "debug"; throws usage_error otherwise.
 tracking_mode parse_tracking_mode(std::string_view s);
 
+/// What a resumed run does when the program differs from the run it resumes:
+/// a call with another signature, or an input with another value.
+enum class change_policy {
+  refuse,   ///< default: usage_error on every rank, nothing reused or changed
+  restart,  ///< the affected calls run afresh; the new inputs are recorded
+};
+const char* to_string(change_policy p) noexcept;
+/// "refuse" | "restart"; throws usage_error otherwise.
+change_policy parse_change_policy(std::string_view s);
+
 /// Wall-clock time of a point or a Datetime field.
 using timestamp = std::chrono::system_clock::time_point;
 
