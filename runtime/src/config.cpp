@@ -144,6 +144,12 @@ const flag_spec flags[] = {
      [](config& c, std::string_view f, std::string_view v) {
        c.spin_us = static_cast<unsigned>(std::min<std::size_t>(parse_count(f, v, 0), 10'000'000));
      }},
+    {"small-call-us", "RANKFLOW_SMALL_CALL_US", "MICROSECONDS",
+     "a call measured (at its last execution) to take at most this much work per rank runs as one static split "
+     "and one exchange, without the scheduling protocol; 0: never (default 50)",
+     [](config& c, std::string_view f, std::string_view v) {
+       c.small_call_us = static_cast<unsigned>(std::min<std::size_t>(parse_count(f, v, 0), 10'000'000));
+     }},
     {"run-name", "RANKFLOW_RUN_NAME", "NAME", "name shown in log lines (default: the program name)",
      [](config& c, std::string_view, std::string_view v) { c.run_name = std::string(v); }},
     {"resume", "RANKFLOW_RESUME", "[RUN]",

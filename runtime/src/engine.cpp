@@ -35,6 +35,7 @@
 
 #include <cxxabi.h>
 
+#include "engine_parts.hpp"
 #include "progress.hpp"
 
 namespace rankflow::detail {
@@ -95,21 +96,7 @@ struct header {
   double end = 0;           // ... and when it ended (for the run's ledger)
 };
 
-struct failure_info {
-  int rank = -1;
-  int attempts = 0;
-  std::int64_t item = -1;
-  std::int64_t partition = -1;
-  std::string message;
-  double start = 0;  // not sent in the body: a failure message's header carries them
-  double end = 0;
-};
 
-double unix_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 bytes frame_with(const header& h) {
   bytes f = new_frame();
@@ -128,25 +115,6 @@ header read_header(const frame_in& in) {
 const char* body(const frame_in& in) { return in.payload() + sizeof(header); }
 std::size_t body_size(const frame_in& in) { return in.payload_size() - sizeof(header); }
 
-void append_failure(bytes& f, const failure_info& fi) {
-  encode(f, static_cast<std::int32_t>(fi.rank));
-  encode(f, static_cast<std::int32_t>(fi.attempts));
-  encode(f, fi.item);
-  encode(f, fi.partition);
-  f.insert(f.end(), fi.message.begin(), fi.message.end());
-}
-
-failure_info read_failure(const char* d, std::size_t n) {
-  failure_info fi;
-  constexpr std::size_t fixed = 2 * sizeof(std::int32_t) + 2 * sizeof(std::int64_t);
-  if (n < fixed) throw error("rankflow: malformed failure message");
-  fi.rank = decode<std::int32_t>(d, 4);
-  fi.attempts = decode<std::int32_t>(d + 4, 4);
-  fi.item = decode<std::int64_t>(d + 8, 8);
-  fi.partition = decode<std::int64_t>(d + 16, 8);
-  fi.message.assign(d + fixed, n - fixed);
-  return fi;
-}
 
 // Small control messages go out with a blocking send: they fit MPI's eager
 // limit, so MPI_Send returns at once.
@@ -168,26 +136,8 @@ void send_small(const runtime_state& st, int dest, int tag, bytes&& f) {
                     "same order");
 }
 
-// failure_info::partition of a call stopped by a signal rather than a task.
-constexpr std::int64_t interrupted_partition = -2;
 
-// The signal number travels in `attempts` (unused for an interruption).
-failure_info interruption(int rank, int sig) {
-  return {rank, sig, -1, interrupted_partition,
-          std::string("interrupted by ") + signal_name(sig) + " on rank " + std::to_string(rank)};
-}
 
-task_error make_task_error(const runtime_state& st, const job& j, const failure_info& fi) {
-  task_error::details d;
-  d.step = j.step;
-  d.rank = fi.rank;
-  d.host = fi.rank >= 0 && static_cast<std::size_t>(fi.rank) < st.hosts.size() ? st.hosts[fi.rank] : "?";
-  d.item = fi.item;
-  d.partition = fi.partition;
-  d.attempts = fi.attempts;
-  d.message = fi.message;
-  return task_error(std::move(d));
-}
 
 // Which partitions an earlier execution of the run finished: rank 0 hands
 // their recorded results to the job and every rank learns the set, so that
@@ -227,15 +177,6 @@ std::vector<std::uint8_t> recall_finished(const runtime_state& st, const job& j)
   return done;
 }
 
-[[noreturn]] void raise_failure(const runtime_state& st, const job& j, const failure_info& fi) {
-  if (fi.partition == interrupted_partition) {
-    const int sig = fi.attempts > 0 ? fi.attempts : SIGTERM;
-    // Every rank now knows: a tracked run ended by this is recorded as killed.
-    detail::note_signal(sig);
-    throw interrupted(sig, j.step + ": " + fi.message + "; work in flight was finished or abandoned");
-  }
-  throw make_task_error(st, j, fi);
-}
 
 // ---------------------------------------------------------------- rank 0 ---
 
@@ -258,10 +199,14 @@ class scheduler {
     } else {
       run_blocked();
     }
-    bytes stop = frame_with({kind::stop, 0, st_.op, -1, j_.plan.count});
+    // The STOP's `start` carries what the call's partitions cost, so that
+    // every rank learns the same value (is_small_call decides with it).
+    const double cost = failure_ ? -1.0 : mean_cost_;
+    bytes stop = frame_with({kind::stop, 0, st_.op, -1, j_.plan.count, cost});
     encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
     if (failure_) append_failure(stop, *failure_);
     for (int r = 1; r < st_.size; ++r) send_small(st_, r, tag_ctrl, bytes(stop));
+    learn_call_cost(st_, j_, cost);
     if (failure_) raise_failure(st_, j_, *failure_);
     progress_.finish();
   }
@@ -693,6 +638,7 @@ class worker {
           break;
         case kind::stop: {
           stopped_ = true;
+          learn_call_cost(st_, j_, h.start);
           if (decode<std::uint32_t>(body(in), 4) != 0) failure_ = read_failure(body(in) + 4, body_size(in) - 4);
           break;
         }
@@ -740,6 +686,62 @@ class worker {
 
 }  // namespace
 
+// ---------------------------------------- shared with small_call.cpp ---
+
+double unix_now() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+void append_failure(bytes& f, const failure_info& fi) {
+  encode(f, static_cast<std::int32_t>(fi.rank));
+  encode(f, static_cast<std::int32_t>(fi.attempts));
+  encode(f, fi.item);
+  encode(f, fi.partition);
+  f.insert(f.end(), fi.message.begin(), fi.message.end());
+}
+
+failure_info read_failure(const char* d, std::size_t n) {
+  failure_info fi;
+  constexpr std::size_t fixed = 2 * sizeof(std::int32_t) + 2 * sizeof(std::int64_t);
+  if (n < fixed) throw error("rankflow: malformed failure message");
+  fi.rank = decode<std::int32_t>(d, 4);
+  fi.attempts = decode<std::int32_t>(d + 4, 4);
+  fi.item = decode<std::int64_t>(d + 8, 8);
+  fi.partition = decode<std::int64_t>(d + 16, 8);
+  fi.message.assign(d + fixed, n - fixed);
+  return fi;
+}
+
+// The signal number travels in `attempts` (unused for an interruption).
+failure_info interruption(int rank, int sig) {
+  return {rank, sig, -1, interrupted_partition,
+          std::string("interrupted by ") + signal_name(sig) + " on rank " + std::to_string(rank)};
+}
+
+task_error make_task_error(const runtime_state& st, const job& j, const failure_info& fi) {
+  task_error::details d;
+  d.step = j.step;
+  d.rank = fi.rank;
+  d.host = fi.rank >= 0 && static_cast<std::size_t>(fi.rank) < st.hosts.size() ? st.hosts[fi.rank] : "?";
+  d.item = fi.item;
+  d.partition = fi.partition;
+  d.attempts = fi.attempts;
+  d.message = fi.message;
+  return task_error(std::move(d));
+}
+
+[[noreturn]] void raise_failure(const runtime_state& st, const job& j, const failure_info& fi) {
+  if (fi.partition == interrupted_partition) {
+    const int sig = fi.attempts > 0 ? fi.attempts : SIGTERM;
+    // Every rank now knows: a tracked run ended by this is recorded as killed.
+    detail::note_signal(sig);
+    throw interrupted(sig, j.step + ": " + fi.message + "; work in flight was finished or abandoned");
+  }
+  throw make_task_error(st, j, fi);
+}
+
 std::string describe_current_exception() {
   try {
     throw;
@@ -776,7 +778,13 @@ void execute(runtime_state& st, const job& j) {
         }
       }
     } guard{j};
-    scheduler(st, j, reused).run();
+    if (is_small_call(st, j)) {
+      run_small_call(st, j);
+    } else {
+      scheduler(st, j, reused).run();
+    }
+  } else if (is_small_call(st, j)) {
+    run_small_call(st, j);
   } else {
     worker(st, j, reused).run();
   }

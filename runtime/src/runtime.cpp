@@ -284,6 +284,7 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
     throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));
   }
   detail::job j;
+  j.site = detail::signature_hash(0, sig) | 1;  // never 0 (0: not learned)
   j.step = opts.step.empty() ? default_step : opts.step;
   j.plan = plan;
   j.sched = opts.sched;

@@ -150,3 +150,20 @@ TEST(Config, SpinMicroseconds) {
   EXPECT_THROW_WITH(parse_config({"--spin-us", "-3"}, nullptr), rankflow::usage_error, "--spin-us");
   EXPECT_THROW_WITH(parse_config({"--spin-us", "soon"}, nullptr), rankflow::usage_error, "--spin-us");
 }
+
+TEST(Config, SmallCallMicroseconds) {
+  EXPECT_EQ(parse_config({}, nullptr).small_call_us, 50u);
+  EXPECT_EQ(parse_config({"--small-call-us", "0"}, nullptr).small_call_us, 0u);
+  setenv("RANKFLOW_SMALL_CALL_US", "400", 1);
+  EXPECT_EQ(parse_config({}, nullptr).small_call_us, 400u);
+  unsetenv("RANKFLOW_SMALL_CALL_US");
+  EXPECT_THROW_WITH(parse_config({"--small-call-us", "-1"}, nullptr), rankflow::usage_error, "--small-call-us");
+}
+
+TEST(Config, OnChange) {
+  EXPECT_EQ(parse_config({}, nullptr).on_change, "");
+  EXPECT_EQ(parse_config({"--on-change", "restart"}, nullptr).on_change, "restart");
+  EXPECT_EQ(parse_config({"--on-change=refuse"}, nullptr).on_change, "refuse");
+  EXPECT_THROW_WITH(parse_config({"--on-change", "redo"}, nullptr), rankflow::usage_error, "--on-change",
+                    "'refuse' or 'restart'", "'redo'");
+}

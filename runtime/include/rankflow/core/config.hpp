@@ -47,6 +47,10 @@ struct config {
   /// what MPI costs instead of a sleep (~50 us at least); a rank idle for
   /// longer sleeps (backing off to 1 ms) and leaves the core to others.
   unsigned spin_us = 200;
+  /// --small-call-us: a call whose work is known (from its last execution)
+  /// to take at most this long per rank runs as a small call: a static split
+  /// and one exchange instead of the scheduling protocol. 0: never.
+  unsigned small_call_us = 50;
   /// Name shown in log prefixes; defaults to the program name.
   std::string run_name;
   bool help = false;

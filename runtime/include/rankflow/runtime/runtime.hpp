@@ -182,6 +182,9 @@ class Runtime {
   int size() const noexcept { return st_.size; }
   /// True on rank 0, which schedules and owns results and run metadata.
   bool is_scheduler() const noexcept { return st_.rank == 0; }
+  /// Collective calls so far that ran as small calls (--small-call-us): a
+  /// static split and one exchange instead of the scheduling protocol.
+  std::uint64_t small_calls() const noexcept { return st_.small_calls; }
   const std::string& host() const noexcept { return st_.host; }
   /// Host name of every rank, indexed by rank.
   const std::vector<std::string>& hosts() const noexcept { return st_.hosts; }
@@ -260,6 +263,7 @@ class Runtime {
       }
     };
     detail::job j = make_job(opts, "mapreduce", plan, signature_of("mapreduce", r, false, plan, opts, typeid(T)));
+    j.site = detail::site_of(j.site, typeid(Map));
     j.run_local = [&](std::int64_t p, bytes* encoded) {
       T v = run_part(p);
       if (encoded) encode(*encoded, v);
@@ -360,6 +364,7 @@ class Runtime {
       return out;
     };
     detail::job j = make_job(opts, default_step, plan, signature_of(default_step, shown, container, plan, opts, typeid(V)));
+    j.site = detail::site_of(j.site, typeid(Fn));
     j.run_local = [&](std::int64_t p, bytes* encoded) {
       auto v = run_part(p);
       if (encoded) encode(*encoded, v);

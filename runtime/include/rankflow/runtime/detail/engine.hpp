@@ -10,6 +10,8 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <typeinfo>
+#include <unordered_map>
 #include <vector>
 
 #include <rankflow/core/config.hpp>
@@ -29,7 +31,18 @@ struct runtime_state {
   std::string command_line;  ///< argv as given, before rankflow's flags were removed
   int thread_level = 0;      ///< what MPI_Init_thread provided
   std::uint64_t op = 0;      ///< collective calls made so far; must agree across ranks
+  /// Seconds per partition the last call of each call site took (job::site),
+  /// the same on every rank: it decides which calls are small (small_call.cpp).
+  std::unordered_map<std::uint64_t, double> call_cost;
+  std::uint64_t small_calls = 0;  ///< calls that ran as small calls
 };
+
+/// A call site: the call's signature hash and the type of its function (a
+/// lambda's type names its place in the code), never 0. The same on every
+/// rank of one binary.
+inline std::uint64_t site_of(std::uint64_t signature, const std::type_info& fn) noexcept {
+  return (signature ^ (static_cast<std::uint64_t>(fn.hash_code()) * 0x9E3779B97F4A7C15ull)) | 1;
+}
 
 /// Thrown by a partition function: which item failed and why.
 struct item_failure {
@@ -54,6 +67,10 @@ struct partition_outcome {
 
 struct job {
   std::string step;
+  /// The call site: a hash of the call's signature without its number, so
+  /// that the same call made again (a time step, an iteration) finds the cost
+  /// its last execution measured. 0: not learned.
+  std::uint64_t site = 0;
   partition_plan plan;
   schedule sched = schedule::dynamic;
   int retries = 0;
