@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstring>
 
@@ -101,11 +102,23 @@ bool try_recv_frame(MPI_Comm comm, int source, int tag, std::size_t segment_byte
 void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_bytes) {
   int rank = 0;
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  // The first broadcast carries the size and the first bytes: the result of
+  // a small call (a sum, a few values) needs one collective, not two.
+  constexpr std::size_t first_bytes = 248;
+  std::array<char, sizeof(std::uint64_t) + first_bytes> first{};
   std::uint64_t total = frame.size();
-  check_mpi(MPI_Bcast(&total, 1, MPI_UINT64_T, root, comm), "MPI_Bcast");
-  if (rank != root) frame.resize(total);
+  if (rank == root) {
+    std::memcpy(first.data(), &total, sizeof total);
+    if (total > 0) std::memcpy(first.data() + sizeof total, frame.data(), std::min<std::size_t>(total, first_bytes));
+  }
+  check_mpi(MPI_Bcast(first.data(), static_cast<int>(first.size()), MPI_BYTE, root, comm), "MPI_Bcast");
+  if (rank != root) {
+    std::memcpy(&total, first.data(), sizeof total);
+    frame.resize(total);
+    if (total > 0) std::memcpy(frame.data(), first.data() + sizeof total, std::min<std::size_t>(total, first_bytes));
+  }
   const std::size_t seg = clamp_segment(segment_bytes);
-  for (std::size_t off = 0; off < total;) {
+  for (std::size_t off = std::min<std::size_t>(total, first_bytes); off < total;) {
     const std::size_t n = std::min<std::size_t>(seg, total - off);
     check_mpi(MPI_Bcast(frame.data() + off, static_cast<int>(n), MPI_BYTE, root, comm), "MPI_Bcast");
     off += n;
