@@ -1,4 +1,4 @@
-// Small calls (runtime/src/small_call.cpp) at 1-4 ranks: a call site whose
+// Small calls (runtime/scheduler/src/small_call.cpp) at 1-4 ranks: a call site whose
 // last execution did little work per rank runs as a static split and one
 // exchange. Its results, failures, retries, interruptions and ledger must be
 // exactly those of the scheduling protocol, and every rank must take the

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "journal.hpp"
+#include <rankflow/tracking/h5.hpp>  // not in rankflow.hpp: HDF5 is ours, not the user's
 
 namespace rankflow::tracking {
 

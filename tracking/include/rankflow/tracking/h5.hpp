@@ -15,15 +15,9 @@
 #include <string>
 #include <vector>
 
-#include <rankflow/core/error.hpp>
+#include <rankflow/tracking/errors.hpp>
 
 namespace rankflow {
-
-/// An experiment file could not be created, opened, read or written.
-class storage_error : public error {
- public:
-  using error::error;
-};
 
 namespace h5 {
 

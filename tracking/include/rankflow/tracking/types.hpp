@@ -13,31 +13,9 @@
 #include <string_view>
 #include <vector>
 
-#include <rankflow/core/error.hpp>
-#include <rankflow/tracking/h5.hpp>
+#include <rankflow/tracking/errors.hpp>
 
 namespace rankflow {
-
-/// Rank 0 refused a tracking operation (a step that goes backwards, a path
-/// that is already a namespace, ...). Nothing of the operation was written.
-class tracking_error : public error {
- public:
-  using error::error;
-};
-
-/// A field was written with a value of another type than it holds, e.g.
-/// "Float field 'lr' cannot be assigned a String".
-class type_error : public tracking_error {
- public:
-  using tracking_error::tracking_error;
-};
-
-/// A file is not an experiment file rankflow can read: not HDF5, truncated,
-/// or written by a newer major format version.
-class format_error : public storage_error {
- public:
-  using storage_error::storage_error;
-};
 
 enum class field_type : std::uint8_t {
   none = 0,
