@@ -1699,6 +1699,11 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
     o.array.shape = global_shape;
     o.array.file = r.paths.array_relative(r.id, path);
     r.enqueue(o);
+    // Applied by the service before any rank leaves the barrier below: a
+    // rank that fetches the array next must find it. A request is answered
+    // after this rank's earlier writes (once in ~40 runs, tracking_test at
+    // -n 3 fetched before rank 0's batch had even been sent).
+    (void)r.request(tracking::msg_check, path);
   }
   detail::check_mpi(MPI_Barrier(r.coll), "MPI_Barrier");
 }
