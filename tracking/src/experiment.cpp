@@ -27,9 +27,7 @@ using h5::handle;
 
 namespace {
 
-std::string sys_error(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
-}
+using detail::sys_error;  // core's (error.hpp)
 
 std::string dirname_of(const std::string& file) {
   const auto slash = file.rfind('/');

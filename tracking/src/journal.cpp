@@ -23,9 +23,7 @@ namespace {
 constexpr char magic[8] = {'R', 'F', 'J', 'R', 'N', 'L', '0', '1'};
 constexpr std::size_t record_header = 8;
 
-std::string sys_error(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
-}
+using detail::sys_error;  // core's (error.hpp)
 
 // CRC-32C (Castagnoli): the SSE4.2 instruction where the CPU has it (about
 // 10 GB/s, so checksumming never shows in a profile), else a table.

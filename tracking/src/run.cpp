@@ -1657,7 +1657,7 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
         for (std::size_t p = dir.find('/', 1);; p = dir.find('/', p + 1)) {
           const auto sub = p == std::string::npos ? dir : dir.substr(0, p);
           if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) {
-            throw storage_error("cannot create directory '" + sub + "': " + std::strerror(errno));
+            throw storage_error(detail::sys_error("cannot create directory", sub));
           }
           if (p == std::string::npos) break;
         }
@@ -1861,7 +1861,7 @@ void field_ref::upload(const std::string& file_path) {
   r_->require_writable(path_);
   std::ifstream in(file_path, std::ios::binary);
   if (!in) {
-    throw usage_error("upload('" + path_ + "'): cannot read '" + file_path + "': " + std::strerror(errno));
+    throw usage_error(detail::sys_error("upload('" + path_ + "'): cannot read", file_path));
   }
   std::ostringstream ss;
   ss << in.rdbuf();

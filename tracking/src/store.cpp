@@ -1,5 +1,7 @@
 #include <rankflow/tracking/store.hpp>
 
+#include <rankflow/core/clock.hpp>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -112,11 +114,7 @@ timestamp from_unix_seconds(double s) noexcept {
   return timestamp(std::chrono::duration_cast<timestamp::duration>(std::chrono::microseconds(std::llround(s * 1e6))));
 }
 
-double now_unix_seconds() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+double now_unix_seconds() noexcept { return detail::unix_now(); }  // core's clock
 
 }  // namespace rankflow
 

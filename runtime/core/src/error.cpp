@@ -1,5 +1,8 @@
 #include <rankflow/core/error.hpp>
 
+#include <cerrno>
+#include <cstring>
+
 #include <mpi.h>
 
 #include <string>
@@ -34,5 +37,11 @@ mpi_error::mpi_error(const std::string& routine, int code)
     : error(mpi_message(routine, code)), routine_(routine), code_(code) {}
 
 task_error::task_error(details d) : error(task_message(d)), d_(std::move(d)) {}
+
+namespace detail {
+std::string sys_error(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+}  // namespace detail
 
 }  // namespace rankflow

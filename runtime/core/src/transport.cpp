@@ -1,3 +1,4 @@
+#include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/transport.hpp>
 
@@ -124,13 +125,6 @@ void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_byte
     off += n;
   }
 }
-
-namespace {
-std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-}  // namespace
 
 void backoff::reset() noexcept {
   polls_ = 0;

@@ -19,6 +19,8 @@
 // flight for the next call.
 #include <algorithm>
 #include <csignal>
+#include <rankflow/core/agreement.hpp>
+#include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/transport.hpp>
@@ -33,7 +35,6 @@
 #include <optional>
 #include <typeinfo>
 
-#include <cxxabi.h>
 
 #include "engine_parts.hpp"
 #include "progress.hpp"
@@ -73,10 +74,6 @@ constexpr std::int64_t result_batch_entries = 256;
 // partitions to run polls at most this often, and at once when it has none.
 constexpr std::int64_t poll_every_ns = 10'000;
 
-std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 constexpr std::size_t result_batch_bytes = std::size_t{16} << 10;
 
 // assign: body = u32 n, then n x (i64 partition, u32 attempt).
@@ -688,12 +685,6 @@ class worker {
 
 // ---------------------------------------- shared with small_call.cpp ---
 
-double unix_now() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
 void append_failure(bytes& f, const failure_info& fi) {
   encode(f, static_cast<std::int32_t>(fi.rank));
   encode(f, static_cast<std::int32_t>(fi.attempts));
@@ -746,12 +737,7 @@ std::string describe_current_exception() {
   try {
     throw;
   } catch (const std::exception& e) {
-    int status = 0;
-    const char* mangled = typeid(e).name();
-    char* name = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-    std::string type = status == 0 && name ? name : mangled;
-    std::free(name);
-    return std::string(e.what()) + " (" + type + ")";
+    return std::string(e.what()) + " (" + demangle(typeid(e)) + ")";  // core's demangler (agreement.hpp)
   } catch (const std::string& s) {
     return s + " (std::string)";
   } catch (const char* s) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 
@@ -24,9 +25,6 @@ struct failure_info {
 
 /// failure_info::partition of a call stopped by a signal rather than a task.
 inline constexpr std::int64_t interrupted_partition = -2;
-
-/// Wall-clock seconds (Unix time), as the run's ledger records them.
-double unix_now();
 
 /// A failure's wire form: i32 rank, i32 attempts, i64 item, i64 partition, message.
 void append_failure(bytes& f, const failure_info& fi);

@@ -512,8 +512,10 @@ class executor {
 };
 
 // How the driver ended, sent with the stop so every rank leaves drive() alike.
+enum class stop_kind : std::uint8_t { ok = 0, task_failed = 1, interrupted = 2, other_error = 3 };
+
 struct stop_info {
-  std::uint8_t kind = 0;  // 0 ok, 1 task_error, 2 interrupted, 3 other error
+  stop_kind kind = stop_kind::ok;
   std::int32_t signal = 0;
   std::string message;
   task_error::details task;
@@ -526,13 +528,15 @@ struct stop_info {
 
 [[noreturn]] void rethrow_stop(const stop_info& s) {
   switch (s.kind) {
-    case 1:
+    case stop_kind::task_failed:
       throw task_error(s.task);
-    case 2:
+    case stop_kind::interrupted:
       throw interrupted(s.signal, s.message);
-    default:
-      throw error("the driver on rank 0 failed: " + s.message);
+    case stop_kind::ok:
+    case stop_kind::other_error:
+      break;
   }
+  throw error("the driver on rank 0 failed: " + s.message);
 }
 
 }  // namespace
@@ -1134,15 +1138,15 @@ stop_info describe_failure(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
   } catch (const task_error& t) {
-    s.kind = 1;
+    s.kind = stop_kind::task_failed;
     s.task = t.info();
     s.message = t.what();
   } catch (const interrupted& i) {
-    s.kind = 2;
+    s.kind = stop_kind::interrupted;
     s.signal = i.signal();
     s.message = i.what();
   } catch (...) {
-    s.kind = 3;
+    s.kind = stop_kind::other_error;
     s.message = describe_current_exception();
   }
   return s;
@@ -1494,7 +1498,7 @@ void Runtime::drive(const std::function<void(Scheduler&)>& driver) {
 
   if (st_.rank != 0) {
     const auto stop = detail::serve(st_, comm, tasks_, me);
-    if (stop.kind != 0) detail::rethrow_stop(stop);
+    if (stop.kind != detail::stop_kind::ok) detail::rethrow_stop(stop);
     return;
   }
   if (st_.size > 1) all.erase(all.begin());  // rank 0 drives; the others work

@@ -178,7 +178,10 @@ TEST(Failure, AFailureCancelsQueuedBatches) {
                                     [&](std::int64_t i) {
                                       ++ran;
                                       if (i == 300) throw std::runtime_error("bad item 300");
-                                      if (i >= 200) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                                      // Long enough that a CANCEL delayed by a loaded
+                                      // machine (a 100 ms stall) costs a few partitions
+                                      // per rank, not the 50 it did with 2 ms.
+                                      if (i >= 200) std::this_thread::sleep_for(std::chrono::milliseconds(10));
                                       return i;
                                     },
                                     {.chunk_size = 1}),

@@ -80,4 +80,10 @@ class interrupted : public error {
   int signal_;
 };
 
+namespace detail {
+/// "<what> '<path>': <strerror(errno)>", the one message for a failed system
+/// call on a file (read errno before anything else can change it).
+std::string sys_error(const std::string& what, const std::string& path);
+}  // namespace detail
+
 }  // namespace rankflow
