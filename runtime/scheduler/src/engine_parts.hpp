@@ -7,6 +7,7 @@
 
 #include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
+#include <rankflow/runtime/errors.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 
 namespace rankflow::detail {

@@ -12,6 +12,7 @@
 #include <rankflow/runtime/threads.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
 #include <rankflow/tracking/experiment.hpp>
+#include <rankflow/runtime/errors.hpp>
 #include <rankflow/tracking/errors.hpp>
 #include <rankflow/tracking/run.hpp>
 #include <rankflow/tracking/types.hpp>

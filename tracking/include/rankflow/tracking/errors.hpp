@@ -6,7 +6,7 @@
 //       ├── usage_error                     a call made wrongly (flags, arguments, ranks that disagree)
 //       ├── resource_error                  not enough memory, GPUs, ... for what was asked
 //       ├── mpi_error                       an MPI call failed
-//       ├── task_error                      a partition or task threw (rank, host, item, message)
+//       ├── task_error                      runtime/errors.hpp: a partition or task threw (rank, host, item, message)
 //       ├── interrupted                     a time-limit signal stopped the call
 //       ├── storage_error                   this file: an experiment file could not be read or written
 //       │   └── format_error                this file: not a file rankflow can read

@@ -1,6 +1,9 @@
-// rankflow's one error hierarchy. Everything rankflow throws derives from
-// rankflow::error, which derives from std::runtime_error, so `catch (const
-// std::exception&)` in a user's main still sees the full message.
+// rankflow's one error hierarchy, core's part. Everything rankflow throws
+// derives from rankflow::error, which derives from std::runtime_error, so
+// `catch (const std::exception&)` in a user's main still sees the full
+// message. The layers above add theirs: rankflow/tracking/errors.hpp
+// (storage, format, tracking and type errors; it lists the whole hierarchy)
+// and rankflow/runtime/errors.hpp (task_error).
 #pragma once
 
 #include <cstdint>
@@ -39,33 +42,6 @@ class mpi_error : public error {
  private:
   std::string routine_;
   int code_;
-};
-
-/// A user function threw inside a collective call (parallel_map, mapreduce,
-/// foreach) and its retries ran out. Thrown on every rank of the call with the
-/// same message, which names the rank, host, item index and original message.
-class task_error : public error {
- public:
-  struct details {
-    std::string step;       ///< collective call, e.g. "parallel_map" or a user step name
-    int rank = -1;          ///< rank the last attempt ran on
-    std::string host;       ///< that rank's host name
-    std::int64_t item = -1; ///< index of the failing item within the call
-    std::int64_t partition = -1;
-    int attempts = 0;       ///< attempts made, retries included
-    std::string message;    ///< what() of the original exception (with its type)
-    std::int64_t task_id = -1;  ///< tasks (Scheduler::submit): the task's id; item and partition are -1
-  };
-
-  explicit task_error(details d);
-  const details& info() const noexcept { return d_; }
-  int rank() const noexcept { return d_.rank; }
-  const std::string& host() const noexcept { return d_.host; }
-  std::int64_t item() const noexcept { return d_.item; }
-  const std::string& original_message() const noexcept { return d_.message; }
-
- private:
-  details d_;
 };
 
 /// A time-limit or cancellation signal (SIGTERM, SIGUSR1) arrived: the

@@ -32,6 +32,7 @@
 #include <rankflow/core/agreement.hpp>
 #include <rankflow/core/config.hpp>
 #include <rankflow/core/error.hpp>
+#include <rankflow/runtime/errors.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/serialize.hpp>
 #include <rankflow/core/transport.hpp>

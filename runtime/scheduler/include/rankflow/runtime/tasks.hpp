@@ -37,6 +37,7 @@
 #include <vector>
 
 #include <rankflow/core/error.hpp>
+#include <rankflow/runtime/errors.hpp>
 #include <rankflow/core/serialize.hpp>
 #include <rankflow/tracking/store.hpp>
 #include <rankflow/tracking/types.hpp>
