@@ -29,6 +29,7 @@
 #include <rankflow/runtime/detail/engine.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -91,11 +92,16 @@ struct header {
   std::int64_t partitions;  // lets a worker check that it runs the same call
   double start = 0;         // result, fail: when the worker began the partition (Unix seconds)
   double end = 0;           // ... and when it ended (for the run's ledger)
+  // The call's signature (job::site: kind, range, chunk, result type, step,
+  // and the function's type), so that a message of another call is refused
+  // even where the op numbers match. Set by frame_with.
+  std::uint64_t site = 0;
 };
 
 
 
-bytes frame_with(const header& h) {
+bytes frame_with(const job& j, header h) {
+  h.site = j.site;
   bytes f = new_frame();
   const auto* p = reinterpret_cast<const char*>(&h);
   f.insert(f.end(), p, p + sizeof h);
@@ -125,12 +131,17 @@ void send_small(const runtime_state& st, int dest, int tag, bytes&& f) {
   check_mpi(MPI_Send(f.data(), static_cast<int>(f.size()), MPI_BYTE, dest, tag, st.comm), "MPI_Send");
 }
 
-[[noreturn]] void protocol_error(const runtime_state& st, const header& h, std::uint64_t op, std::int64_t parts) {
-  throw usage_error("rank " + std::to_string(st.rank) + " is in collective call #" + std::to_string(op) + " over " +
-                    std::to_string(parts) + " partitions but rank 0 sent work for call #" + std::to_string(h.op) +
-                    " over " + std::to_string(h.partitions) +
-                    " partitions: every rank must make the same rankflow calls, with the same arguments, in the "
-                    "same order");
+[[noreturn]] void protocol_error(const runtime_state& st, const header& h, const job& j) {
+  auto hex = [](std::uint64_t v) {
+    char b[20];
+    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(b);
+  };
+  throw usage_error("rank " + std::to_string(st.rank) + " is in collective call #" + std::to_string(st.op) + " over " +
+                    std::to_string(j.plan.count) + " partitions (signature " + hex(j.site) +
+                    ") but a message for call #" + std::to_string(h.op) + " over " + std::to_string(h.partitions) +
+                    " partitions (signature " + hex(h.site) + ") came from rank 0 or a worker" +
+                    ": every rank must make the same rankflow calls, with the same arguments, in the same order");
 }
 
 
@@ -199,7 +210,7 @@ class scheduler {
     // The STOP's `start` carries what the call's partitions cost, so that
     // every rank learns the same value (is_small_call decides with it).
     const double cost = failure_ ? -1.0 : mean_cost_;
-    bytes stop = frame_with({kind::stop, 0, st_.op, -1, j_.plan.count, cost});
+    bytes stop = frame_with(j_, {kind::stop, 0, st_.op, -1, j_.plan.count, cost});
     encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
     if (failure_) append_failure(stop, *failure_);
     for (int r = 1; r < st_.size; ++r) send_small(st_, r, tag_ctrl, bytes(stop));
@@ -290,7 +301,7 @@ class scheduler {
                          : std::clamp<std::int64_t>(
                                static_cast<std::int64_t>(batch_work_s / std::max(mean_cost_, 1e-9)), 1, max_batch);
       want = std::min(want, by_cost);
-      bytes f = frame_with({kind::assign, 0, st_.op, -1, j_.plan.count});
+      bytes f = frame_with(j_, {kind::assign, 0, st_.op, -1, j_.plan.count});
       const std::size_t count_at = f.size();
       encode(f, std::uint32_t{0});
       std::uint32_t n = 0;
@@ -392,14 +403,14 @@ class scheduler {
     }
     if (j_.sched == schedule::blocked) {
       for (int r = 1; r < st_.size; ++r) {
-        send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
+        send_small(st_, r, tag_ctrl, frame_with(j_, {kind::cancel, 0, st_.op, -1, j_.plan.count}));
       }
     } else {
       // Batches may hold many partitions: workers drop what they have not
       // started and answer with a DONE saying how many.
       for (int r = 1; r < st_.size; ++r) {
         if (inflight_[r] > 0) {
-          send_small(st_, r, tag_ctrl, frame_with({kind::cancel, 0, st_.op, -1, j_.plan.count}));
+          send_small(st_, r, tag_ctrl, frame_with(j_, {kind::cancel, 0, st_.op, -1, j_.plan.count}));
           ++cancels_out_;
         }
       }
@@ -414,7 +425,7 @@ class scheduler {
       any = true;
       const header h = read_header(in);
       if (h.k == kind::fail && h.partition == interrupted_partition && h.op < st_.op) continue;  // late report
-      if (h.op != st_.op) protocol_error(st_, h, st_.op, j_.plan.count);
+      if (h.op != st_.op || h.site != j_.site) protocol_error(st_, h, j_);
       const int r = in.source;
       switch (h.k) {
         case kind::result: {
@@ -521,7 +532,7 @@ class worker {
     // call: a report now would arrive in the next one. That call reports it.
     if (sig == 0 || signal_reported_ || stopped_ || done_sent_) return;
     signal_reported_ = true;
-    bytes ff = frame_with({kind::fail, 0, st_.op, interrupted_partition, j_.plan.count});
+    bytes ff = frame_with(j_, {kind::fail, 0, st_.op, interrupted_partition, j_.plan.count});
     append_failure(ff, interruption(st_.rank, sig));
     send(std::move(ff));
   }
@@ -532,7 +543,7 @@ class worker {
   bool attempt(std::int64_t p, int attempt_no, bool report_failure) {
     const double t0 = unix_now();
     if (results_.empty()) {
-      results_ = frame_with({kind::result, 0, st_.op, 0, j_.plan.count});
+      results_ = frame_with(j_, {kind::result, 0, st_.op, 0, j_.plan.count});
       oldest_ = t0;
     }
     const std::size_t entry = results_.size();
@@ -559,7 +570,7 @@ class worker {
       }
       flush_results();
       bytes ff =
-          frame_with({kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, unix_now()});
+          frame_with(j_, {kind::fail, static_cast<std::uint32_t>(attempt_no), st_.op, p, j_.plan.count, t0, unix_now()});
       append_failure(ff, {st_.rank, attempt_no, e.item, p, e.message});
       send(std::move(ff));
       return false;
@@ -600,7 +611,7 @@ class worker {
       drain_ctrl();
     }
     flush_results();
-    send(frame_with({kind::done, 0, st_.op, -1, j_.plan.count}));
+    send(frame_with(j_, {kind::done, 0, st_.op, -1, j_.plan.count}));
     done_sent_ = true;
   }
 
@@ -609,7 +620,9 @@ class worker {
     frame_in in;
     while (!stopped_ && try_recv_frame(st_.comm, 0, tag_ctrl, st_.cfg.segment_bytes, in)) {
       const header h = read_header(in);
-      if (h.op != st_.op || h.partitions != j_.plan.count) protocol_error(st_, h, st_.op, j_.plan.count);
+      if (h.op != st_.op || h.partitions != j_.plan.count || h.site != j_.site) {
+        protocol_error(st_, h, j_);
+      }
       switch (h.k) {
         case kind::assign: {
           const char* d = body(in);
@@ -626,7 +639,7 @@ class worker {
           cancelled_ = true;
           if (j_.sched == schedule::dynamic) {
             // Drop what has not started; say how much, after the results.
-            bytes done = frame_with({kind::done, 0, st_.op, -1, j_.plan.count});
+            bytes done = frame_with(j_, {kind::done, 0, st_.op, -1, j_.plan.count});
             encode(done, static_cast<std::int64_t>(queue_.size()));
             queue_.clear();
             flush_results();
