@@ -1,0 +1,300 @@
+// Writing a run into an experiment file: fields, streamed series, the ledger.
+#include "experiment_io.hpp"
+
+namespace rankflow::tracking {
+
+
+void write_slab(hid_t d, hsize_t at, hsize_t n, hid_t mem_t, const void* data, const std::string& what) {
+  handle fs(check(H5Dget_space(d), "H5Dget_space", what));
+  check(H5Sselect_hyperslab(fs.id(), H5S_SELECT_SET, &at, nullptr, &n, nullptr), "H5Sselect_hyperslab", what);
+  handle ms(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", what));
+  check(H5Dwrite(d, mem_t, ms.id(), fs.id(), H5P_DEFAULT, data), "H5Dwrite", what);
+}
+
+void stream_points(const std::string& journal_path, streamed_map& streamed) {
+  auto vt = vl_string_type();
+  std::vector<const char*> ptrs;
+  scan_journal(journal_path, [&](op& o) {
+    if (o.kind != op_kind::append) return true;
+    auto it = streamed.find(o.path);
+    if (it == streamed.end()) return true;
+    auto& st = it->second;
+    const hsize_t n = o.points.size();
+    if (n == 0) return true;
+    if (st.written + n > st.size) throw format_error("journal of '" + o.path + "' holds more points than counted");
+    write_slab(st.step.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.steps.data(), o.path);
+    write_slab(st.timestamp.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.timestamps.data(), o.path);
+    if (st.type == field_type::float_series) {
+      write_slab(st.value.id(), st.written, n, H5T_NATIVE_DOUBLE, o.points.f.data(), o.path);
+    } else if (st.type == field_type::int_series) {
+      write_slab(st.value.id(), st.written, n, H5T_NATIVE_INT64, o.points.i.data(), o.path);
+    } else {
+      ptrs.clear();
+      for (const auto& x : o.points.s) ptrs.push_back(x.c_str());
+      write_slab(st.value.id(), st.written, n, vt.id(), ptrs.data(), o.path);
+    }
+    st.written += n;
+    return true;
+  });
+  for (auto& [path, st] : streamed) {
+    if (st.written != st.size) {
+      throw format_error("journal of '" + path + "' ends before all of its points (" + std::to_string(st.written) +
+                         " of " + std::to_string(st.size) + ")");
+    }
+  }
+}
+
+void write_field(hid_t run, const std::string& path, const field_record& f, const experiment_paths& p,
+                 const std::string& id, const std::function<std::string(const file_info&)>& bytes_of,
+                 streamed_map* streamed) {
+  switch (f.type) {
+    case field_type::int_:
+    case field_type::float_:
+    case field_type::datetime: {
+      const bool is_int = f.type == field_type::int_;
+      auto d = scalar_dataset(run, path, is_int ? H5T_STD_I64LE : H5T_IEEE_F64LE);
+      if (is_int) {
+        check(H5Dwrite(d.id(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.i), "H5Dwrite", path);
+      } else {
+        check(H5Dwrite(d.id(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &f.atom.d), "H5Dwrite", path);
+      }
+      field_attrs(d.id(), f);
+      if (f.type == field_type::datetime) attr_str(d.id(), "iso8601", format_time(f.atom.d));
+      break;
+    }
+    case field_type::bool_: {
+      auto t = bool_type();
+      auto d = scalar_dataset(run, path, t.id());
+      const std::int8_t v = f.atom.i ? 1 : 0;
+      check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "H5Dwrite", path);
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::string: {
+      auto t = vl_string_type();
+      auto d = scalar_dataset(run, path, t.id());
+      const char* s = f.atom.s.c_str();
+      check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &s), "H5Dwrite", path);
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::string_set:
+    case field_type::string_list: {
+      write_strings(run, path, f.atom.list, false);
+      handle d(check(H5Dopen2(run, path.c_str(), H5P_DEFAULT), "H5Dopen2", path));
+      field_attrs(d.id(), f);
+      break;
+    }
+    case field_type::float_series:
+    case field_type::int_series:
+    case field_type::string_series: {
+      auto lcpl = lcpl_intermediate();
+      handle g(check(H5Gcreate2(run, path.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", path));
+      const auto& s = f.series;
+      if (f.points > s.size() && streamed) {
+        // Points are in the journal: make the columns at their final size now
+        // and fill them block by block in one pass over the journal.
+        auto& st = (*streamed)[path];
+        const auto n = static_cast<hsize_t>(f.points);
+        auto vt = vl_string_type();
+        const hid_t value_t = f.type == field_type::float_series ? H5T_IEEE_F64LE
+                              : f.type == field_type::int_series ? H5T_STD_I64LE
+                                                                 : vt.id();
+        st.step = create_1d(g.id(), "step", H5T_IEEE_F64LE, n, true);
+        st.value = create_1d(g.id(), "value", value_t, n, true);
+        st.timestamp = create_1d(g.id(), "timestamp", H5T_IEEE_F64LE, n, true);
+        st.type = f.type;
+        st.size = n;
+        field_attrs(g.id(), f);
+        break;
+      }
+      write_column(g.id(), "step", s.steps, true);
+      if (f.type == field_type::float_series) write_column(g.id(), "value", s.f, true);
+      if (f.type == field_type::int_series) write_column(g.id(), "value", s.i, true);
+      if (f.type == field_type::string_series) write_strings(g.id(), "value", s.s, true);
+      write_column(g.id(), "timestamp", s.timestamps, true);
+      field_attrs(g.id(), f);
+      break;
+    }
+    case field_type::file: {
+      const std::string data = f.file.data.empty() && f.file.size ? bytes_of(f.file) : f.file.data;
+      auto d = create_1d(run, path, H5T_STD_U8LE, data.size(), false);
+      if (!data.empty()) {
+        check(H5Dwrite(d.id(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), "H5Dwrite", path);
+      }
+      field_attrs(d.id(), f);
+      attr_str(d.id(), "filename", f.file.filename);
+      attr_num(d.id(), "size", static_cast<std::int64_t>(data.size()));
+      break;
+    }
+    case field_type::array: {
+      // The data lives in its own file, written collectively by every rank;
+      // an external link makes it appear here to h5py, h5dump and HDFView.
+      auto lcpl = lcpl_intermediate();
+      const auto target = f.array.file.empty() ? p.array_relative(id, path) : f.array.file;
+      check(H5Lcreate_external(target.c_str(), "/data", run, path.c_str(), lcpl.id(), H5P_DEFAULT),
+            "H5Lcreate_external", path);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// ------------------------------------------------ the partition ledger --
+// /runs/<id>/_rankflow/calls/{call,step,items,chunk,partitions}: one row per call
+// /runs/<id>/_rankflow/ledger/{call,partition,first,last,rank,start,end,
+//   attempts,ok,error,result_offset,result_size}: one row per partition outcome
+// /runs/<id>/_rankflow/ledger/results: the encoded results, end to end
+
+void write_ledger(hid_t run, const run_record& rec, const std::string& journal_path) {
+  if (rec.calls.empty() && rec.ledger_rows == 0) return;
+  const std::string root = reserved_namespace;
+  handle g(check(H5Gcreate2(run, root.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", root));
+  {
+    std::vector<std::int64_t> call, items, chunk, parts;
+    std::vector<std::string> step, signature;
+    for (const auto& [k, c] : rec.calls) {
+      signature.push_back(c.signature);
+      call.push_back(c.call);
+      items.push_back(c.items);
+      chunk.push_back(c.chunk);
+      parts.push_back(c.partitions);
+      step.push_back(c.step);
+    }
+    handle cg(check(H5Gcreate2(g.id(), "calls", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "calls"));
+    write_column(cg.id(), "call", call, false);
+    write_strings(cg.id(), "step", step, false);
+    write_column(cg.id(), "items", items, false);
+    write_column(cg.id(), "chunk", chunk, false);
+    write_column(cg.id(), "partitions", parts, false);
+    write_strings(cg.id(), "signature", signature, false);  // format 1.2
+  }
+  handle lg(check(H5Gcreate2(g.id(), "ledger", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "ledger"));
+  auto results = create_1d(lg.id(), "results", H5T_STD_U8LE, rec.ledger_bytes, false);
+  std::vector<std::int64_t> call, part, first, last, rank, attempts, offset, size;
+  std::vector<double> start, end;
+  std::vector<std::int8_t> ok;
+  std::vector<std::string> error;
+  std::string pending;  // results not yet written, written in large slabs
+  hsize_t written = 0;
+  auto write_pending = [&] {
+    if (pending.empty()) return;
+    if (written + pending.size() > rec.ledger_bytes)
+      throw format_error("the ledger holds more result bytes than counted");
+    write_slab(results.id(), written, pending.size(), H5T_NATIVE_UCHAR, pending.data(), "ledger results");
+    written += pending.size();
+    pending.clear();
+  };
+  std::uint64_t at = 0;
+  auto add = [&](const ledger_entry& e) {
+    call.push_back(e.call);
+    part.push_back(e.partition);
+    first.push_back(e.first);
+    last.push_back(e.last);
+    rank.push_back(e.rank);
+    start.push_back(e.start);
+    end.push_back(e.end);
+    attempts.push_back(e.attempts);
+    ok.push_back(e.ok ? 1 : 0);
+    error.push_back(e.error);
+    offset.push_back(static_cast<std::int64_t>(at));
+    size.push_back(static_cast<std::int64_t>(e.result.size()));
+    at += e.result.size();
+    pending += e.result;
+    if (pending.size() >= (std::size_t{4} << 20)) write_pending();
+  };
+  if (rec.ledger.size() == rec.ledger_rows) {
+    for (const auto& e : rec.ledger) add(e);
+  } else {
+    // A live run's entries are in its journal only. A ledger_restart drops
+    // the entries journaled before it for its calls, so a first pass finds,
+    // for each record, the lowest call a later restart drops from.
+    std::vector<std::pair<std::uint64_t, std::int64_t>> restarts;  // record number, call
+    std::uint64_t record = 0;
+    scan_journal(journal_path, [&](op& o) {
+      if (o.kind == op_kind::ledger_restart) restarts.emplace_back(record, o.ledger.call.call);
+      ++record;
+      return true;
+    });
+    for (std::size_t k = restarts.size(); k-- > 1;)
+      restarts[k - 1].second = std::min(restarts[k - 1].second, restarts[k].second);
+    std::size_t next = 0;  // the first restart after the current record
+    record = 0;
+    scan_journal(journal_path, [&](op& o) {
+      while (next < restarts.size() && restarts[next].first <= record) ++next;
+      ++record;
+      if (o.kind != op_kind::ledger) return true;
+      if (next < restarts.size() && o.ledger.call.call >= restarts[next].second) return true;  // superseded
+      for (const auto& e : o.ledger.entries) add(e);
+      return true;
+    });
+  }
+  write_pending();
+  if (call.size() != rec.ledger_rows || written != rec.ledger_bytes) {
+    throw format_error("the ledger's journal holds " + std::to_string(call.size()) + " entries, " +
+                       std::to_string(rec.ledger_rows) + " were counted");
+  }
+  write_column(lg.id(), "call", call, false);
+  write_column(lg.id(), "partition", part, false);
+  write_column(lg.id(), "first", first, false);
+  write_column(lg.id(), "last", last, false);
+  write_column(lg.id(), "rank", rank, false);
+  write_column(lg.id(), "start", start, false);
+  write_column(lg.id(), "end", end, false);
+  write_column(lg.id(), "attempts", attempts, false);
+  {
+    auto t = bool_type();
+    auto d = create_1d(lg.id(), "ok", t.id(), ok.size(), false);
+    if (!ok.empty()) check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok.data()), "H5Dwrite", "ok");
+  }
+  write_strings(lg.id(), "error", error, false);
+  write_column(lg.id(), "result_offset", offset, false);
+  write_column(lg.id(), "result_size", size, false);
+}
+
+void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
+               const std::function<std::string(const file_info&)>& bytes_of, const std::string& journal_path) {
+  const auto& i = rec.info;
+  const std::string where = "/runs/" + i.id;
+  if (H5Lexists(file, "runs", H5P_DEFAULT) <= 0) {
+    handle g(check(H5Gcreate2(file, "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "/runs"));
+  }
+  if (H5Lexists(file, where.c_str(), H5P_DEFAULT) > 0) {
+    check(H5Ldelete(file, where.c_str(), H5P_DEFAULT), "H5Ldelete", where);  // re-merge after a crash
+  }
+  handle g(check(H5Gcreate2(file, where.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", where));
+  attr_str(g.id(), "id", i.id);
+  attr_str(g.id(), "name", i.name);
+  attr_str(g.id(), "status", i.status);
+  attr_str(g.id(), "reason", i.reason);
+  attr_str(g.id(), "start_time", format_time(i.start_time));
+  attr_str(g.id(), "end_time", format_time(i.end_time));
+  attr_num(g.id(), "start_unix", i.start_time);
+  attr_num(g.id(), "end_unix", i.end_time);
+  attr_num(g.id(), "ranks", i.ranks);
+  attr_strs(g.id(), "hosts", i.hosts);
+  attr_str(g.id(), "command_line", i.command_line);
+  attr_str(g.id(), "rankflow_version", i.version);
+  attr_str(g.id(), "mode", i.mode);
+  for (const auto& [k, v] : i.context) attr_str(g.id(), k.c_str(), v);
+  streamed_map streamed;
+  for (const auto& [path, f] : rec.fields) write_field(g.id(), path, f, p, i.id, bytes_of, &streamed);
+  if (!streamed.empty()) stream_points(journal_path, streamed);
+  write_ledger(g.id(), rec, journal_path);
+}
+
+handle create_experiment_file(const std::string& path) {
+  handle fcpl(check(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate", path));
+  // Track link creation order so tools can list runs in the order they ran.
+  check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
+        "H5Pset_link_creation_order", path);
+  handle f(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), H5P_DEFAULT), "H5Fcreate", path));
+  attr_str(f.id(), "rankflow_format", "rankflow experiment file; see docs/format.md");
+  attr_num(f.id(), "rankflow_format_major", format_major);
+  attr_num(f.id(), "rankflow_format_minor", format_minor);
+  handle g(check(H5Gcreate2(f.id(), "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "/runs"));
+  return f;
+}
+
+}  // namespace rankflow::tracking
