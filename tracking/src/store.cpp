@@ -591,6 +591,9 @@ std::string run_record::check_new(const std::string& path, field_type t, int ran
   return namespace_conflict(path);
 }
 
+// apply() is where every write and every replay passes: run-level records
+// (begin, end, the ledger) change the run; the others write one field, each
+// kind in its own step below with Neptune's rules for it.
 bool run_record::apply(op& o, std::vector<rejection>& out) {
   switch (o.kind) {
     case op_kind::begin:
@@ -601,239 +604,263 @@ bool run_record::apply(op& o, std::vector<rejection>& out) {
       info.reason = o.info.reason;
       info.end_time = o.info.end_time;
       return true;
-    case op_kind::ledger: {
-      const auto& c = o.ledger.call;
-      if (auto it = calls.find(c.call); it != calls.end() && !it->second.same_work(c)) {
-        out.push_back({false, "ledger: call #" + std::to_string(c.call) + " was recorded as '" + it->second.step +
-                                  "' over " + std::to_string(it->second.partitions) + " partitions, not '" + c.step +
-                                  "' over " + std::to_string(c.partitions)});
-        return false;
-      }
-      calls[c.call] = c;
-      auto& n = ledger_counts[c.call];
-      ledger_rows += o.ledger.entries.size();
-      n.rows += o.ledger.entries.size();
-      for (const auto& e : o.ledger.entries) {
-        ledger_bytes += e.result.size();
-        n.bytes += e.result.size();
-      }
-      if (keep_points) ledger.insert(ledger.end(), o.ledger.entries.begin(), o.ledger.entries.end());
-      return true;
-    }
-    case op_kind::ledger_restart: {
-      // Calls from `from` on run afresh: what the ledger held for them was
-      // computed for other work and must never be handed back by a resume.
-      const std::int64_t from = o.ledger.call.call;
-      // The new inputs first: one refused leaves the restart whole (its
-      // calls still run afresh) and is reported like any refused write.
-      for (const auto& enc : o.items) {
-        std::size_t pos = 0;
-        op a;
-        decode_into(enc, pos, a);
-        if (a.kind != op_kind::assign || pos != enc.size()) throw format_error("a ledger restart holds a damaged input");
-        apply(a, out);
-      }
-      calls.erase(calls.lower_bound(from), calls.end());
-      for (auto it = ledger_counts.lower_bound(from); it != ledger_counts.end(); it = ledger_counts.erase(it)) {
-        ledger_rows -= it->second.rows;
-        ledger_bytes -= it->second.bytes;
-      }
-      std::erase_if(ledger, [from](const ledger_entry& e) { return e.call >= from; });
-      return true;
-    }
+    case op_kind::ledger:
+      return apply_ledger(o, out);
+    case op_kind::ledger_restart:
+      return apply_ledger_restart(o, out);
     default:
       break;
   }
-
-  auto it = fields.find(o.path);
-  const bool exists = it != fields.end();
-  if (!exists) {
-    if (auto why = namespace_conflict(o.path); !why.empty()) {
-      out.push_back({false, why});
-      return false;
-    }
-  }
-  auto create = [&](field_type t) -> field_record& {
-    auto& f = fields[o.path];
-    f.type = t;
-    f.rank = o.rank;
-    add_namespaces(o.path);
-    return f;
-  };
-  auto refuse_type = [&](const std::string& msg) {
-    out.push_back({true, msg});
+  field_record* f = nullptr;
+  if (auto it = fields.find(o.path); it != fields.end()) {
+    f = &it->second;
+  } else if (auto why = namespace_conflict(o.path); !why.empty()) {
+    out.push_back({false, why});
     return false;
-  };
-
+  }
   switch (o.kind) {
-    case op_kind::assign: {
-      auto& a = o.atom;
-      // Checked here, where every write and every replay passes, so a value
-      // the file could not hold as written is refused whole, never cut.
-      std::string why;
-      if (a.type == field_type::string) why = string_problem(a.s);
-      if (a.type == field_type::string_set || a.type == field_type::string_list) why = first_string_problem(a.list);
-      if (!why.empty()) {
-        return refuse_type(std::string(type_name(a.type)) + " value for '" + o.path + "' refused: " + why +
-                           " (from rank " + std::to_string(o.rank) + ")");
-      }
-      if (exists) {
-        auto& f = it->second;
-        if (is_series(f.type)) {
-          return refuse_type(std::string(type_name(f.type)) + " '" + o.path + "' cannot be assigned with '=': use " +
-                             "append() to add a point" + from_rank(f.rank, o.rank));
-        }
-        if (f.type == field_type::float_ && a.type == field_type::int_) {  // Int widens to Float, as in Neptune
-          a.type = field_type::float_;
-          a.d = static_cast<double>(a.i);
-        }
-        if (f.type != a.type) {
-          return refuse_type(std::string(type_name(f.type)) + " field '" + o.path + "' cannot be assigned a " +
-                             type_name(a.type) + from_rank(f.rank, o.rank));
-        }
-        f.atom = a;
-        f.updated = o.time;
-        return true;
-      }
-      auto& f = create(a.type);
-      f.atom = a;
-      f.updated = o.time;
-      return true;
-    }
-    case op_kind::append: {
-      auto& p = o.points;
-      field_record* f = exists ? &it->second : nullptr;
-      if (f && !is_series(f->type)) {
-        return refuse_type(std::string(type_name(f->type)) + " field '" + o.path + "' is not a series: append() " +
-                           "needs a series, assign with '=' instead" + from_rank(f->rank, o.rank));
-      }
-      if (f && f->type != p.type) {
-        if (f->type == field_type::float_series && p.type == field_type::int_series) {
-          p.type = field_type::float_series;
-          p.f.assign(p.i.begin(), p.i.end());
-          p.i.clear();
-        } else {
-          return refuse_type(std::string(type_name(f->type)) + " '" + o.path + "' cannot be appended a " +
-                             value_type_of_series(p.type) + from_rank(f->rank, o.rank));
-        }
-      }
-      double last = f ? f->last_step : -1.0;
-      // Resolve steps and drop points whose explicit step does not advance.
-      std::size_t keep = 0, dropped = 0, bad_strings = 0;
-      std::string first_drop, first_bad;
-      const auto n = p.size();
-      const double floor_step = [&] {
-        if (resume_floor.empty()) return -1.0;
-        auto fl = resume_floor.find(o.path);
-        return fl == resume_floor.end() ? -1.0 : fl->second;
-      }();
-      for (std::size_t k = 0; k < n; ++k) {
-        double s = p.steps[k];
-        if (s >= 0 && s <= floor_step) {  // recorded before the resume: the program replays it
-          ++replayed_points;
-          continue;
-        }
-        if (p.type == field_type::string_series) {
-          if (auto why = string_problem(p.s[k]); !why.empty()) {
-            if (bad_strings++ == 0) {
-              first_bad =
-                  "StringSeries '" + o.path + "': a point refused (from rank " + std::to_string(o.rank) + "): " + why;
-            }
-            continue;
-          }
-        }
-        if (s < 0) s = std::floor(last) + 1.0;
-        if (!(s > last)) {
-          if (dropped++ == 0) {
-            first_drop = "step " + step_text(s) + " of " + type_name(f ? f->type : p.type) + " '" + o.path +
-                         "' does not come after its last step " + step_text(last) + " (from rank " +
-                         std::to_string(o.rank) + "): explicit steps must increase";
-          }
-          continue;
-        }
-        last = s;
-        p.steps[keep] = s;
-        p.timestamps[keep] = p.timestamps[k];
-        if (p.type == field_type::float_series) p.f[keep] = p.f[k];
-        if (p.type == field_type::int_series) p.i[keep] = p.i[k];
-        if (p.type == field_type::string_series && keep != k) p.s[keep] = std::move(p.s[k]);
-        ++keep;
-      }
-      if (dropped) {
-        if (dropped > 1) first_drop += "; " + std::to_string(dropped - 1) + " more points of the same append refused";
-        out.push_back({false, first_drop});
-      }
-      if (bad_strings) {
-        if (bad_strings > 1) first_bad += "; " + std::to_string(bad_strings - 1) + " more such points refused";
-        out.push_back({true, first_bad});
-      }
-      p.steps.resize(keep);
-      p.timestamps.resize(keep);
-      if (p.type == field_type::float_series) p.f.resize(keep);
-      if (p.type == field_type::int_series) p.i.resize(keep);
-      if (p.type == field_type::string_series) p.s.resize(keep);
-      if (keep == 0) return false;  // also when every point was a replay
-      if (!f) {
-        f = &create(p.type);
-        f->series.type = p.type;
-      }
-      f->last_step = last;
-      f->points += keep;
-      if (keep_points) {
-        auto& s = f->series;
-        s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
-        s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
-        s.f.insert(s.f.end(), p.f.begin(), p.f.end());
-        s.i.insert(s.i.end(), p.i.begin(), p.i.end());
-        s.s.insert(s.s.end(), p.s.begin(), p.s.end());
-      }
-      f->updated = o.time;
-      return true;
-    }
-    case op_kind::add: {
-      if (auto why = first_string_problem(o.items); !why.empty()) {
-        return refuse_type("StringSet value for '" + o.path + "' refused: " + why + " (from rank " +
-                           std::to_string(o.rank) + ")");
-      }
-      if (exists && it->second.type != field_type::string_set) {
-        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
-                           "' cannot be added strings: add() works on StringSet fields" +
-                           from_rank(it->second.rank, o.rank));
-      }
-      auto& f = exists ? it->second : create(field_type::string_set);
-      f.atom.type = field_type::string_set;
-      std::set<std::string> all(f.atom.list.begin(), f.atom.list.end());
-      all.insert(o.items.begin(), o.items.end());
-      f.atom.list.assign(all.begin(), all.end());
-      f.updated = o.time;
-      return true;
-    }
+    case op_kind::assign:
+      return apply_assign(o, f, out);
+    case op_kind::append:
+      return apply_append(o, f, out);
+    case op_kind::add:
+      return apply_add(o, f, out);
     case op_kind::file:
-    case op_kind::array: {
-      const auto t = o.kind == op_kind::file ? field_type::file : field_type::array;
-      if (auto why = o.kind == op_kind::file ? string_problem(o.file.filename) : ""; !why.empty()) {
-        out.push_back({false, "File '" + o.path + "' refused: its file name: " + why});
-        return false;
-      }
-      if (exists && it->second.type != t) {
-        return refuse_type(std::string(type_name(it->second.type)) + " field '" + o.path +
-                           "' cannot be replaced by a " + type_name(t) + from_rank(it->second.rank, o.rank));
-      }
-      auto& f = exists ? it->second : create(t);
-      if (t == field_type::file) {
-        f.file.filename = o.file.filename;
-        f.file.size = o.file.size ? o.file.size : o.file.data.size();
-        f.file.journal_offset = o.file.journal_offset;
-        f.file.data.clear();  // bytes stay in the journal; see file_info
-      } else {
-        f.array = o.array;
-      }
-      f.updated = o.time;
-      return true;
-    }
+    case op_kind::array:
+      return apply_artifact(o, f, out);
     default:
       return false;
   }
+}
+
+namespace {
+// A refusal for a value of the wrong type (type_error at wait()).
+bool refuse_type(std::vector<rejection>& out, std::string msg) {
+  out.push_back({true, std::move(msg)});
+  return false;
+}
+}  // namespace
+
+field_record& run_record::create(const op& o, field_type t) {
+  auto& f = fields[o.path];
+  f.type = t;
+  f.rank = o.rank;
+  add_namespaces(o.path);
+  return f;
+}
+
+bool run_record::apply_ledger(const op& o, std::vector<rejection>& out) {
+  const auto& c = o.ledger.call;
+  if (auto it = calls.find(c.call); it != calls.end() && !it->second.same_work(c)) {
+    out.push_back({false, "ledger: call #" + std::to_string(c.call) + " was recorded as '" + it->second.step +
+                              "' over " + std::to_string(it->second.partitions) + " partitions, not '" + c.step +
+                              "' over " + std::to_string(c.partitions)});
+    return false;
+  }
+  calls[c.call] = c;
+  auto& n = ledger_counts[c.call];
+  ledger_rows += o.ledger.entries.size();
+  n.rows += o.ledger.entries.size();
+  for (const auto& e : o.ledger.entries) {
+    ledger_bytes += e.result.size();
+    n.bytes += e.result.size();
+  }
+  if (keep_points) ledger.insert(ledger.end(), o.ledger.entries.begin(), o.ledger.entries.end());
+  return true;
+}
+
+bool run_record::apply_ledger_restart(const op& o, std::vector<rejection>& out) {
+  // Calls from `from` on run afresh: what the ledger held for them was
+  // computed for other work and must never be handed back by a resume.
+  const std::int64_t from = o.ledger.call.call;
+  // The new inputs first: one refused leaves the restart whole (its
+  // calls still run afresh) and is reported like any refused write.
+  for (const auto& enc : o.items) {
+    std::size_t pos = 0;
+    op a;
+    decode_into(enc, pos, a);
+    if (a.kind != op_kind::assign || pos != enc.size()) throw format_error("a ledger restart holds a damaged input");
+    apply(a, out);
+  }
+  calls.erase(calls.lower_bound(from), calls.end());
+  for (auto it = ledger_counts.lower_bound(from); it != ledger_counts.end(); it = ledger_counts.erase(it)) {
+    ledger_rows -= it->second.rows;
+    ledger_bytes -= it->second.bytes;
+  }
+  std::erase_if(ledger, [from](const ledger_entry& e) { return e.call >= from; });
+  return true;
+}
+
+bool run_record::apply_assign(op& o, field_record* f, std::vector<rejection>& out) {
+  auto& a = o.atom;
+  // Checked here, where every write and every replay passes, so a value
+  // the file could not hold as written is refused whole, never cut.
+  std::string why;
+  if (a.type == field_type::string) why = string_problem(a.s);
+  if (a.type == field_type::string_set || a.type == field_type::string_list) why = first_string_problem(a.list);
+  if (!why.empty()) {
+    return refuse_type(out, std::string(type_name(a.type)) + " value for '" + o.path + "' refused: " + why +
+                                " (from rank " + std::to_string(o.rank) + ")");
+  }
+  if (!f) {
+    f = &create(o, a.type);
+  } else {
+    if (is_series(f->type)) {
+      return refuse_type(out, std::string(type_name(f->type)) + " '" + o.path + "' cannot be assigned with '=': use " +
+                                  "append() to add a point" + from_rank(f->rank, o.rank));
+    }
+    if (f->type == field_type::float_ && a.type == field_type::int_) {  // Int widens to Float, as in Neptune
+      a.type = field_type::float_;
+      a.d = static_cast<double>(a.i);
+    }
+    if (f->type != a.type) {
+      return refuse_type(out, std::string(type_name(f->type)) + " field '" + o.path + "' cannot be assigned a " +
+                                  type_name(a.type) + from_rank(f->rank, o.rank));
+    }
+  }
+  f->atom = a;
+  f->updated = o.time;
+  return true;
+}
+
+bool run_record::apply_append(op& o, field_record* f, std::vector<rejection>& out) {
+  auto& p = o.points;
+  if (f && !is_series(f->type)) {
+    return refuse_type(out, std::string(type_name(f->type)) + " field '" + o.path + "' is not a series: append() " +
+                                "needs a series, assign with '=' instead" + from_rank(f->rank, o.rank));
+  }
+  if (f && f->type != p.type) {
+    if (f->type == field_type::float_series && p.type == field_type::int_series) {
+      p.type = field_type::float_series;
+      p.f.assign(p.i.begin(), p.i.end());
+      p.i.clear();
+    } else {
+      return refuse_type(out, std::string(type_name(f->type)) + " '" + o.path + "' cannot be appended a " +
+                                  value_type_of_series(p.type) + from_rank(f->rank, o.rank));
+    }
+  }
+  double last = f ? f->last_step : -1.0;
+  const std::size_t keep = resolve_steps(o, f, last, out);
+  if (keep == 0) return false;  // also when every point was a replay
+  if (!f) {
+    f = &create(o, p.type);
+    f->series.type = p.type;
+  }
+  f->last_step = last;
+  f->points += keep;
+  if (keep_points) {
+    auto& s = f->series;
+    s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());
+    s.timestamps.insert(s.timestamps.end(), p.timestamps.begin(), p.timestamps.end());
+    s.f.insert(s.f.end(), p.f.begin(), p.f.end());
+    s.i.insert(s.i.end(), p.i.begin(), p.i.end());
+    s.s.insert(s.s.end(), p.s.begin(), p.s.end());
+  }
+  f->updated = o.time;
+  return true;
+}
+
+// Gives each point of an append its step (the next whole number when it
+// has none), and drops in place the points recorded before a resume (the
+// program replays them), invalid strings and steps that do not advance.
+// `last` becomes the last kept step; returns how many points are kept.
+std::size_t run_record::resolve_steps(op& o, const field_record* f, double& last, std::vector<rejection>& out) {
+  auto& p = o.points;
+  std::size_t keep = 0, dropped = 0, bad_strings = 0;
+  std::string first_drop, first_bad;
+  const auto n = p.size();
+  const double floor_step = [&] {
+    if (resume_floor.empty()) return -1.0;
+    auto fl = resume_floor.find(o.path);
+    return fl == resume_floor.end() ? -1.0 : fl->second;
+  }();
+  for (std::size_t k = 0; k < n; ++k) {
+    double s = p.steps[k];
+    if (s >= 0 && s <= floor_step) {  // recorded before the resume: the program replays it
+      ++replayed_points;
+      continue;
+    }
+    if (p.type == field_type::string_series) {
+      if (auto why = string_problem(p.s[k]); !why.empty()) {
+        if (bad_strings++ == 0) {
+          first_bad = "StringSeries '" + o.path + "': a point refused (from rank " + std::to_string(o.rank) + "): " + why;
+        }
+        continue;
+      }
+    }
+    if (s < 0) s = std::floor(last) + 1.0;
+    if (!(s > last)) {
+      if (dropped++ == 0) {
+        first_drop = "step " + step_text(s) + " of " + type_name(f ? f->type : p.type) + " '" + o.path +
+                     "' does not come after its last step " + step_text(last) + " (from rank " +
+                     std::to_string(o.rank) + "): explicit steps must increase";
+      }
+      continue;
+    }
+    last = s;
+    p.steps[keep] = s;
+    p.timestamps[keep] = p.timestamps[k];
+    if (p.type == field_type::float_series) p.f[keep] = p.f[k];
+    if (p.type == field_type::int_series) p.i[keep] = p.i[k];
+    if (p.type == field_type::string_series && keep != k) p.s[keep] = std::move(p.s[k]);
+    ++keep;
+  }
+  if (dropped) {
+    if (dropped > 1) first_drop += "; " + std::to_string(dropped - 1) + " more points of the same append refused";
+    out.push_back({false, first_drop});
+  }
+  if (bad_strings) {
+    if (bad_strings > 1) first_bad += "; " + std::to_string(bad_strings - 1) + " more such points refused";
+    out.push_back({true, first_bad});
+  }
+  p.steps.resize(keep);
+  p.timestamps.resize(keep);
+  if (p.type == field_type::float_series) p.f.resize(keep);
+  if (p.type == field_type::int_series) p.i.resize(keep);
+  if (p.type == field_type::string_series) p.s.resize(keep);
+  return keep;
+}
+
+bool run_record::apply_add(const op& o, field_record* f, std::vector<rejection>& out) {
+  if (auto why = first_string_problem(o.items); !why.empty()) {
+    return refuse_type(out, "StringSet value for '" + o.path + "' refused: " + why + " (from rank " +
+                                std::to_string(o.rank) + ")");
+  }
+  if (f && f->type != field_type::string_set) {
+    return refuse_type(out, std::string(type_name(f->type)) + " field '" + o.path +
+                                "' cannot be added strings: add() works on StringSet fields" +
+                                from_rank(f->rank, o.rank));
+  }
+  if (!f) f = &create(o, field_type::string_set);
+  f->atom.type = field_type::string_set;
+  std::set<std::string> all(f->atom.list.begin(), f->atom.list.end());
+  all.insert(o.items.begin(), o.items.end());
+  f->atom.list.assign(all.begin(), all.end());
+  f->updated = o.time;
+  return true;
+}
+
+bool run_record::apply_artifact(op& o, field_record* f, std::vector<rejection>& out) {
+  const auto t = o.kind == op_kind::file ? field_type::file : field_type::array;
+  if (auto why = o.kind == op_kind::file ? string_problem(o.file.filename) : ""; !why.empty()) {
+    out.push_back({false, "File '" + o.path + "' refused: its file name: " + why});
+    return false;
+  }
+  if (f && f->type != t) {
+    return refuse_type(out, std::string(type_name(f->type)) + " field '" + o.path + "' cannot be replaced by a " +
+                                type_name(t) + from_rank(f->rank, o.rank));
+  }
+  if (!f) f = &create(o, t);
+  if (t == field_type::file) {
+    f->file.filename = o.file.filename;
+    f->file.size = o.file.size ? o.file.size : o.file.data.size();
+    f->file.journal_offset = o.file.journal_offset;
+    f->file.data.clear();  // bytes stay in the journal; see file_info
+  } else {
+    f->array = o.array;
+  }
+  f->updated = o.time;
+  return true;
 }
 
 }  // namespace rankflow::tracking

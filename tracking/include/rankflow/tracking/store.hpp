@@ -199,6 +199,15 @@ class run_record {
   const field_record* find(const std::string& path) const;
 
  private:
+  // The steps of apply(), one per kind of record (store.cpp).
+  bool apply_ledger(const op& o, std::vector<rejection>& out);
+  bool apply_ledger_restart(const op& o, std::vector<rejection>& out);
+  bool apply_assign(op& o, field_record* f, std::vector<rejection>& out);
+  bool apply_append(op& o, field_record* f, std::vector<rejection>& out);
+  std::size_t resolve_steps(op& o, const field_record* f, double& last, std::vector<rejection>& out);
+  bool apply_add(const op& o, field_record* f, std::vector<rejection>& out);
+  bool apply_artifact(op& o, field_record* f, std::vector<rejection>& out);
+  field_record& create(const op& o, field_type t);
   std::string namespace_conflict(const std::string& path) const;
   void add_namespaces(const std::string& path);
   std::map<std::string, int> namespaces_;  ///< prefixes of field paths -> count
