@@ -22,6 +22,167 @@ Run& Run::operator=(Run&& o) noexcept {
   return *this;
 }
 
+namespace {
+
+// Rank 0's state while it opens a run (Run's constructor, in steps).
+struct opening {
+  tracking::run_record rec;
+  tracking::journal_writer journal;
+  bool resumed = false;
+  tracking::run_record old;  // the run being resumed
+  std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded;
+  std::map<std::int64_t, tracking::call_info> recorded_calls;
+  std::map<std::string, std::string> inputs_of_old;  // params/ and declared inputs
+};
+
+// A file a job left unmerged is recovered first; say what it restored.
+void recover_unmerged(const tracking::run_impl& r) {
+  tracking::check_file(r.paths.file);  // a bad file is refused before anything is created
+  const auto recovered = tracking::recover(r.paths.file);
+  if (recovered.empty()) return;
+  // recover() keeps the status a run recorded (one that ended but was not
+  // merged stays succeeded or failed).
+  std::map<std::string, std::string> status;
+  for (const auto& i : tracking::list_runs(r.paths.file)) status[i.id] = i.status;
+  for (const auto& id : recovered) {
+    log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (its job ended before merging it; status '"
+                << (status.count(id) ? status[id] : "unknown") << "')";
+  }
+}
+
+// --resume finds the run to continue, or a new run is created.
+void create_or_reopen(const tracking::run_impl& r, const tracking::run_context& ctx, const run_options& opts,
+                      opening& o) {
+  const auto& resume = opts.resume ? opts.resume : ctx.resume;
+  std::string resume_id;
+  if (resume && *resume != "no") resume_id = tracking::find_resumable(r.paths.file, r.name, *resume);
+  if (!resume_id.empty()) {
+    o.old = tracking::load_run(r.paths.file, resume_id, true);
+    tracking::reopen_run(r.paths, resume_id, o.journal);
+    o.rec.info.id = resume_id;
+    o.resumed = true;
+    return;
+  }
+  if (resume && *resume != "no") {
+    log::info() << "--resume: '" << r.paths.file << "' holds no killed or failed run named '" << r.name
+                << "'; starting a new run";
+  }
+  o.rec.info.id = tracking::create_run(r.paths, o.journal);
+}
+
+// The run's begin record: who, where, when (a resumed run keeps its start
+// and counts its resumes).
+op begin_record(const tracking::run_impl& r, const tracking::run_context& ctx, const opening& o) {
+  op begin;
+  begin.kind = op_kind::begin;
+  begin.time = now_unix_seconds();
+  auto& i = begin.info;
+  i.id = o.rec.info.id;
+  i.name = r.name;
+  i.status = "running";
+  i.start_time = begin.time;
+  i.ranks = ctx.size;
+  i.hosts = ctx.hosts;
+  i.command_line = ctx.command_line;
+  i.version = RANKFLOW_VERSION_STRING;
+  i.mode = to_string(r.mode);
+  i.context = ctx.context;
+  if (o.resumed) {
+    i.start_time = o.old.info.start_time;
+    int n = 0;
+    if (auto c = o.old.info.context.find("resumes"); c != o.old.info.context.end()) n = std::atoi(c->second.c_str());
+    i.context["resumes"] = std::to_string(n + 1);
+  }
+  return begin;
+}
+
+// Everything the resumed run held goes into its new journal, so that it is
+// whole again if it is killed once more; its ledger and inputs are kept for
+// the calls to come.
+void carry_resumed(const tracking::run_impl& r, const run_options& opts, opening& o) {
+  const std::string old_status = o.old.info.status, old_reason = o.old.info.reason;
+  std::map<std::string, double, std::less<>> floors;
+  for (const auto& [path, f] : o.old.fields) {
+    if (is_series(f.type)) floors[path] = f.last_step;
+  }
+  for (const auto& e : o.old.ledger) {
+    if (e.ok) o.recorded[e.call][e.partition] = e.result;
+  }
+  o.recorded_calls = o.old.calls;
+  for (const auto& [path, f] : o.old.fields) {
+    const bool atom = f.type != field_type::none && !is_series(f.type) && f.type != field_type::file &&
+                      f.type != field_type::array;
+    if (atom && (path.rfind("params/", 0) == 0 || opts.inputs.count(path))) {
+      auto a = f.atom;
+      a.type = f.type;
+      o.inputs_of_old[path] = tracking::input_key(a);
+    }
+  }
+  std::size_t reused = 0;
+  for (const auto& [c, parts] : o.recorded) reused += parts.size();
+  o.rec.keep_points = false;
+  std::vector<tracking::rejection> none;
+  std::string enc;
+  for (auto& op : tracking::carried_ops(std::move(o.old))) {
+    if (!o.rec.apply(op, none)) continue;
+    enc.clear();
+    tracking::encode(op, enc);
+    const auto at = o.journal.append(enc);
+    if (op.kind == op_kind::file) {
+      o.rec.fields[op.path].file.journal_offset = static_cast<std::int64_t>(at + enc.size() - op.file.data.size());
+    }
+  }
+  o.rec.resume_floor = floors;
+  tracking::commit_reopened(r.paths, o.rec.info.id, o.journal);
+  log::info() << "resuming run " << o.rec.info.id << " ('" << r.name << "', " << old_status
+              << (old_reason.empty() ? "" : ": " + old_reason) << "): " << reused << " finished partitions in "
+              << o.recorded_calls.size() << " calls recorded";
+}
+
+// Rank 0 opens the run (read-only, debug, new or resumed) and returns what
+// every rank learns: "id\nname\nresumed\ninputs".
+std::string open_on_rank0(const tracking::run_impl& r, const tracking::run_context& ctx, const run_options& opts,
+                          opening& o) {
+  int provided = 0;
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_MULTIPLE) {
+    throw usage_error("run tracking needs MPI initialised with MPI_THREAD_MULTIPLE (rank 0 answers every rank " +
+                      std::string("from a service thread); rankflow::Runtime does this, a program that calls ") +
+                      "MPI_Init itself must ask for it");
+  }
+  validate_path(r.name);
+  if (r.mode == tracking_mode::read_only) {
+    std::string id = opts.with_id;
+    if (id.empty()) {
+      auto runs = tracking::list_runs(r.paths.file);
+      if (runs.empty()) throw usage_error("read-only: '" + r.paths.file + "' holds no runs");
+      id = runs.back().id;
+    }
+    o.rec = tracking::load_run(r.paths.file, id);
+  } else if (r.mode == tracking_mode::debug) {
+    o.rec.info.id = "DEBUG";
+  } else {
+    recover_unmerged(r);
+    create_or_reopen(r, ctx, opts, o);
+  }
+  if (r.mode != tracking_mode::read_only) {
+    op begin = begin_record(r, ctx, o);
+    std::vector<tracking::rejection> none;
+    o.rec.apply(begin, none);
+    if (r.mode != tracking_mode::debug) {
+      std::string enc;
+      tracking::encode(begin, enc);
+      o.journal.append(enc);
+      if (o.resumed) carry_resumed(r, opts, o);
+      o.journal.flush();  // survives kill -9 at once; fsync'd by the first wait()
+    }
+  }
+  return o.rec.info.id + '\n' + o.rec.info.name + '\n' + (o.resumed ? '1' : '0') + '\n' +
+         tracking::encode_inputs(o.inputs_of_old);
+}
+
+}  // namespace
+
 Run::Run(const tracking::run_context& ctx, std::string name, const run_options& opts)
     : impl_(std::make_unique<tracking::run_impl>()), uncaught_at_start_(std::uncaught_exceptions()) {
   auto& r = *impl_;
@@ -31,139 +192,16 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   r.name = std::move(name);
   r.paths = tracking::experiment_paths(opts.experiment.empty() ? ctx.experiment : opts.experiment);
   r.seg = ctx.segment_bytes;
-  int provided = 0;
-  MPI_Query_thread(&provided);
   detail::check_mpi(MPI_Comm_dup(ctx.comm, &r.coll), "MPI_Comm_dup");
   detail::check_mpi(MPI_Comm_dup(ctx.comm, &r.ops), "MPI_Comm_dup");
 
+  // 1. Rank 0 opens the run; every rank learns the outcome (or its error).
   tracking::err_kind k = tracking::err_kind::none;
   std::string msg;
-  tracking::run_record rec;
-  tracking::journal_writer journal;
-  bool resumed = false;
-  tracking::run_record old;  // the run being resumed
-  std::map<std::string, double, std::less<>> floors;
-  std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded;
-  std::map<std::int64_t, tracking::call_info> recorded_calls;
-  std::map<std::string, std::string> inputs_of_old;  // rank 0, resuming: params/ and declared inputs
+  opening o;
   if (r.rank == 0) {
     try {
-      if (provided < MPI_THREAD_MULTIPLE) {
-        throw usage_error("run tracking needs MPI initialised with MPI_THREAD_MULTIPLE (rank 0 answers every rank " +
-                          std::string("from a service thread); rankflow::Runtime does this, a program that calls ") +
-                          "MPI_Init itself must ask for it");
-      }
-      validate_path(r.name);
-      if (r.mode == tracking_mode::read_only) {
-        std::string id = opts.with_id;
-        if (id.empty()) {
-          auto runs = tracking::list_runs(r.paths.file);
-          if (runs.empty()) throw usage_error("read-only: '" + r.paths.file + "' holds no runs");
-          id = runs.back().id;
-        }
-        rec = tracking::load_run(r.paths.file, id);
-      } else if (r.mode == tracking_mode::debug) {
-        rec.info.id = "DEBUG";
-      } else {
-        tracking::check_file(r.paths.file);  // a bad file is refused before anything is created
-        const auto recovered = tracking::recover(r.paths.file);
-        if (!recovered.empty()) {
-          // recover() keeps the status a run recorded (one that ended but
-          // was not merged stays succeeded or failed): say what it restored.
-          std::map<std::string, std::string> status;
-          for (const auto& i : tracking::list_runs(r.paths.file)) status[i.id] = i.status;
-          for (const auto& id : recovered) {
-            log::warn() << "recovered run " << id << " of '" << r.paths.file << "' (its job ended before merging it; status '"
-                        << (status.count(id) ? status[id] : "unknown") << "')";
-          }
-        }
-        const auto& resume = opts.resume ? opts.resume : ctx.resume;
-        std::string resume_id;
-        if (resume && *resume != "no") resume_id = tracking::find_resumable(r.paths.file, r.name, *resume);
-        if (!resume_id.empty()) {
-          old = tracking::load_run(r.paths.file, resume_id, true);
-          tracking::reopen_run(r.paths, resume_id, journal);
-          rec.info.id = resume_id;
-          resumed = true;
-        } else {
-          if (resume && *resume != "no") {
-            log::info() << "--resume: '" << r.paths.file << "' holds no killed or failed run named '" << r.name
-                        << "'; starting a new run";
-          }
-          rec.info.id = tracking::create_run(r.paths, journal);
-        }
-      }
-      if (r.mode != tracking_mode::read_only) {
-        op begin;
-        begin.kind = op_kind::begin;
-        begin.time = now_unix_seconds();
-        auto& i = begin.info;
-        i.id = rec.info.id;
-        i.name = r.name;
-        i.status = "running";
-        i.start_time = begin.time;
-        i.ranks = ctx.size;
-        i.hosts = ctx.hosts;
-        i.command_line = ctx.command_line;
-        i.version = RANKFLOW_VERSION_STRING;
-        i.mode = to_string(r.mode);
-        i.context = ctx.context;
-        if (resumed) {
-          // The same run goes on: its start, and how often it was resumed.
-          i.start_time = old.info.start_time;
-          int n = 0;
-          if (auto c = old.info.context.find("resumes"); c != old.info.context.end()) n = std::atoi(c->second.c_str());
-          i.context["resumes"] = std::to_string(n + 1);
-        }
-        std::vector<tracking::rejection> none;
-        rec.apply(begin, none);
-        if (r.mode != tracking_mode::debug) {
-          std::string enc;
-          tracking::encode(begin, enc);
-          journal.append(enc);
-          if (resumed) {
-            // Everything the run held goes into its new journal, so that the
-            // resumed run is whole again if it is killed once more.
-            const std::string old_status = old.info.status, old_reason = old.info.reason;
-            for (const auto& [path, f] : old.fields) {
-              if (is_series(f.type)) floors[path] = f.last_step;
-            }
-            for (const auto& e : old.ledger) {
-              if (e.ok) recorded[e.call][e.partition] = e.result;
-            }
-            recorded_calls = old.calls;
-            for (const auto& [path, f] : old.fields) {
-              const bool atom = f.type != field_type::none && !is_series(f.type) && f.type != field_type::file &&
-                                f.type != field_type::array;
-              if (atom && (path.rfind("params/", 0) == 0 || opts.inputs.count(path))) {
-                auto a = f.atom;
-                a.type = f.type;
-                inputs_of_old[path] = tracking::input_key(a);
-              }
-            }
-            std::size_t reused = 0;
-            for (const auto& [c, parts] : recorded) reused += parts.size();
-            rec.keep_points = false;
-            for (auto& o : tracking::carried_ops(std::move(old))) {
-              if (!rec.apply(o, none)) continue;
-              enc.clear();
-              tracking::encode(o, enc);
-              const auto at = journal.append(enc);
-              if (o.kind == op_kind::file) {
-                rec.fields[o.path].file.journal_offset =
-                    static_cast<std::int64_t>(at + enc.size() - o.file.data.size());
-              }
-            }
-            rec.resume_floor = floors;
-            tracking::commit_reopened(r.paths, rec.info.id, journal);
-            log::info() << "resuming run " << rec.info.id << " ('" << r.name << "', " << old_status
-                        << (old_reason.empty() ? "" : ": " + old_reason) << "): " << reused
-                        << " finished partitions in " << recorded_calls.size() << " calls recorded";
-          }
-          journal.flush();  // survives kill -9 at once; fsync'd by the first wait()
-        }
-      }
-      msg = rec.info.id + '\n' + rec.info.name + '\n' + (resumed ? '1' : '0') + '\n' + tracking::encode_inputs(inputs_of_old);
+      msg = open_on_rank0(r, ctx, opts, o);
     } catch (...) {
       std::tie(k, msg) = tracking::classify(std::current_exception());
     }
@@ -184,18 +222,20 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
   if (r.resumed && shared.size() > nl2 + 3) r.resumed_inputs = tracking::decode_inputs(std::string_view(shared).substr(nl2 + 3));
   for (const auto& [path, value] : opts.inputs) r.declared_inputs.insert(path);
   r.on_change = opts.on_change ? *opts.on_change : ctx.on_change;
+
+  // 2. Every rank's ledger (recorded results stay on rank 0), rank 0's service.
   if (r.mode == tracking_mode::async || r.mode == tracking_mode::sync) {
     r.ledger = std::make_shared<tracking::partition_ledger>();
     r.ledger->run_ = &r;
     r.ledger->id_ = r.id;
     r.ledger->resuming_ = r.resumed;
     r.ledger->on_change_ = r.on_change;
-    r.ledger->recorded_ = std::move(recorded);
-    r.ledger->recorded_calls_ = std::move(recorded_calls);
+    r.ledger->recorded_ = std::move(o.recorded);
+    r.ledger->recorded_calls_ = std::move(o.recorded_calls);
   }
   if (r.rank == 0) {
     const bool journaling = r.mode == tracking_mode::async || r.mode == tracking_mode::sync;
-    r.svc = std::make_unique<tracking::service>(r.ops, r.size, r.seg, std::move(rec), std::move(journal), journaling);
+    r.svc = std::make_unique<tracking::service>(r.ops, r.size, r.seg, std::move(o.rec), std::move(o.journal), journaling);
     r.svc_thread = std::thread([svc = r.svc.get()] { svc->loop(); });
   }
   r.new_batch();
@@ -204,7 +244,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
       log::info() << "run " << r.id << " ('" << r.name << "') " << (r.resumed ? "resumed, " : "") << "tracking to "
                   << r.paths.file << " (" << to_string(r.mode) << ")";
     }
-    // Declared inputs are fields like any other (checked on resume by assign).
+    // 3. Declared inputs are fields like any other (checked on resume by assign).
     if (r.writable()) {
       for (const auto& [path, value] : opts.inputs) (*this)[path] = value;
     }
