@@ -1,11 +1,16 @@
-// What a rank may use on its node. Issue #4's resource-aware placement builds
+// What a rank has and what work needs: the node's memory budget, a worker's
+// capacity (worker_info) and a task's or partition's needs (resources). Issue #4's
+// resource-aware placement builds
 // on this; bigsum uses it to refuse a matrix that cannot fit before allocating.
 #pragma once
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace rankflow {
 
@@ -24,5 +29,46 @@ memory_budget query_memory(MPI_Comm comm);
 
 /// Bytes as "51.2 GB" (decimal units, as `free -h --si` and Slurm's --mem G).
 std::string format_bytes(std::uint64_t bytes);
+
+/// What a task (or one parallel_map partition) needs, Metaflow's @resources:
+/// `rankflow::resources{.cpu = 4, .memory_mb = 60000, .gpu = 1}`. Memory is in
+/// MiB (Slurm's "MB").
+struct resources {
+  int cpu = 1;
+  std::int64_t memory_mb = 0;
+  int gpu = 0;
+  template <class Ar>
+  void serialize(Ar& ar, unsigned) {
+    ar& cpu& memory_mb& gpu;
+  }
+};
+/// "4 CPUs, 60000 MB, 1 GPU".
+std::string to_string(const resources& r);
+
+/// A worker rank as rank 0 sees it: where it runs, its labels and its capacity.
+struct worker_info {
+  int rank = 0;
+  std::string host;
+  std::vector<std::string> labels;  ///< default, the host name, gpu (if any), then --labels
+  resources capacity;               ///< the rank's CPUs, memory (MiB) and GPUs
+  std::vector<int> gpu_ids;         ///< device numbers behind capacity.gpu
+  std::string cpu_source;           ///< where each number came from, for messages
+  std::string memory_source;
+  std::string gpu_source;
+  bool has_label(std::string_view label) const;
+  template <class Ar>
+  void serialize(Ar& ar, unsigned) {
+    ar& rank& host& labels& capacity& gpu_ids& cpu_source& memory_source& gpu_source;
+  }
+};
+
+/// This rank's worker description (what drive() gathers on rank 0). Collective
+/// over `comm`: memory and GPUs are shared among the ranks of a node.
+worker_info detect_worker(MPI_Comm comm, int rank, const std::string& host,
+                          const std::vector<std::string>& extra_labels);
+
+/// Celery's (and omega-ml's) task states.
+enum class task_status { PENDING, STARTED, RETRY, SUCCESS, FAILURE };
+const char* to_string(task_status s) noexcept;
 
 }  // namespace rankflow
