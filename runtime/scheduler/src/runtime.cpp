@@ -49,43 +49,20 @@ namespace {
   std::abort();
 }
 
-std::string host_name() {
-  char buf[HOST_NAME_MAX + 1] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
 }  // namespace
 
 Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_start_(std::uncaught_exceptions()) {
   for (int i = 0; i < argc; ++i) st_.command_line += (i ? " " : "") + std::string(argv[i]);
-  int inited = 0;
-  detail::check_mpi(MPI_Initialized(&inited), "MPI_Initialized");
-  if (!inited) maybe_submit(argc, argv);
-  if (!inited) {
-    // MULTIPLE: a run's service thread on rank 0 receives every rank's
-    // tracking while the main thread computes and schedules.
-    detail::check_mpi(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &st_.thread_level), "MPI_Init_thread");
-    owns_mpi_ = true;
-  } else {
-    MPI_Query_thread(&st_.thread_level);
-  }
-  // Errors come back as codes and become rankflow::mpi_error, instead of
-  // MPI's default of killing the job with a terse message.
-  detail::check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
-  detail::check_mpi(MPI_Comm_dup(MPI_COMM_WORLD, &st_.comm), "MPI_Comm_dup");
-  detail::check_mpi(MPI_Comm_rank(st_.comm, &st_.rank), "MPI_Comm_rank");
-  detail::check_mpi(MPI_Comm_size(st_.comm, &st_.size), "MPI_Comm_size");
-
-  st_.host = host_name();
-  std::vector<char> all(static_cast<std::size_t>(st_.size) * (HOST_NAME_MAX + 1));
-  std::vector<char> mine(HOST_NAME_MAX + 1, '\0');
-  std::strncpy(mine.data(), st_.host.c_str(), HOST_NAME_MAX);
-  detail::check_mpi(
-      MPI_Allgather(mine.data(), HOST_NAME_MAX + 1, MPI_CHAR, all.data(), HOST_NAME_MAX + 1, MPI_CHAR, st_.comm),
-      "MPI_Allgather");
-  for (int r = 0; r < st_.size; ++r)
-    st_.hosts.emplace_back(all.data() + static_cast<std::size_t>(r) * (HOST_NAME_MAX + 1));
+  // --with slurm submits a batch job before MPI starts (a login node may
+  // have no MPI runtime to start).
+  if (!detail::mpi_environment::initialized()) maybe_submit(argc, argv);
+  env_ = std::make_unique<detail::mpi_environment>(argc, argv);  // core's (environment.hpp)
+  st_.comm = env_->comm;
+  st_.rank = env_->rank;
+  st_.size = env_->size;
+  st_.thread_level = env_->thread_level;
+  st_.host = env_->host;
+  st_.hosts = env_->hosts;
 
   // Every rank parses the same argv the same way, so every rank reaches the
   // same decision below without talking; only rank 0 prints.
@@ -107,8 +84,7 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
       }
     }
     std::fflush(nullptr);
-    MPI_Comm_free(&st_.comm);
-    if (owns_mpi_) MPI_Finalize();
+    env_->release();
     std::exit(bad.empty() ? 0 : 2);
   }
   std::set_terminate(abort_job_on_terminate);
@@ -151,9 +127,9 @@ void Runtime::maybe_submit(int argc, char** argv) {
 
 Runtime::~Runtime() {
   if (std::uncaught_exceptions() > uncaught_at_start_) {
-    log::error() << "leaving rankflow::Runtime because of an exception on this rank; aborting all " << st_.size
-                 << " ranks so none waits forever";
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    detail::mpi_environment::abort_job("leaving rankflow::Runtime because of an exception on this rank; aborting all " +
+                                           std::to_string(st_.size) + " ranks so none waits forever",
+                                       1);
   }
   // A rank that leaves while others are still in (or about to start) a
   // collective call would leave them waiting forever: the end of the
@@ -177,10 +153,7 @@ Runtime::~Runtime() {
     }
   }
   watchdog_.reset();
-  if (st_.comm != MPI_COMM_NULL) MPI_Comm_free(&st_.comm);
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (owns_mpi_ && !finalized) MPI_Finalize();
+  st_.comm = MPI_COMM_NULL;  // env_ frees it, and finalises MPI if it started it
 }
 
 Run Runtime::start_run(std::string name, const run_options& opts) {

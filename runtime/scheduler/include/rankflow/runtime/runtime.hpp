@@ -31,6 +31,7 @@
 
 #include <rankflow/core/agreement.hpp>
 #include <rankflow/core/config.hpp>
+#include <rankflow/core/environment.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/runtime/errors.hpp>
 #include <rankflow/core/log.hpp>
@@ -392,13 +393,14 @@ class Runtime {
     }
   }
 
+  // Set up first and torn down last: every other member uses MPI.
+  std::unique_ptr<detail::mpi_environment> env_;
   detail::runtime_state st_;
   std::weak_ptr<tracking::partition_ledger> ledger_;
   std::map<std::string, detail::task_def, std::less<>> tasks_;
   bool driving_ = false;
   std::unique_ptr<detail::watchdog> watchdog_;  ///< --peer-timeout (several ranks only)  ///< of the run start_run made last
   int uncaught_at_start_ = 0;
-  bool owns_mpi_ = false;
 };
 
 }  // namespace rankflow
