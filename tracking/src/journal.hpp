@@ -85,4 +85,22 @@ long lock_holder(const std::string& path);
 /// This host's name ("" when unknown).
 std::string this_host();
 
+// ---- the sidecar's journals (experiment.cpp), private to run tracking
+
+struct experiment_paths;
+
+/// Reserves a new run id ("RUN-<n>", n one more than any id in the file or
+/// its sidecar) and creates its journal, under the sidecar's lock so jobs
+/// sharing a file never get the same id. Returns the id.
+std::string create_run(const experiment_paths& p, journal_writer& out);
+
+/// Resuming run `id` takes two steps, so that a kill in between never lets an
+/// incomplete journal replace the run in the file: reopen_run creates a new
+/// journal under a temporary name (`<id>.journal.resuming`; refused with
+/// usage_error when another job is running or resuming the run), the caller
+/// writes everything the run held into it, and commit_reopened fsyncs it and
+/// gives it the journal's name.
+void reopen_run(const experiment_paths& p, const std::string& id, journal_writer& out);
+void commit_reopened(const experiment_paths& p, const std::string& id, journal_writer& j);
+
 }  // namespace rankflow::tracking

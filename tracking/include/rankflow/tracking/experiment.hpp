@@ -14,7 +14,6 @@
 
 namespace rankflow::tracking {
 
-class journal_writer;
 
 /// Layout version written to the root of every experiment file. A reader
 /// accepts files of its own major version and refuses newer majors.
@@ -69,26 +68,12 @@ run_record load_run(const std::string& file, const std::string& id, bool with_by
 std::vector<double> read_array(const std::string& file, const array_info& a,
                                std::vector<std::uint64_t>* shape = nullptr);
 
-/// Reserves a new run id ("RUN-<n>", n one more than any id in the file or
-/// its sidecar) and creates its journal, under the sidecar's lock so jobs
-/// sharing a file never get the same id. Returns the id.
-std::string create_run(const experiment_paths& p, journal_writer& out);
-
 /// The run `--resume` continues: `requested` ("" or "last": the latest run
 /// named `name` that did not succeed; "slurm-job:<id>": the same, recorded
 /// by Slurm job <id>) after recovering killed runs. Returns ""
 /// when `requested` is not a run id and there is none (a first start). Throws
 /// usage_error when a named run is missing, still running, or succeeded.
 std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested);
-
-/// Resuming run `id` takes two steps, so that a kill in between never lets an
-/// incomplete journal replace the run in the file: reopen_run creates a new
-/// journal under a temporary name (`<id>.journal.resuming`; refused with
-/// usage_error when another job is running or resuming the run), the caller
-/// writes everything the run held into it, and commit_reopened fsyncs it and
-/// gives it the journal's name.
-void reopen_run(const experiment_paths& p, const std::string& id, journal_writer& out);
-void commit_reopened(const experiment_paths& p, const std::string& id, journal_writer& j);
 
 /// Writes `rec` as /runs/<id> into the experiment file: copy, change, fsync,
 /// rename, under the sidecar's lock. A kill at any point leaves either the old

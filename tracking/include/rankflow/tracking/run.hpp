@@ -238,7 +238,6 @@ class Run {
     write_array(name, std::span<const T>(block), global_shape, offset);
   }
 
-  tracking::run_impl* impl() const noexcept { return impl_.get(); }
   /// The run's partition ledger (what rankflow::Runtime records calls into
   /// and resumes from); null in debug and read-only mode.
   std::shared_ptr<tracking::partition_ledger> ledger() const;
