@@ -187,34 +187,19 @@ inline handle bool_type() {
   return t;
 }
 
-inline void attr_str(hid_t obj, const char* name, const std::string& v) {
-  auto t = vl_string_type();
-  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
-  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
-  const char* p = v.c_str();
-  check(H5Awrite(a.id(), t.id(), &p), "H5Awrite", name);
-}
+// Attributes: h5.hpp's one writer (h5::write_attr).
+inline void attr_str(hid_t obj, const char* name, const std::string& v) { h5::write_attr(obj, name, v); }
 
 template <class T>
 inline void attr_num(hid_t obj, const char* name, T v) {
-  const hid_t file_t = std::is_floating_point_v<T> ? H5T_IEEE_F64LE : H5T_STD_I64LE;
-  const hid_t mem_t = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64;
-  using stored = std::conditional_t<std::is_floating_point_v<T>, double, std::int64_t>;
-  stored s = static_cast<stored>(v);
-  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
-  handle a(check(H5Acreate2(obj, name, file_t, sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
-  check(H5Awrite(a.id(), mem_t, &s), "H5Awrite", name);
+  if constexpr (std::is_floating_point_v<T>) {
+    h5::write_attr(obj, name, static_cast<double>(v));
+  } else {
+    h5::write_attr(obj, name, static_cast<std::int64_t>(v));
+  }
 }
 
-inline void attr_strs(hid_t obj, const char* name, const std::vector<std::string>& v) {
-  auto t = vl_string_type();
-  const hsize_t n = v.size();
-  handle sp(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", name));
-  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
-  std::vector<const char*> ptrs;
-  for (const auto& s : v) ptrs.push_back(s.c_str());
-  if (n) check(H5Awrite(a.id(), t.id(), ptrs.data()), "H5Awrite", name);
-}
+inline void attr_strs(hid_t obj, const char* name, const std::vector<std::string>& v) { h5::write_attr(obj, name, v); }
 
 inline bool has_attr(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
 

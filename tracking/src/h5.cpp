@@ -177,6 +177,24 @@ void write_attr(hid_t obj, const char* name, double value) {
   check(H5Awrite(a.id(), H5T_NATIVE_DOUBLE, &value), "H5Awrite", name);
 }
 
+void write_attr(hid_t obj, const char* name, std::int64_t value) {
+  handle sp(check(H5Screate(H5S_SCALAR), "H5Screate", name));
+  handle a(check(H5Acreate2(obj, name, H5T_STD_I64LE, sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  check(H5Awrite(a.id(), H5T_NATIVE_INT64, &value), "H5Awrite", name);
+}
+
+void write_attr(hid_t obj, const char* name, const std::vector<std::string>& values) {
+  handle t(check(H5Tcopy(H5T_C_S1), "H5Tcopy", name));
+  check(H5Tset_size(t.id(), H5T_VARIABLE), "H5Tset_size", name);
+  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "H5Tset_cset", name);
+  const hsize_t n = values.size();
+  handle sp(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple", name));
+  handle a(check(H5Acreate2(obj, name, t.id(), sp.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Acreate2", name));
+  std::vector<const char*> ptrs;
+  for (const auto& s : values) ptrs.push_back(s.c_str());
+  if (n) check(H5Awrite(a.id(), t.id(), ptrs.data()), "H5Awrite", name);
+}
+
 void for_each_link(hid_t group, const std::string& what,
                    const std::function<void(const char* name, const H5L_info_t& info)>& fn) {
   link_visit v{&fn, nullptr};

@@ -71,6 +71,9 @@ handle write_block(hid_t file, const std::string& name, hid_t file_type, hid_t m
 /// Scalar attributes: a variable-length UTF-8 string, or a double.
 void write_attr(hid_t obj, const char* name, const std::string& value);
 void write_attr(hid_t obj, const char* name, double value);
+void write_attr(hid_t obj, const char* name, std::int64_t value);
+/// A 1-d attribute of UTF-8 strings.
+void write_attr(hid_t obj, const char* name, const std::vector<std::string>& values);
 
 /// Calls `fn(name, info)` for every link of the group `group`, in name order
 /// (H5Literate). An exception thrown by `fn` never crosses HDF5's C frames,
