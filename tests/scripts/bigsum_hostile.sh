@@ -44,18 +44,23 @@ expect 2 "directory 'a/b/c' does not exist" --rows 10 --cols 10 --experiment a/b
 
 # Item 1: resuming with another seed is refused; the run keeps seed 42, and
 # resuming with seed 42 gives the uninterrupted run's exact sum.
+# kill_after PATTERN ARGS...: a bigsum -n 2 job killed -9 a second after its log shows PATTERN.
+kill_after() {
+  local pattern=$1; shift
+  timeout 60 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" "$@" >job.log 2>&1 &
+  local job=$!
+  wait_for "$pattern" job.log 20 || fail "the job did not get to '$pattern': $(cat job.log)"
+  sleep 1
+  kill -9 "$job"
+  pkill -9 -f "bigsum --rows 120000" || true
+  wait "$job" 2>/dev/null
+  sleep 0.5
+}
 args=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --experiment r.h5)
 run 2 "$BIGSUM" "${args[@]}" --seed 42 --experiment ref.h5
 [ "$RC" -eq 0 ] || fail "reference run failed: $OUT"
 ref=$(exact_sum)
-timeout 60 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" "${args[@]}" --seed 42 >job.log 2>&1 &
-job=$!
-wait_for "run RUN-1" job.log 20 || fail "the job did not start: $(cat job.log)"
-sleep 1.2
-kill -9 "$job"
-pkill -9 -f "bigsum --rows 120000" || true
-wait "$job" 2>/dev/null
-sleep 0.5
+kill_after "run RUN-1" "${args[@]}" --seed 42
 expect 2 "params/seed was 42 in run RUN-1, now 7" "${args[@]}" --seed 7 --resume RUN-1
 "$BIN/tracking/rankflow" show r.h5 RUN-1 | grep -E "params/seed +Int +42" >/dev/null ||
   fail "the refused resume changed params/seed: $("$BIN/tracking/rankflow" show r.h5 RUN-1)"
@@ -70,18 +75,6 @@ run 2 "$BIGSUM" "${args[@]}" --seed 7 --experiment ref7.h5
 [ "$RC" -eq 0 ] || fail "seed 7 reference run failed: $OUT"
 ref7=$(exact_sum)
 [ "$ref7" != "$ref" ] || fail "seeds 7 and 42 gave the same sum"
-# kill_after PATTERN ARGS...: a bigsum -n 2 job killed -9 a second after its log shows PATTERN.
-kill_after() {
-  local pattern=$1; shift
-  timeout 60 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" "$@" >job.log 2>&1 &
-  local job=$!
-  wait_for "$pattern" job.log 20 || fail "the job did not get to '$pattern': $(cat job.log)"
-  sleep 1
-  kill -9 "$job"
-  pkill -9 -f "bigsum --rows 120000" || true
-  wait "$job" 2>/dev/null
-  sleep 0.5
-}
 kill_after "run RUN-2" "${args[@]}" --seed 42
 kill_after "every call of run RUN-2 runs afresh" "${args[@]}" --seed 7 --resume RUN-2 --on-change restart
 grep -q "params/seed was 42 in run RUN-2, now 7" job.log || fail "the restart did not name the change: $(cat job.log)"
