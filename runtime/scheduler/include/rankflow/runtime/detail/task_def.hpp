@@ -206,7 +206,7 @@ task_def make_task_def(std::string name, F fn, task_options defaults) {
                         std::to_string(args.size()));
     }
     [&]<class... P>(std::tuple<P...>*) {
-      invoke_with<F, R, P...>(f, ctx, c, args, from, out, std::make_index_sequence<n>{});
+      invoke_with<F, R, P...>(f, takes_context<all>::value, c, args, from, out, std::make_index_sequence<n>{});
     }(static_cast<all*>(nullptr));
   };
   d.join = [](const std::vector<const std::string*>& parts, bytes& out) {
