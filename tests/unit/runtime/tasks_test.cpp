@@ -262,8 +262,8 @@ TEST(Tasks, ResourcesPlaceAndRejectAndCapConcurrency) {
       by_rank[x.rank].emplace_back(x, max_cpu);
     }
     for (const auto& [rank, runs] : by_rank) {
-      const int r = rank;  // clang 14 cannot capture a structured binding
-      const auto w = std::find_if(workers.begin(), workers.end(), [&](const auto& wi) { return wi.rank == r; });
+      const int owner = rank;  // clang 14 cannot capture a structured binding
+      const auto w = std::find_if(workers.begin(), workers.end(), [&](const auto& wi) { return wi.rank == owner; });
       ASSERT_NE(w, workers.end());
       // At every start, the CPUs of the tasks running then never exceed the capacity.
       for (const auto& [a, cpus_a] : runs) {
