@@ -41,7 +41,7 @@ for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
   # runtimes, the allocator and libc (named by its .so, or by glibc's
   # source path: a memcpy inside libhdf5 shows as sysdeps/.../memmove-*.S).
   frame=$(grep -E '^ +#[0-9]+ ' "$f.txt" |
-    grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::| in (malloc|calloc|realloc|free|operator new|operator delete) |libc\.so|/sysdeps/|/libFuzzer' |
+    grep -vE '__interceptor_|__asan|__sanitizer|__ubsan|__lsan|fuzzer::| in (malloc|calloc|realloc|free|strdup|strndup|memcpy|memmove|memset|operator new|operator delete) |libc\.so|/sysdeps/|/libFuzzer' |
     head -1)
   if printf '%s\n' "$frame" | grep -q libhdf5; then
     echo "HDF5's own finding (not rankflow's): $f: $frame"
