@@ -77,7 +77,7 @@ struct header {
   std::int64_t partitions;  // lets a worker check that it runs the same call
   double start = 0;         // result, fail: when the worker began the partition (Unix seconds)
   double end = 0;           // ... and when it ended (for the run's ledger)
-  // The call's signature (job::site: kind, range, chunk, result type, step,
+  // The call site (job::site: kind, item count, chunk, result type, step,
   // and the function's type), so that a message of another call is refused
   // even where the op numbers match. Set by frame_with.
   std::uint64_t site = 0;

@@ -257,7 +257,15 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
     throw usage_error("map_options::chunk_size must be >= 0 (0 = automatic), got " + std::to_string(opts.chunk_size));
   }
   detail::job j;
-  j.site = detail::signature_hash(0, sig) | 1;  // never 0 (0: not learned)
+  {
+    // The call site for small calls: the signature without the range's
+    // position (a stencil's window moves every step; its cost does not),
+    // completed by the function's type in the typed front-ends.
+    detail::call_signature at = sig;
+    at.last = sig.has_range ? plan.items : 0;
+    at.first = 0;
+    j.site = detail::signature_hash(0, at) | 1;  // never 0 (0: not learned)
+  }
   j.step = opts.step.empty() ? default_step : opts.step;
   j.plan = plan;
   j.sched = opts.sched;

@@ -38,6 +38,7 @@ namespace {
 
 constexpr int tag_small = 300;  // results too large for a slot (301: continuation segments)
 constexpr int tag_slots = 302;  // the slots, at two ranks
+constexpr std::size_t max_call_sites = 4096;  // costs remembered (job::site)
 
 // The start of each rank's slot; its results and failure follow when they fit.
 struct slot_head {
@@ -191,6 +192,10 @@ bool is_small_call(const runtime_state& st, const job& j) {
 void learn_call_cost(runtime_state& st, const job& j, double seconds_per_partition) {
   if (j.site == 0) return;
   if (seconds_per_partition >= 0) {
+    // Bounded: a program with ever new call sites forgets them all at once.
+    // Every rank inserts and erases the same sites in the same order, so
+    // every rank forgets at the same call.
+    if (st.call_cost.size() >= max_call_sites && !st.call_cost.count(j.site)) st.call_cost.clear();
     st.call_cost[j.site] = seconds_per_partition;
   } else {
     st.call_cost.erase(j.site);

@@ -217,3 +217,21 @@ TEST(SmallCall, ASignalInterruptsEveryRank) {
   expect_same_everywhere(small);
   EXPECT_EQ(interrupted, 1);
 }
+
+// A stencil's window moves every step: the site is the call without the
+// range's position, so the moving call is small from its second step on.
+TEST(SmallCall, AMovingWindowIsOneCallSite) {
+  auto& rt = test_runtime();
+  const auto small = repeated([&](int k) {
+    const std::int64_t from = 1000 * k;
+    auto v = rt.parallel_map(rankflow::range(from, from + 6), [](std::int64_t i) { return i * 2; });
+    if (rt.is_scheduler()) {
+      ASSERT_EQ(v.size(), 6u);
+      ASSERT_EQ(v[5], (from + 5) * 2);
+    }
+  });
+  expect_same_everywhere(small);
+  if (rt.size() > 1) {
+    EXPECT_GE(small, loops - 1u);
+  }
+}
