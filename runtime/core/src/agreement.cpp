@@ -143,7 +143,6 @@ std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op
   // Non-blocking, polled with the engine's backoff: a blocking MPI_Allreduce
   // busy-waits for as long as the last rank takes to arrive (rank 0 writing
   // output between two calls, say), holding a core the whole time.
-  backoff idle(1000, spin_us);
   if (size == 2) {
     // Two ranks: one eager message each way costs a third of what libnbc's
     // MPI_Iallreduce schedule does on shared memory (~0.2 vs ~0.7 us), and
@@ -155,21 +154,13 @@ std::string agree_or_explain(MPI_Comm comm, int rank, int size, std::uint64_t op
     std::uint64_t theirs = 0;
     check_mpi(MPI_Irecv(&theirs, 1, MPI_UINT64_T, peer, tag_agree, comm, &reqs[0]), "MPI_Irecv");
     check_mpi(MPI_Isend(&h, 1, MPI_UINT64_T, peer, tag_agree, comm, &reqs[1]), "MPI_Isend");
-    for (int done = 0;;) {
-      check_mpi(MPI_Testall(2, reqs, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
-      if (done) break;
-      idle.wait();
-    }
+    wait_polled(2, reqs, spin_us);
     if (theirs == h) return {};
     return explain(comm, size, op, s);
   }
   MPI_Request req = MPI_REQUEST_NULL;
   check_mpi(MPI_Iallreduce(in, out, 2, MPI_UINT64_T, MPI_MIN, comm, &req), "MPI_Iallreduce");
-  for (int done = 0;;) {
-    check_mpi(MPI_Test(&req, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    if (done) break;
-    idle.wait();
-  }
+  wait_polled(1, &req, spin_us);
   if (out[0] == ~out[1]) return {};
   return explain(comm, size, op, s);
 }

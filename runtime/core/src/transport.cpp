@@ -146,4 +146,13 @@ void backoff::wait() {
   nanosleep(&ts, nullptr);
 }
 
+void wait_polled(int n, MPI_Request* reqs, unsigned spin_us) {
+  backoff idle(1000, spin_us);
+  for (int done = 0;;) {
+    check_mpi(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    if (done) return;
+    idle.wait();
+  }
+}
+
 }  // namespace rankflow::detail

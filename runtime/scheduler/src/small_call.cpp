@@ -62,18 +62,6 @@ std::size_t slot_bytes(const job& j, int ranks) {
   return static_cast<std::size_t>(std::clamp<std::int64_t>(want, 256, 4096));
 }
 
-void wait_for(MPI_Request& req, unsigned spin_us, const char* routine) {
-  // Polled, as everywhere in the engine: a rank that arrives first yields
-  // its core to the ranks still computing (oversubscribed runs).
-  backoff idle(1000, spin_us);
-  for (;;) {
-    int done = 0;
-    check_mpi(MPI_Test(&req, &done, MPI_STATUS_IGNORE), routine);
-    if (done) return;
-    idle.wait();
-  }
-}
-
 // What this rank did with its block.
 struct own_outcome {
   bytes results;  // workers: result entries
@@ -235,18 +223,13 @@ void run_small_call(runtime_state& st, const job& j) {
                         tag_slots, st.comm, &reqs[0]),
               "MPI_Irecv");
     check_mpi(MPI_Isend(out.data(), static_cast<int>(slot), MPI_BYTE, peer, tag_slots, st.comm, &reqs[1]), "MPI_Isend");
-    backoff idle(1000, st.cfg.spin_us);
-    for (int done = 0;;) {
-      check_mpi(MPI_Testall(2, reqs, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
-      if (done) break;
-      idle.wait();
-    }
+    wait_polled(2, reqs, st.cfg.spin_us);
   } else {
     MPI_Request req = MPI_REQUEST_NULL;
     check_mpi(MPI_Iallgather(out.data(), static_cast<int>(slot), MPI_BYTE, all.data(), static_cast<int>(slot),
                              MPI_BYTE, st.comm, &req),
               "MPI_Iallgather");
-    wait_for(req, st.cfg.spin_us, "MPI_Iallgather");
+    wait_polled(1, &req, st.cfg.spin_us);
   }
 
   std::vector<slot_head> heads(static_cast<std::size_t>(st.size));

@@ -91,4 +91,9 @@ class backoff {
   std::int64_t since_ns_ = 0;
 };
 
+/// Waits for `n` requests by polling (MPI_Testall) paced by a backoff with
+/// `spin_us`: a rank that arrives first yields its core to the ranks still
+/// computing instead of busy-waiting in MPI (oversubscribed runs).
+void wait_polled(int n, MPI_Request* reqs, unsigned spin_us);
+
 }  // namespace rankflow::detail
