@@ -141,14 +141,115 @@ class partition_timer {
   std::vector<double> done_;
 };
 
+namespace {
+
+const auto plus = [](double a, double b) { return a + b; };
+
+// materialize or stream: decided together, the largest block any rank must
+// hold against the smallest budget any rank has.
+mode choose_mode(rankflow::Runtime& rt, const params& p, const rankflow::range& mine, const result& r) {
+  auto world = rt.world();
+  MPI_Comm comm = world;
+  const auto cols = static_cast<std::size_t>(p.cols);
+  std::uint64_t need = 0;
+  if (__builtin_mul_overflow(static_cast<std::uint64_t>(mine.size()), cols * sizeof(double), &need)) {
+    need = std::numeric_limits<std::uint64_t>::max();
+  }
+  const rankflow::memory_budget budget = rankflow::query_memory(comm);
+  std::uint64_t avail = budget.per_rank_bytes / 10 * 9;  // leave 10% for everything else
+  rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &need, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
+  rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+  if (need > avail) {
+    const std::string why = "materialize needs " + rankflow::format_bytes(r.bytes) + " (" +
+                            rankflow::format_bytes(need) + " on the busiest of " + std::to_string(rt.size()) +
+                            " ranks), " + rankflow::format_bytes(avail) + " available on each of " +
+                            std::to_string(rt.size()) + " ranks (" + budget.source + ", " +
+                            std::to_string(budget.ranks_on_node) + " ranks per node, 10% kept free)";
+    if (p.how == mode::materialize) {
+      throw rankflow::resource_error("bigsum: " + why + ": add ranks or nodes, or use --mode stream");
+    }
+    if (rt.is_scheduler()) rankflow::log::info() << why << "; streaming instead";
+    return mode::stream;
+  }
+  return mode::materialize;
+}
+
+// The whole block of rows in memory (generated first, timed apart), then summed.
+void sum_materialized(rankflow::Runtime& rt, const params& p, const rankflow::range& rows,
+                      const rankflow::range& mine, const rankflow::partition_plan& plan, partition_timer& timer,
+                      rankflow::Run* tracked, result& r) {
+  auto world = rt.world();
+  MPI_Comm comm = world;
+  const auto cols = static_cast<std::size_t>(p.cols);
+  huge_buffer buf(static_cast<std::size_t>(mine.size()) * cols * sizeof(double));
+  world.barrier();
+  auto t0 = clock_type::now();
+  for (std::int64_t i = mine.first; i < mine.last; ++i) {
+    generate_row(p.seed, static_cast<std::uint64_t>(i), buf.data() + static_cast<std::size_t>(i - mine.first) * cols,
+                 cols);
+  }
+  r.generate_ms = ms_since(t0);
+  rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &r.generate_ms, 1, MPI_DOUBLE, MPI_MAX, comm),
+                              "MPI_Allreduce");
+  world.barrier();
+  t0 = clock_type::now();
+  r.sum = rt.mapreduce(rows,
+                       [&](std::int64_t i) {
+                         timer.before(i);
+                         const double s = row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols);
+                         timer.after(i);
+                         return s;
+                       },
+                       plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
+  r.sum_ms = ms_since(t0);
+  if (p.save && tracked) {
+    t0 = clock_type::now();
+    tracked->write_array("matrix", std::span<const double>(buf.data(), static_cast<std::size_t>(mine.size()) * cols),
+                         {static_cast<std::uint64_t>(mine.size()), cols}, {static_cast<std::uint64_t>(p.rows), cols},
+                         {static_cast<std::uint64_t>(mine.first), 0});
+    r.save_ms = ms_since(t0);
+  }
+}
+
+// One row per thread at a time, generated where it is summed.
+void sum_streamed(rankflow::Runtime& rt, const params& p, const rankflow::range& rows,
+                  const rankflow::partition_plan& plan, partition_timer& timer, result& r) {
+  auto world = rt.world();
+  MPI_Comm comm = world;
+  const auto cols = static_cast<std::size_t>(p.cols);
+  // Streaming holds one row per thread: it must fit too.
+  const rankflow::memory_budget budget = rankflow::query_memory(comm);
+  std::uint64_t avail = budget.per_rank_bytes / 10 * 9;
+  rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
+  if (cols * sizeof(double) > avail) {
+    throw rankflow::resource_error("bigsum: one row of " + std::to_string(p.cols) + " columns needs " +
+                                   rankflow::format_bytes(cols * sizeof(double)) + ", " +
+                                   rankflow::format_bytes(avail) + " available on each rank (" + budget.source +
+                                   "): use fewer columns");
+  }
+  world.barrier();
+  const auto t0 = clock_type::now();
+  r.sum = rt.mapreduce(rows,
+                       [&](std::int64_t i) {
+                         thread_local std::vector<double> row;
+                         timer.before(i);
+                         row.resize(cols);
+                         generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
+                         const double s = row_sum(row.data(), cols);
+                         timer.after(i);
+                         return s;
+                       },
+                       plus, {.chunk_size = plan.chunk, .step = "stream"});
+  r.sum_ms = ms_since(t0);
+}
+
+}  // namespace
+
 result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
   validate(p);
   const rankflow::range rows(0, p.rows);
   const auto plan = rankflow::make_plan(rows.size(), p.block_rows);
   const auto cols = static_cast<std::size_t>(p.cols);
-  const auto plus = [](double a, double b) { return a + b; };
-  auto world = rt.world();
-  MPI_Comm comm = world;
 
   result r;
   r.partitions = plan.count;
@@ -158,93 +259,15 @@ result run(rankflow::Runtime& rt, const params& p, rankflow::Run* tracked) {
   if (__builtin_mul_overflow(static_cast<std::uint64_t>(p.rows), cols * sizeof(double), &r.bytes)) {
     r.bytes = std::numeric_limits<std::uint64_t>::max();
   }
-  r.used = p.how;
-
   const rankflow::range mine = rt.owned_items(rows, plan.chunk);
   partition_timer timer(tracked != nullptr, plan);
-  if (p.how != mode::stream) {
-    // Decide together: the largest block any rank must hold against the
-    // smallest budget any rank has.
-    std::uint64_t need = 0;
-    if (__builtin_mul_overflow(static_cast<std::uint64_t>(mine.size()), cols * sizeof(double), &need)) {
-      need = std::numeric_limits<std::uint64_t>::max();
-    }
-    const rankflow::memory_budget budget = rankflow::query_memory(comm);
-    std::uint64_t avail = budget.per_rank_bytes / 10 * 9;  // leave 10% for everything else
-    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &need, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
-    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
-    if (need > avail) {
-      const std::string why = "materialize needs " + rankflow::format_bytes(r.bytes) + " (" +
-                              rankflow::format_bytes(need) + " on the busiest of " + std::to_string(rt.size()) +
-                              " ranks), " + rankflow::format_bytes(avail) + " available on each of " +
-                              std::to_string(rt.size()) + " ranks (" + budget.source + ", " +
-                              std::to_string(budget.ranks_on_node) + " ranks per node, 10% kept free)";
-      if (p.how == mode::materialize) {
-        throw rankflow::resource_error("bigsum: " + why + ": add ranks or nodes, or use --mode stream");
-      }
-      if (rt.is_scheduler()) rankflow::log::info() << why << "; streaming instead";
-      r.used = mode::stream;
-    } else {
-      r.used = mode::materialize;
-    }
-  }
-
+  r.used = p.how == mode::stream ? mode::stream : choose_mode(rt, p, mine, r);
   if (r.used == mode::materialize) {
-    huge_buffer buf(static_cast<std::size_t>(mine.size()) * cols * sizeof(double));
-    world.barrier();
-    auto t0 = clock_type::now();
-    for (std::int64_t i = mine.first; i < mine.last; ++i) {
-      generate_row(p.seed, static_cast<std::uint64_t>(i), buf.data() + static_cast<std::size_t>(i - mine.first) * cols,
-                   cols);
-    }
-    r.generate_ms = ms_since(t0);
-    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &r.generate_ms, 1, MPI_DOUBLE, MPI_MAX, comm),
-                                "MPI_Allreduce");
-    world.barrier();
-    t0 = clock_type::now();
-    r.sum = rt.mapreduce(rows,
-                         [&](std::int64_t i) {
-                           timer.before(i);
-                           const double s = row_sum(buf.data() + static_cast<std::size_t>(i - mine.first) * cols, cols);
-                           timer.after(i);
-                           return s;
-                         },
-                         plus, {.chunk_size = plan.chunk, .sched = rankflow::schedule::blocked, .step = "sum"});
-    r.sum_ms = ms_since(t0);
-    if (p.save && tracked) {
-      t0 = clock_type::now();
-      tracked->write_array("matrix", std::span<const double>(buf.data(), static_cast<std::size_t>(mine.size()) * cols),
-                           {static_cast<std::uint64_t>(mine.size()), cols}, {static_cast<std::uint64_t>(p.rows), cols},
-                           {static_cast<std::uint64_t>(mine.first), 0});
-      r.save_ms = ms_since(t0);
-    }
+    sum_materialized(rt, p, rows, mine, plan, timer, tracked, r);
   } else {
-    // Streaming holds one row per thread: it must fit too.
-    const rankflow::memory_budget budget = rankflow::query_memory(comm);
-    std::uint64_t avail = budget.per_rank_bytes / 10 * 9;
-    rankflow::detail::check_mpi(MPI_Allreduce(MPI_IN_PLACE, &avail, 1, MPI_UINT64_T, MPI_MIN, comm), "MPI_Allreduce");
-    if (cols * sizeof(double) > avail) {
-      throw rankflow::resource_error("bigsum: one row of " + std::to_string(p.cols) + " columns needs " +
-                                     rankflow::format_bytes(cols * sizeof(double)) + ", " +
-                                     rankflow::format_bytes(avail) + " available on each rank (" + budget.source +
-                                     "): use fewer columns");
-    }
-    world.barrier();
-    const auto t0 = clock_type::now();
-    r.sum = rt.mapreduce(rows,
-                         [&](std::int64_t i) {
-                           thread_local std::vector<double> row;
-                           timer.before(i);
-                           row.resize(cols);
-                           generate_row(p.seed, static_cast<std::uint64_t>(i), row.data(), cols);
-                           const double s = row_sum(row.data(), cols);
-                           timer.after(i);
-                           return s;
-                         },
-                         plus, {.chunk_size = plan.chunk, .step = "stream"});
-    r.sum_ms = ms_since(t0);
+    sum_streamed(rt, p, rows, plan, timer, r);
   }
-  r.partition_ms = timer.gather(comm, rt.rank(), rt.size());
+  r.partition_ms = timer.gather(rt.world(), rt.rank(), rt.size());
   return r;
 }
 

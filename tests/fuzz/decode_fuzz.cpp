@@ -8,7 +8,7 @@
 #include <vector>
 
 #include <rankflow/core/error.hpp>
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 
 #include "fuzz_util.hpp"
 

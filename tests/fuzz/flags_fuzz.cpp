@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <rankflow/core/config.hpp>
+#include <rankflow/runtime/config.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
 

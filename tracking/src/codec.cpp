@@ -1,86 +1,24 @@
 // The byte encoding of tracking operations: journal records and messages to
 // rank 0 (see docs/format.md, "Journals"). decode() trusts nothing: a
 // truncated or damaged record is a format_error.
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 
-#include <bit>
-#include <cstring>
+#include <rankflow/core/bytes.hpp>
 
 namespace rankflow::tracking {
-
-static_assert(std::endian::native == std::endian::little, "journal encoding assumes a little-endian machine");
 
 // ---------------------------------------------------------------- encoding --
 
 namespace {
 
-template <class Out>
-void put_raw(Out& out, const void* p, std::size_t n) {
-  const auto* c = static_cast<const char*>(p);
-  out.insert(out.end(), c, c + n);
-}
-template <class T, class Out>
-void put(Out& out, T v) {
-  put_raw(out, &v, sizeof(T));
-}
-template <class Out>
-void put_str(Out& out, std::string_view s) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
-  put_raw(out, s.data(), s.size());
-}
-template <class Out>
-void put_strs(Out& out, const std::vector<std::string>& v) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(v.size()));
-  for (const auto& s : v) put_str(out, s);
-}
-template <class T, class Out>
-void put_array(Out& out, const std::vector<T>& v) {
-  put_raw(out, v.data(), v.size() * sizeof(T));
-}
+using detail::put;
+using detail::put_array;
+using detail::put_raw;
+using detail::put_str;
+using detail::put_strs;
 
-class reader {
- public:
-  reader(std::string_view d, std::size_t& pos) : d_(d), pos_(pos) {}
-  template <class T>
-  T get() {
-    need(sizeof(T));
-    T v;
-    std::memcpy(&v, d_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string str() {
-    const auto n = get<std::uint32_t>();
-    need(n);
-    std::string s(d_.data() + pos_, n);
-    pos_ += n;
-    return s;
-  }
-  std::vector<std::string> strs() {
-    const auto n = get<std::uint32_t>();
-    std::vector<std::string> v;
-    v.reserve(std::min<std::size_t>(n, left() / 4));  // each string takes at least its 4-byte length
-    for (std::uint32_t k = 0; k < n; ++k) v.push_back(str());
-    return v;
-  }
-  template <class T>
-  void array(std::vector<T>& v, std::size_t n) {
-    // n comes from the record: compare before multiplying, which could wrap.
-    if (n > left() / sizeof(T)) throw format_error("tracking record is truncated or damaged");
-    v.resize(n);
-    if (n) std::memcpy(v.data(), d_.data() + pos_, n * sizeof(T));  // an empty vector's data() may be null
-    pos_ += n * sizeof(T);
-  }
-  /// Bytes not read yet: a count read from a record is checked against them
-  /// before anything is sized by it, so a damaged count costs no memory.
-  std::size_t left() const noexcept { return d_.size() - pos_; }
-
- private:
-  void need(std::size_t n) const {
-    if (pos_ + n > d_.size() || pos_ + n < pos_) throw format_error("tracking record is truncated or damaged");
-  }
-  std::string_view d_;
-  std::size_t& pos_;
+struct reader : detail::byte_reader<format_error> {
+  reader(std::string_view d, std::size_t& pos) : byte_reader(d, pos, "tracking record is truncated or damaged") {}
 };
 
 template <class Out>
@@ -132,6 +70,105 @@ atom_value get_atom(reader& r) {
   return a;
 }
 
+template <class Out>
+void put_info(Out& out, const run_info& i) {
+  put_str(out, i.id);
+  put_str(out, i.name);
+  put_str(out, i.status);
+  put<double>(out, i.start_time);
+  put<std::int32_t>(out, i.ranks);
+  put_strs(out, i.hosts);
+  put_str(out, i.command_line);
+  put_str(out, i.version);
+  put_str(out, i.mode);
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(i.context.size()));
+  for (const auto& [k, v] : i.context) {
+    put_str(out, k);
+    put_str(out, v);
+  }
+}
+
+template <class Out>
+void put_ledger(Out& out, const ledger_batch& b) {
+  const auto& c = b.call;
+  put<std::int64_t>(out, c.call);
+  // The call's signature rides after a NUL in the step's string, so the
+  // record layout (and journals written before it) stay as they were.
+  put_str(out, c.signature.empty() ? c.step : c.step + '\0' + c.signature);
+  put<std::int64_t>(out, c.items);
+  put<std::int64_t>(out, c.chunk);
+  put<std::int64_t>(out, c.partitions);
+  put<std::uint64_t>(out, b.entries.size());
+  for (const auto& e : b.entries) {
+    put<std::int64_t>(out, e.partition);
+    put<std::int64_t>(out, e.first);
+    put<std::int64_t>(out, e.last);
+    put<std::int32_t>(out, e.rank);
+    put<double>(out, e.start);
+    put<double>(out, e.end);
+    put<std::int32_t>(out, e.attempts);
+    put<std::uint8_t>(out, e.ok ? 1 : 0);
+    put_str(out, e.error);
+    put<std::uint64_t>(out, e.result.size());
+    put_raw(out, e.result.data(), e.result.size());
+  }
+}
+
+void get_info(reader& r, run_info& i) {
+  i.id = r.str();
+  i.name = r.str();
+  i.status = r.str();
+  i.start_time = r.get<double>();
+  i.ranks = r.get<std::int32_t>();
+  i.hosts = r.strs();
+  i.command_line = r.str();
+  i.version = r.str();
+  i.mode = r.str();
+  i.context.clear();
+  const auto n = r.get<std::uint32_t>();
+  for (std::uint32_t k = 0; k < n; ++k) {
+    auto key = r.str();
+    i.context[key] = r.str();
+  }
+}
+
+// A ledger record's call and entries; result bytes are copied from `data`.
+void get_ledger(reader& r, std::string_view data, std::size_t& pos, ledger_batch& b) {
+  auto& c = b.call;
+  c.call = r.get<std::int64_t>();
+  c.step = r.str();
+  if (const auto nul = c.step.find('\0'); nul != std::string::npos) {
+    c.signature = c.step.substr(nul + 1);
+    c.step.resize(nul);
+  }
+  c.items = r.get<std::int64_t>();
+  c.chunk = r.get<std::int64_t>();
+  c.partitions = r.get<std::int64_t>();
+  const auto n = r.get<std::uint64_t>();
+  // An entry takes at least 61 bytes: more entries than that cannot be
+  // there, and resizing to a damaged count would allocate ~150 bytes each.
+  constexpr std::size_t min_entry = 3 * 8 + 4 + 2 * 8 + 4 + 1 + 4 + 8;
+  if (n > r.left() / min_entry) throw format_error("tracking record is truncated or damaged");
+  auto& v = b.entries;
+  v.resize(n);
+  for (auto& e : v) {
+    e.call = c.call;
+    e.partition = r.get<std::int64_t>();
+    e.first = r.get<std::int64_t>();
+    e.last = r.get<std::int64_t>();
+    e.rank = r.get<std::int32_t>();
+    e.start = r.get<double>();
+    e.end = r.get<double>();
+    e.attempts = r.get<std::int32_t>();
+    e.ok = r.get<std::uint8_t>() != 0;
+    e.error = r.str();
+    const auto size = r.get<std::uint64_t>();
+    if (size > data.size() - pos) throw format_error("tracking record is truncated or damaged");
+    e.result.assign(data.data() + pos, size);
+    pos += size;
+  }
+}
+
 }  // namespace
 
 template <class Out>
@@ -141,24 +178,9 @@ void encode_to(const op& o, Out& out) {
   put<double>(out, o.time);
   put_str(out, o.path);
   switch (o.kind) {
-    case op_kind::begin: {
-      const auto& i = o.info;
-      put_str(out, i.id);
-      put_str(out, i.name);
-      put_str(out, i.status);
-      put<double>(out, i.start_time);
-      put<std::int32_t>(out, i.ranks);
-      put_strs(out, i.hosts);
-      put_str(out, i.command_line);
-      put_str(out, i.version);
-      put_str(out, i.mode);
-      put<std::uint32_t>(out, static_cast<std::uint32_t>(i.context.size()));
-      for (const auto& [k, v] : i.context) {
-        put_str(out, k);
-        put_str(out, v);
-      }
+    case op_kind::begin:
+      put_info(out, o.info);
       break;
-    }
     case op_kind::end:
       put_str(out, o.info.status);
       put_str(out, o.info.reason);
@@ -195,31 +217,9 @@ void encode_to(const op& o, Out& out) {
       put_array(out, o.array.shape);
       put_str(out, o.array.file);
       break;
-    case op_kind::ledger: {
-      const auto& c = o.ledger.call;
-      put<std::int64_t>(out, c.call);
-      // The call's signature rides after a NUL in the step's string, so the
-      // record layout (and journals written before it) stay as they were.
-      put_str(out, c.signature.empty() ? c.step : c.step + '\0' + c.signature);
-      put<std::int64_t>(out, c.items);
-      put<std::int64_t>(out, c.chunk);
-      put<std::int64_t>(out, c.partitions);
-      put<std::uint64_t>(out, o.ledger.entries.size());
-      for (const auto& e : o.ledger.entries) {
-        put<std::int64_t>(out, e.partition);
-        put<std::int64_t>(out, e.first);
-        put<std::int64_t>(out, e.last);
-        put<std::int32_t>(out, e.rank);
-        put<double>(out, e.start);
-        put<double>(out, e.end);
-        put<std::int32_t>(out, e.attempts);
-        put<std::uint8_t>(out, e.ok ? 1 : 0);
-        put_str(out, e.error);
-        put<std::uint64_t>(out, e.result.size());
-        put_raw(out, e.result.data(), e.result.size());
-      }
+    case op_kind::ledger:
+      put_ledger(out, o.ledger);
       break;
-    }
     case op_kind::ledger_restart:
       put<std::int64_t>(out, o.ledger.call.call);
       put_strs(out, o.items);
@@ -245,25 +245,9 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
   o.time = r.get<double>();
   o.path = r.str();
   switch (o.kind) {
-    case op_kind::begin: {
-      auto& i = o.info;
-      i.id = r.str();
-      i.name = r.str();
-      i.status = r.str();
-      i.start_time = r.get<double>();
-      i.ranks = r.get<std::int32_t>();
-      i.hosts = r.strs();
-      i.command_line = r.str();
-      i.version = r.str();
-      i.mode = r.str();
-      i.context.clear();
-      const auto n = r.get<std::uint32_t>();
-      for (std::uint32_t k = 0; k < n; ++k) {
-        auto key = r.str();
-        i.context[key] = r.str();
-      }
+    case op_kind::begin:
+      get_info(r, o.info);
       break;
-    }
     case op_kind::end:
       o.info.status = r.str();
       o.info.reason = r.str();
@@ -311,42 +295,9 @@ void decode_into(std::string_view data, std::size_t& pos, op& o) {
       o.array.file = r.str();
       break;
     }
-    case op_kind::ledger: {
-      auto& c = o.ledger.call;
-      c.call = r.get<std::int64_t>();
-      c.step = r.str();
-      if (const auto nul = c.step.find('\0'); nul != std::string::npos) {
-        c.signature = c.step.substr(nul + 1);
-        c.step.resize(nul);
-      }
-      c.items = r.get<std::int64_t>();
-      c.chunk = r.get<std::int64_t>();
-      c.partitions = r.get<std::int64_t>();
-      const auto n = r.get<std::uint64_t>();
-      // An entry takes at least 61 bytes: more entries than that cannot be
-      // there, and resizing to a damaged count would allocate ~150 bytes each.
-      constexpr std::size_t min_entry = 3 * 8 + 4 + 2 * 8 + 4 + 1 + 4 + 8;
-      if (n > r.left() / min_entry) throw format_error("tracking record is truncated or damaged");
-      auto& v = o.ledger.entries;
-      v.resize(n);
-      for (auto& e : v) {
-        e.call = c.call;
-        e.partition = r.get<std::int64_t>();
-        e.first = r.get<std::int64_t>();
-        e.last = r.get<std::int64_t>();
-        e.rank = r.get<std::int32_t>();
-        e.start = r.get<double>();
-        e.end = r.get<double>();
-        e.attempts = r.get<std::int32_t>();
-        e.ok = r.get<std::uint8_t>() != 0;
-        e.error = r.str();
-        const auto size = r.get<std::uint64_t>();
-        if (size > data.size() - pos) throw format_error("tracking record is truncated or damaged");
-        e.result.assign(data.data() + pos, size);
-        pos += size;
-      }
+    case op_kind::ledger:
+      get_ledger(r, data, pos, o.ledger);
       break;
-    }
     case op_kind::ledger_restart: {
       o.ledger.call = {};
       o.ledger.entries.clear();

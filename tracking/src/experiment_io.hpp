@@ -23,7 +23,7 @@
 #include <utility>
 
 #include "journal.hpp"
-#include <rankflow/tracking/h5.hpp>  // not in rankflow.hpp: HDF5 is ours, not the user's
+#include "h5.hpp"
 
 namespace rankflow::tracking {
 

@@ -138,58 +138,48 @@ void read_array_link(hid_t loc, const std::string& name, const std::string& path
   ws.rec->fields[path] = std::move(f);
 }
 
-void read_object(hid_t loc, const std::string& name, const H5L_info_t& info, const std::string& prefix,
-                 walk_state& ws) {
-  const std::string path = prefix.empty() ? name : prefix + "/" + name;
-  const auto where = field_where(ws, path);
-  if (path.size() > 1024) throw format_error(where + " is longer than any path rankflow writes (1024 characters)");
-  if (info.type == H5L_TYPE_EXTERNAL) return read_array_link(loc, name, path, info, ws);
-  if (info.type == H5L_TYPE_SOFT) {
-    std::string target(info.u.val_size, '\0');
-    if (H5Lget_val(loc, name.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) H5Eclear2(H5E_DEFAULT);
-    target.erase(std::find(target.begin(), target.end(), '\0'), target.end());
-    throw format_error(where + " is a soft link (to '" + target + "'); rankflow writes none, so another program " +
-                       "changed this file: remove the link to read the run");
+// A series group: its step, value and timestamp columns, of one length.
+void read_series(hid_t d, field_type type, const std::string& where, const std::string& path, field_record& f) {
+  auto& s = f.series;
+  s.type = type;
+  s.steps = read_column<double>(d, "step");
+  s.timestamps = read_column<double>(d, "timestamp");
+  std::size_t values = 0;
+  if (type == field_type::float_series) values = (s.f = read_column<double>(d, "value")).size();
+  if (type == field_type::int_series) values = (s.i = read_column<std::int64_t>(d, "value")).size();
+  if (type == field_type::string_series) {
+    if (H5Lexists(d, "value", H5P_DEFAULT) <= 0) throw format_error(where + " has no value column");
+    handle v(check(H5Dopen2(d, "value", H5P_DEFAULT), "H5Dopen2", path));
+    values = (s.s = read_vl_strings(v.id(), false, where + ", column value")).size();
   }
-  if (info.type != H5L_TYPE_HARD) {
-    throw format_error(where + " is a user-defined link (type " + std::to_string(static_cast<int>(info.type)) +
-                       "), which rankflow does not write");
+  if (values != s.steps.size() || s.timestamps.size() != s.steps.size()) {
+    throw format_error(where + " has columns of different lengths (step " + std::to_string(s.steps.size()) +
+                       ", value " + std::to_string(values) + ", timestamp " + std::to_string(s.timestamps.size()) +
+                       ")");
   }
-  H5O_type_t otype = H5O_TYPE_UNKNOWN;
-  const auto key = h5::key_of(loc, name, &otype);
-  if (auto g = ws.open_groups.find(key); g != ws.open_groups.end()) {
-    throw format_error(where + " is a hard link back to '" + g->second + "', a group that holds it: a cycle, " +
-                       "which rankflow never writes");
+  f.points = s.steps.size();
+  f.last_step = s.steps.empty() ? -1.0 : s.steps.back();
+}
+
+// A file field: its bytes (only when asked for: listing runs reads none).
+void read_file_field(hid_t d, const std::string& where, const std::string& path, const walk_state& ws,
+                     field_record& f) {
+  f.file.filename = read_attr_str(d, "filename");
+  const auto n = static_cast<std::uint64_t>(points_of(d, false, where));
+  f.file.size = read_attr_num<std::uint64_t>(d, "size", n);
+  if (f.file.size != n) {
+    throw format_error(where + " says it holds " + std::to_string(f.file.size) + " bytes, its dataset holds " +
+                       std::to_string(n));
   }
-  if (!ws.seen.insert(key).second) {
-    throw format_error(where + " is an object reached twice (a second hard link to it), which rankflow never writes");
+  if (ws.with_bytes && f.file.size) {
+    f.file.data.resize(f.file.size);
+    check(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.file.data.data()), "H5Dread", path);
   }
-  if (otype != H5O_TYPE_GROUP && otype != H5O_TYPE_DATASET) {
-    throw format_error(where + " is neither a group nor a dataset");
-  }
-  handle obj(check(H5Oopen(loc, name.c_str(), H5P_DEFAULT), "H5Oopen", path));
-  const bool typed = has_attr(obj.id(), "rankflow_type");
-  const auto type_text = read_attr_str(obj.id(), "rankflow_type");
-  const auto type = type_from_name(type_text);
-  if (otype == H5O_TYPE_GROUP && !typed) {  // a namespace
-    ws.open_groups.emplace(key, h5::name_of(obj.id()));
-    walk_group(obj.id(), path, ws);
-    ws.open_groups.erase(key);
-    return;
-  }
-  if (!typed) throw format_error(where + " is a dataset without a rankflow_type attribute");
-  if (type == field_type::none || type == field_type::array) {
-    throw format_error(where + " has " +
-                       (type == field_type::array
-                            ? "rankflow_type 'Array' but is no external link"
-                            : "an unknown rankflow_type '" + type_text + "' (written by a newer rankflow?)"));
-  }
-  field_record f;
-  f.type = type;
-  f.rank = read_attr_num<int>(obj.id(), "rank");
-  f.updated = read_attr_num<double>(obj.id(), "updated");
-  f.atom.type = type;
-  const hid_t d = obj.id();
+}
+
+// A typed object's value, checked against the shape its type is written in.
+void read_value(hid_t d, H5O_type_t otype, field_type type, const std::string& where, const std::string& path,
+                const walk_state& ws, field_record& f) {
   switch (type) {
     case field_type::int_:
       expect_scalar(d, otype, {H5T_INTEGER}, where, "one integer");
@@ -229,47 +219,79 @@ void read_object(hid_t loc, const std::string& name, const H5L_info_t& info, con
       if (otype != H5O_TYPE_GROUP) {
         throw format_error(where + " should be a group of step, value and timestamp columns, not a dataset");
       }
-      auto& s = f.series;
-      s.type = type;
-      s.steps = read_column<double>(d, "step");
-      s.timestamps = read_column<double>(d, "timestamp");
-      std::size_t values = 0;
-      if (type == field_type::float_series) values = (s.f = read_column<double>(d, "value")).size();
-      if (type == field_type::int_series) values = (s.i = read_column<std::int64_t>(d, "value")).size();
-      if (type == field_type::string_series) {
-        if (H5Lexists(d, "value", H5P_DEFAULT) <= 0) throw format_error(where + " has no value column");
-        handle v(check(H5Dopen2(d, "value", H5P_DEFAULT), "H5Dopen2", path));
-        values = (s.s = read_vl_strings(v.id(), false, where + ", column value")).size();
-      }
-      if (values != s.steps.size() || s.timestamps.size() != s.steps.size()) {
-        throw format_error(where + " has columns of different lengths (step " + std::to_string(s.steps.size()) +
-                           ", value " + std::to_string(values) + ", timestamp " + std::to_string(s.timestamps.size()) +
-                           ")");
-      }
-      f.points = s.steps.size();
-      f.last_step = s.steps.empty() ? -1.0 : s.steps.back();
+      read_series(d, type, where, path, f);
       break;
     }
     case field_type::file: {
       if (otype != H5O_TYPE_DATASET || class_of(d, false, where) != H5T_INTEGER) {
         throw format_error(where + " should be a dataset of bytes");
       }
-      f.file.filename = read_attr_str(d, "filename");
-      const auto n = static_cast<std::uint64_t>(points_of(d, false, where));
-      f.file.size = read_attr_num<std::uint64_t>(d, "size", n);
-      if (f.file.size != n) {
-        throw format_error(where + " says it holds " + std::to_string(f.file.size) + " bytes, its dataset holds " +
-                           std::to_string(n));
-      }
-      if (ws.with_bytes && f.file.size) {
-        f.file.data.resize(f.file.size);
-        check(H5Dread(d, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, f.file.data.data()), "H5Dread", path);
-      }
+      read_file_field(d, where, path, ws, f);
       break;
     }
     default:  // none and array are refused above
       break;
   }
+}
+
+// rankflow writes hard links (and external links for arrays, handled by the
+// caller) only: anything else means another program changed the file.
+void refuse_foreign_link(hid_t loc, const std::string& name, const H5L_info_t& info, const std::string& where) {
+  if (info.type == H5L_TYPE_SOFT) {
+    std::string target(info.u.val_size, '\0');
+    if (H5Lget_val(loc, name.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) H5Eclear2(H5E_DEFAULT);
+    target.erase(std::find(target.begin(), target.end(), '\0'), target.end());
+    throw format_error(where + " is a soft link (to '" + target + "'); rankflow writes none, so another program " +
+                       "changed this file: remove the link to read the run");
+  }
+  if (info.type != H5L_TYPE_HARD) {
+    throw format_error(where + " is a user-defined link (type " + std::to_string(static_cast<int>(info.type)) +
+                       "), which rankflow does not write");
+  }
+}
+
+void read_object(hid_t loc, const std::string& name, const H5L_info_t& info, const std::string& prefix,
+                 walk_state& ws) {
+  const std::string path = prefix.empty() ? name : prefix + "/" + name;
+  const auto where = field_where(ws, path);
+  if (path.size() > 1024) throw format_error(where + " is longer than any path rankflow writes (1024 characters)");
+  if (info.type == H5L_TYPE_EXTERNAL) return read_array_link(loc, name, path, info, ws);
+  refuse_foreign_link(loc, name, info, where);
+  H5O_type_t otype = H5O_TYPE_UNKNOWN;
+  const auto key = h5::key_of(loc, name, &otype);
+  if (auto g = ws.open_groups.find(key); g != ws.open_groups.end()) {
+    throw format_error(where + " is a hard link back to '" + g->second + "', a group that holds it: a cycle, " +
+                       "which rankflow never writes");
+  }
+  if (!ws.seen.insert(key).second) {
+    throw format_error(where + " is an object reached twice (a second hard link to it), which rankflow never writes");
+  }
+  if (otype != H5O_TYPE_GROUP && otype != H5O_TYPE_DATASET) {
+    throw format_error(where + " is neither a group nor a dataset");
+  }
+  handle obj(check(H5Oopen(loc, name.c_str(), H5P_DEFAULT), "H5Oopen", path));
+  const bool typed = has_attr(obj.id(), "rankflow_type");
+  const auto type_text = read_attr_str(obj.id(), "rankflow_type");
+  const auto type = type_from_name(type_text);
+  if (otype == H5O_TYPE_GROUP && !typed) {  // a namespace
+    ws.open_groups.emplace(key, h5::name_of(obj.id()));
+    walk_group(obj.id(), path, ws);
+    ws.open_groups.erase(key);
+    return;
+  }
+  if (!typed) throw format_error(where + " is a dataset without a rankflow_type attribute");
+  if (type == field_type::none || type == field_type::array) {
+    throw format_error(where + " has " +
+                       (type == field_type::array
+                            ? "rankflow_type 'Array' but is no external link"
+                            : "an unknown rankflow_type '" + type_text + "' (written by a newer rankflow?)"));
+  }
+  field_record f;
+  f.type = type;
+  f.rank = read_attr_num<int>(obj.id(), "rank");
+  f.updated = read_attr_num<double>(obj.id(), "updated");
+  f.atom.type = type;
+  read_value(obj.id(), otype, type, where, path, ws, f);
   ws.rec->fields[path] = std::move(f);
 }
 
@@ -282,32 +304,36 @@ void walk_group(hid_t group, const std::string& prefix, walk_state& ws) {
                     });
 }
 
+// /_rankflow/calls: what each call of the run was.
+void read_calls(hid_t g, run_record& rec) {
+  if (H5Lexists(g, "calls", H5P_DEFAULT) <= 0) return;
+  handle cg(check(H5Gopen2(g, "calls", H5P_DEFAULT), "H5Gopen2", "calls"));
+  const auto call = read_column<std::int64_t>(cg.id(), "call");
+  const auto items = read_column<std::int64_t>(cg.id(), "items");
+  const auto chunk = read_column<std::int64_t>(cg.id(), "chunk");
+  const auto parts = read_column<std::int64_t>(cg.id(), "partitions");
+  handle sd(check(H5Dopen2(cg.id(), "step", H5P_DEFAULT), "H5Dopen2", "calls/step"));
+  const auto step = read_vl_strings(sd.id(), false, "calls/step");
+  std::vector<std::string> signature;  // format 1.2; absent before
+  if (H5Lexists(cg.id(), "signature", H5P_DEFAULT) > 0) {
+    handle gd(check(H5Dopen2(cg.id(), "signature", H5P_DEFAULT), "H5Dopen2", "calls/signature"));
+    signature = read_vl_strings(gd.id(), false, "calls/signature");
+  }
+  for (const auto* v : {&items, &chunk, &parts}) {
+    if (v->size() != call.size())
+      throw format_error("the ledger of run " + rec.info.id + " has call columns of different lengths");
+  }
+  for (std::size_t k = 0; k < call.size(); ++k) {
+    rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k),
+                                   k < signature.size() ? signature[k] : ""};
+  }
+}
+
 void read_ledger(hid_t run, run_record& rec, bool with_results) {
   const std::string root = reserved_namespace;
   if (H5Lexists(run, root.c_str(), H5P_DEFAULT) <= 0) return;
   handle g(check(H5Gopen2(run, root.c_str(), H5P_DEFAULT), "H5Gopen2", root));
-  if (H5Lexists(g.id(), "calls", H5P_DEFAULT) > 0) {
-    handle cg(check(H5Gopen2(g.id(), "calls", H5P_DEFAULT), "H5Gopen2", "calls"));
-    const auto call = read_column<std::int64_t>(cg.id(), "call");
-    const auto items = read_column<std::int64_t>(cg.id(), "items");
-    const auto chunk = read_column<std::int64_t>(cg.id(), "chunk");
-    const auto parts = read_column<std::int64_t>(cg.id(), "partitions");
-    handle sd(check(H5Dopen2(cg.id(), "step", H5P_DEFAULT), "H5Dopen2", "calls/step"));
-    const auto step = read_vl_strings(sd.id(), false, "calls/step");
-    std::vector<std::string> signature;  // format 1.2; absent before
-    if (H5Lexists(cg.id(), "signature", H5P_DEFAULT) > 0) {
-      handle gd(check(H5Dopen2(cg.id(), "signature", H5P_DEFAULT), "H5Dopen2", "calls/signature"));
-      signature = read_vl_strings(gd.id(), false, "calls/signature");
-    }
-    for (const auto* v : {&items, &chunk, &parts}) {
-      if (v->size() != call.size())
-        throw format_error("the ledger of run " + rec.info.id + " has call columns of different lengths");
-    }
-    for (std::size_t k = 0; k < call.size(); ++k) {
-      rec.calls[call[k]] = call_info{call[k], k < step.size() ? step[k] : "", items.at(k), chunk.at(k), parts.at(k),
-                                     k < signature.size() ? signature[k] : ""};
-    }
-  }
+  read_calls(g.id(), rec);
   if (H5Lexists(g.id(), "ledger", H5P_DEFAULT) <= 0) return;
   handle lg(check(H5Gopen2(g.id(), "ledger", H5P_DEFAULT), "H5Gopen2", "ledger"));
   const auto call = read_column<std::int64_t>(lg.id(), "call");

@@ -147,110 +147,140 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
 //   attempts,ok,error,result_offset,result_size}: one row per partition outcome
 // /runs/<id>/_rankflow/ledger/results: the encoded results, end to end
 
+namespace {
+
+// /_rankflow/calls: one row per call.
+void write_calls(hid_t g, const run_record& rec) {
+  std::vector<std::int64_t> call, items, chunk, parts;
+  std::vector<std::string> step, signature;
+  for (const auto& [k, c] : rec.calls) {
+    signature.push_back(c.signature);
+    call.push_back(c.call);
+    items.push_back(c.items);
+    chunk.push_back(c.chunk);
+    parts.push_back(c.partitions);
+    step.push_back(c.step);
+  }
+  handle cg(check(H5Gcreate2(g, "calls", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "calls"));
+  write_column(cg.id(), "call", call, false);
+  write_strings(cg.id(), "step", step, false);
+  write_column(cg.id(), "items", items, false);
+  write_column(cg.id(), "chunk", chunk, false);
+  write_column(cg.id(), "partitions", parts, false);
+  write_strings(cg.id(), "signature", signature, false);  // format 1.2
+}
+
+// /_rankflow/ledger, built row by row: the columns in memory, the results
+// (which may be large) written to their dataset in slabs of 4 MiB.
+class ledger_columns {
+ public:
+  ledger_columns(hid_t lg, const run_record& rec)
+      : lg_(lg), total_(rec.ledger_bytes), results_(create_1d(lg, "results", H5T_STD_U8LE, rec.ledger_bytes, false)) {}
+
+  void add(const ledger_entry& e) {
+    call_.push_back(e.call);
+    part_.push_back(e.partition);
+    first_.push_back(e.first);
+    last_.push_back(e.last);
+    rank_.push_back(e.rank);
+    start_.push_back(e.start);
+    end_.push_back(e.end);
+    attempts_.push_back(e.attempts);
+    ok_.push_back(e.ok ? 1 : 0);
+    error_.push_back(e.error);
+    offset_.push_back(static_cast<std::int64_t>(at_));
+    size_.push_back(static_cast<std::int64_t>(e.result.size()));
+    at_ += e.result.size();
+    pending_ += e.result;
+    if (pending_.size() >= (std::size_t{4} << 20)) write_pending();
+  }
+
+  // The columns, once every row is in; refuses a count that differs from the record's.
+  void finish(std::uint64_t rows) {
+    write_pending();
+    if (call_.size() != rows || written_ != total_) {
+      throw format_error("the ledger's journal holds " + std::to_string(call_.size()) + " entries, " +
+                         std::to_string(rows) + " were counted");
+    }
+    write_column(lg_, "call", call_, false);
+    write_column(lg_, "partition", part_, false);
+    write_column(lg_, "first", first_, false);
+    write_column(lg_, "last", last_, false);
+    write_column(lg_, "rank", rank_, false);
+    write_column(lg_, "start", start_, false);
+    write_column(lg_, "end", end_, false);
+    write_column(lg_, "attempts", attempts_, false);
+    auto t = bool_type();
+    auto d = create_1d(lg_, "ok", t.id(), ok_.size(), false);
+    if (!ok_.empty()) check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok_.data()), "H5Dwrite", "ok");
+    write_strings(lg_, "error", error_, false);
+    write_column(lg_, "result_offset", offset_, false);
+    write_column(lg_, "result_size", size_, false);
+  }
+
+ private:
+  void write_pending() {
+    if (pending_.empty()) return;
+    if (written_ + pending_.size() > total_) throw format_error("the ledger holds more result bytes than counted");
+    write_slab(results_.id(), written_, pending_.size(), H5T_NATIVE_UCHAR, pending_.data(), "ledger results");
+    written_ += pending_.size();
+    pending_.clear();
+  }
+
+  hid_t lg_;
+  std::uint64_t total_;
+  handle results_;
+  std::vector<std::int64_t> call_, part_, first_, last_, rank_, attempts_, offset_, size_;
+  std::vector<double> start_, end_;
+  std::vector<std::int8_t> ok_;
+  std::vector<std::string> error_;
+  std::string pending_;  // results not yet written
+  hsize_t written_ = 0;
+  std::uint64_t at_ = 0;
+};
+
+// A live run's ledger entries are in its journal only. A ledger_restart drops
+// the entries journaled before it for its calls, so a first pass finds, for
+// each record, the lowest call a later restart drops from; the second pass
+// hands on the entries no restart superseded.
+template <class Fn>
+void for_each_live_entry(const std::string& journal_path, Fn&& fn) {
+  std::vector<std::pair<std::uint64_t, std::int64_t>> restarts;  // record number, call
+  std::uint64_t record = 0;
+  scan_journal(journal_path, [&](op& o) {
+    if (o.kind == op_kind::ledger_restart) restarts.emplace_back(record, o.ledger.call.call);
+    ++record;
+    return true;
+  });
+  for (std::size_t k = restarts.size(); k-- > 1;)
+    restarts[k - 1].second = std::min(restarts[k - 1].second, restarts[k].second);
+  std::size_t next = 0;  // the first restart after the current record
+  record = 0;
+  scan_journal(journal_path, [&](op& o) {
+    while (next < restarts.size() && restarts[next].first <= record) ++next;
+    ++record;
+    if (o.kind != op_kind::ledger) return true;
+    if (next < restarts.size() && o.ledger.call.call >= restarts[next].second) return true;  // superseded
+    for (const auto& e : o.ledger.entries) fn(e);
+    return true;
+  });
+}
+
+}  // namespace
+
 void write_ledger(hid_t run, const run_record& rec, const std::string& journal_path) {
   if (rec.calls.empty() && rec.ledger_rows == 0) return;
   const std::string root = reserved_namespace;
   handle g(check(H5Gcreate2(run, root.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", root));
-  {
-    std::vector<std::int64_t> call, items, chunk, parts;
-    std::vector<std::string> step, signature;
-    for (const auto& [k, c] : rec.calls) {
-      signature.push_back(c.signature);
-      call.push_back(c.call);
-      items.push_back(c.items);
-      chunk.push_back(c.chunk);
-      parts.push_back(c.partitions);
-      step.push_back(c.step);
-    }
-    handle cg(check(H5Gcreate2(g.id(), "calls", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "calls"));
-    write_column(cg.id(), "call", call, false);
-    write_strings(cg.id(), "step", step, false);
-    write_column(cg.id(), "items", items, false);
-    write_column(cg.id(), "chunk", chunk, false);
-    write_column(cg.id(), "partitions", parts, false);
-    write_strings(cg.id(), "signature", signature, false);  // format 1.2
-  }
+  write_calls(g.id(), rec);
   handle lg(check(H5Gcreate2(g.id(), "ledger", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "ledger"));
-  auto results = create_1d(lg.id(), "results", H5T_STD_U8LE, rec.ledger_bytes, false);
-  std::vector<std::int64_t> call, part, first, last, rank, attempts, offset, size;
-  std::vector<double> start, end;
-  std::vector<std::int8_t> ok;
-  std::vector<std::string> error;
-  std::string pending;  // results not yet written, written in large slabs
-  hsize_t written = 0;
-  auto write_pending = [&] {
-    if (pending.empty()) return;
-    if (written + pending.size() > rec.ledger_bytes)
-      throw format_error("the ledger holds more result bytes than counted");
-    write_slab(results.id(), written, pending.size(), H5T_NATIVE_UCHAR, pending.data(), "ledger results");
-    written += pending.size();
-    pending.clear();
-  };
-  std::uint64_t at = 0;
-  auto add = [&](const ledger_entry& e) {
-    call.push_back(e.call);
-    part.push_back(e.partition);
-    first.push_back(e.first);
-    last.push_back(e.last);
-    rank.push_back(e.rank);
-    start.push_back(e.start);
-    end.push_back(e.end);
-    attempts.push_back(e.attempts);
-    ok.push_back(e.ok ? 1 : 0);
-    error.push_back(e.error);
-    offset.push_back(static_cast<std::int64_t>(at));
-    size.push_back(static_cast<std::int64_t>(e.result.size()));
-    at += e.result.size();
-    pending += e.result;
-    if (pending.size() >= (std::size_t{4} << 20)) write_pending();
-  };
+  ledger_columns cols(lg.id(), rec);
   if (rec.ledger.size() == rec.ledger_rows) {
-    for (const auto& e : rec.ledger) add(e);
+    for (const auto& e : rec.ledger) cols.add(e);
   } else {
-    // A live run's entries are in its journal only. A ledger_restart drops
-    // the entries journaled before it for its calls, so a first pass finds,
-    // for each record, the lowest call a later restart drops from.
-    std::vector<std::pair<std::uint64_t, std::int64_t>> restarts;  // record number, call
-    std::uint64_t record = 0;
-    scan_journal(journal_path, [&](op& o) {
-      if (o.kind == op_kind::ledger_restart) restarts.emplace_back(record, o.ledger.call.call);
-      ++record;
-      return true;
-    });
-    for (std::size_t k = restarts.size(); k-- > 1;)
-      restarts[k - 1].second = std::min(restarts[k - 1].second, restarts[k].second);
-    std::size_t next = 0;  // the first restart after the current record
-    record = 0;
-    scan_journal(journal_path, [&](op& o) {
-      while (next < restarts.size() && restarts[next].first <= record) ++next;
-      ++record;
-      if (o.kind != op_kind::ledger) return true;
-      if (next < restarts.size() && o.ledger.call.call >= restarts[next].second) return true;  // superseded
-      for (const auto& e : o.ledger.entries) add(e);
-      return true;
-    });
+    for_each_live_entry(journal_path, [&](const ledger_entry& e) { cols.add(e); });
   }
-  write_pending();
-  if (call.size() != rec.ledger_rows || written != rec.ledger_bytes) {
-    throw format_error("the ledger's journal holds " + std::to_string(call.size()) + " entries, " +
-                       std::to_string(rec.ledger_rows) + " were counted");
-  }
-  write_column(lg.id(), "call", call, false);
-  write_column(lg.id(), "partition", part, false);
-  write_column(lg.id(), "first", first, false);
-  write_column(lg.id(), "last", last, false);
-  write_column(lg.id(), "rank", rank, false);
-  write_column(lg.id(), "start", start, false);
-  write_column(lg.id(), "end", end, false);
-  write_column(lg.id(), "attempts", attempts, false);
-  {
-    auto t = bool_type();
-    auto d = create_1d(lg.id(), "ok", t.id(), ok.size(), false);
-    if (!ok.empty()) check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ok.data()), "H5Dwrite", "ok");
-  }
-  write_strings(lg.id(), "error", error, false);
-  write_column(lg.id(), "result_offset", offset, false);
-  write_column(lg.id(), "result_size", size, false);
+  cols.finish(rec.ledger_rows);
 }
 
 void write_run(hid_t file, const run_record& rec, const experiment_paths& p,

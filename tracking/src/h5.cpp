@@ -1,4 +1,4 @@
-#include <rankflow/tracking/h5.hpp>
+#include "h5.hpp"
 
 #include <algorithm>
 #include <exception>

@@ -1,6 +1,6 @@
-// The partition ledger (rankflow/tracking/ledger.hpp): what resume hands back,
+// The partition ledger (rankflow/tracking/detail/ledger.hpp): what resume hands back,
 // what it refuses or restarts, and how entries reach the journal.
-#include <rankflow/tracking/ledger.hpp>
+#include <rankflow/tracking/detail/ledger.hpp>
 
 #include "run_impl.hpp"
 

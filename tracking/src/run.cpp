@@ -434,15 +434,13 @@ std::string overlapping_blocks(const std::vector<std::uint64_t>& all, std::size_
 }
 }  // namespace
 
-void Run::write_array_raw(std::string_view name, const char* dtype, const void* data, std::size_t n,
-                          const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
-                          const std::vector<std::uint64_t>& offset) {
-  if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
-  auto& r = *impl_;
-  const std::string path(name);
-  // Stopped and read-only are the same on every rank (stop() is collective,
-  // the mode is rank 0's): refused at once, with no collective to wait in.
-  r.require_writable(path);
+namespace {
+
+// write_array's first step: everything one rank can check alone, agreed on
+// by all ranks before any collective HDF5 call.
+void agree_on_array(tracking::run_impl& r, const std::string& path, const char* dtype, std::size_t n,
+                    const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                    const std::vector<std::uint64_t>& offset) {
   // Everything one rank could find wrong on its own is checked first and the
   // verdicts are agreed on (one allreduce) before any collective HDF5 call:
   // a rank throwing alone would leave the others waiting in H5Fcreate or
@@ -485,24 +483,32 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
     throw usage_error("write_array('" + path + "'): ranks passed different names, element types or global shapes; " +
                       "every rank must describe the same array");
   }
-  {
-    // Each block is within the shape; now no two may share an element. The
-    // rank count of dimensions is agreed (same global shape everywhere).
-    const std::size_t dims = global_shape.size();
-    std::vector<std::uint64_t> mine(2 * dims, 0), all(2 * dims * static_cast<std::size_t>(r.size));
-    if (n > 0) {
-      std::copy(offset.begin(), offset.end(), mine.begin());
-      std::copy(block_shape.begin(), block_shape.end(), mine.begin() + static_cast<std::ptrdiff_t>(dims));
-    }
-    detail::check_mpi(MPI_Allgather(mine.data(), static_cast<int>(2 * dims), MPI_UINT64_T, all.data(),
-                                    static_cast<int>(2 * dims), MPI_UINT64_T, r.coll),
-                      "MPI_Allgather");
-    const auto overlap = overlapping_blocks(all, dims, r.size);
-    if (!overlap.empty()) {
-      throw usage_error("write_array('" + path + "') refused on every rank: " + overlap +
-                        " (nothing was written; the run goes on)");
-    }
+}
+
+// Second step: each block is within the shape; no two may share an element.
+void refuse_overlaps(tracking::run_impl& r, const std::string& path, std::size_t n, const std::vector<std::uint64_t>& block_shape,
+                     const std::vector<std::uint64_t>& global_shape, const std::vector<std::uint64_t>& offset) {
+  // Each block is within the shape; now no two may share an element. The
+  // rank count of dimensions is agreed (same global shape everywhere).
+  const std::size_t dims = global_shape.size();
+  std::vector<std::uint64_t> mine(2 * dims, 0), all(2 * dims * static_cast<std::size_t>(r.size));
+  if (n > 0) {
+    std::copy(offset.begin(), offset.end(), mine.begin());
+    std::copy(block_shape.begin(), block_shape.end(), mine.begin() + static_cast<std::ptrdiff_t>(dims));
   }
+  detail::check_mpi(MPI_Allgather(mine.data(), static_cast<int>(2 * dims), MPI_UINT64_T, all.data(),
+                                  static_cast<int>(2 * dims), MPI_UINT64_T, r.coll),
+                    "MPI_Allgather");
+  const auto overlap = overlapping_blocks(all, dims, r.size);
+  if (!overlap.empty()) {
+    throw usage_error("write_array('" + path + "') refused on every rank: " + overlap +
+                      " (nothing was written; the run goes on)");
+  }
+}
+
+// Third step: rank 0 checks the path against the run and makes the array's
+// directory; every rank learns the outcome. Returns the array file's path.
+std::string prepare_array(tracking::run_impl& r, const std::string& path) {
   // Rank 0 checks the path against the run (an Array may not replace a Float)
   // and prepares the directory; everyone learns the outcome.
   tracking::err_kind k = tracking::err_kind::none;
@@ -534,7 +540,14 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
   } catch (const tracking_error& e) {
     throw type_error(e.what());
   }
-  if (r.mode == tracking_mode::debug) return;
+  return abs;
+}
+
+// Last step: the collective write, then rank 0 makes it durable and records
+// it before any rank returns.
+void write_and_record(tracking::run_impl& r, const std::string& path, const std::string& abs, const char* dtype, const void* data,
+                      const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                      const std::vector<std::uint64_t>& offset) {
   {
     auto file = h5::create_parallel(abs, r.coll);
     auto dset = h5::write_block(file.id(), "data", h5_type(dtype, false), h5_type(dtype, true), data, block_shape,
@@ -566,6 +579,24 @@ void Run::write_array_raw(std::string_view name, const char* dtype, const void* 
     (void)r.request(tracking::msg_check, path);
   }
   detail::check_mpi(MPI_Barrier(r.coll), "MPI_Barrier");
+}
+
+}  // namespace
+
+void Run::write_array_raw(std::string_view name, const char* dtype, const void* data, std::size_t n,
+                          const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
+                          const std::vector<std::uint64_t>& offset) {
+  if (!impl_) throw usage_error("this Run is empty (moved from, or default-constructed)");
+  auto& r = *impl_;
+  const std::string path(name);
+  // Stopped and read-only are the same on every rank (stop() is collective,
+  // the mode is rank 0's): refused at once, with no collective to wait in.
+  r.require_writable(path);
+  agree_on_array(r, path, dtype, n, block_shape, global_shape, offset);
+  refuse_overlaps(r, path, n, block_shape, global_shape, offset);
+  const std::string abs = prepare_array(r, path);
+  if (r.mode == tracking_mode::debug) return;
+  write_and_record(r, path, abs, dtype, data, block_shape, global_shape, offset);
 }
 
 }  // namespace rankflow

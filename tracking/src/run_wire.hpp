@@ -22,11 +22,12 @@
 #include <sstream>
 #include <thread>
 
+#include <rankflow/core/bytes.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/signals.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/tracking/experiment.hpp>
-#include <rankflow/tracking/h5.hpp>
+#include "h5.hpp"
 
 #include "journal.hpp"
 
@@ -60,32 +61,16 @@ constexpr std::size_t flush_bytes = std::size_t{4} << 20;
 constexpr double flush_age_s = 1.0;
 constexpr std::size_t max_in_flight = 8;
 
-template <class T>
-inline void put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
-}
-inline void put_str(std::string& out, std::string_view s) {
-  put<std::uint32_t>(out, static_cast<std::uint32_t>(s.size()));
-  out.append(s);
-}
-struct cursor {
-  std::string_view d;
+using detail::put;
+using detail::put_str;
+
+// A reply from rank 0, read with bounds checks (a damaged reply is an error,
+// never a read past its end).
+struct cursor_pos {
   std::size_t pos = 0;
-  template <class T>
-  T get() {
-    if (pos + sizeof(T) > d.size()) throw error("rankflow tracking: malformed reply");
-    T v;
-    std::memcpy(&v, d.data() + pos, sizeof(T));
-    pos += sizeof(T);
-    return v;
-  }
-  std::string str() {
-    const auto n = get<std::uint32_t>();
-    if (pos + n > d.size()) throw error("rankflow tracking: malformed reply");
-    std::string s(d.data() + pos, n);
-    pos += n;
-    return s;
-  }
+};
+struct cursor : cursor_pos, detail::byte_reader<error> {
+  explicit cursor(std::string_view d) : byte_reader(d, pos, "rankflow tracking: malformed reply") {}
 };
 
 inline void put_rejections(std::string& out, const std::vector<rejection>& v) {
@@ -97,7 +82,7 @@ inline void put_rejections(std::string& out, const std::vector<rejection>& v) {
 }
 
 inline std::vector<rejection> get_rejections(cursor& c) {
-  std::vector<rejection> v(c.get<std::uint32_t>());
+  std::vector<rejection> v(c.count(5));  // a rejection takes at least 5 bytes
   for (auto& r : v) {
     r.type = c.get<std::uint8_t>() != 0;
     r.message = c.str();

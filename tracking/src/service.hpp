@@ -75,6 +75,9 @@ class service {
     cv_.notify_one();
   }
 
+  // The service thread: rank 0's own operations, the workers' messages, the
+  // journal's timely flush, and an idle sleep, until every rank has stopped
+  // (or the run is abandoned).
   void loop() {
     detail::frame_in f;
     unsigned idle = 0;
@@ -82,90 +85,14 @@ class service {
       // Checked before draining: what rank 0 posted before abort() is still
       // applied (an abandoned run keeps what rank 0 tracked).
       const bool stopping = aborted_.load();
-      bool did = false;
-      std::deque<item> items;
-      {
-        std::lock_guard lk(m_);
-        items.swap(q_);
-      }
-      for (auto& it : items) {
-        did = true;
-        try {
-          const std::string_view body =
-              it.kind == msg_batch ? std::string_view(it.frame.data() + batch_head, it.frame.size() - batch_head)
-                                   : std::string_view(it.payload);
-          auto rep = handle(0, it.kind, body);
-          if (it.reply) it.reply->set_value(std::move(rep));
-        } catch (...) {
-          if (it.reply) {
-            it.reply->set_exception(std::current_exception());
-          } else {
-            try {
-              throw;
-            } catch (const std::exception& e) {
-              errors[0].push_back({false, std::string("rank 0 could not store its operations: ") + e.what()});
-            }
-          }
-        }
-        if (it.kind == msg_batch) {
-          std::lock_guard lk(m_);
-          if (spare_.size() < max_in_flight + 2) spare_.push_back(std::move(it.frame));
-        }
-      }
+      bool did = serve_rank0();
       if (stopping) {
-        // What the workers already sent is applied; their requests are not
-        // answered (they are leaving too).
-        while (detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f)) {
-          if (f.payload()[0] != msg_batch) continue;
-          try {
-            handle(f.source, msg_batch, std::string_view(f.payload() + 1, f.payload_size() - 1));
-          } catch (const std::exception&) {
-          }
-        }
+        apply_last_batches(f);
         break;
       }
-      for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
-        did = true;
-        const char kind = f.payload()[0];
-        std::string rep;
-        try {
-          rep = handle(f.source, kind, std::string_view(f.payload() + 1, f.payload_size() - 1));
-        } catch (const std::exception& e) {
-          // A storage failure (disk full) is reported to the rank that asked:
-          // in the answer to its request, or at its next wait() for a batch.
-          auto& errs = errors[static_cast<std::size_t>(f.source)];
-          rep.clear();
-          if (kind == msg_fetch) {
-            put<std::uint8_t>(rep, fetch_failed);
-            put_str(rep, std::string("rank 0 could not read it: ") + e.what());
-          } else {
-            errs.push_back({false, std::string("rank 0 could not store this rank's operations: ") + e.what()});
-            if (kind == msg_wait || kind == msg_sync) {
-              put_rejections(rep, errs);
-              errs.clear();
-              if (kind == msg_sync) put<std::uint32_t>(rep, 0);
-            }
-          }
-        }
-        if (kind != msg_batch && kind != msg_stop) {
-          out_.push_back(detail::isend_frame(ops_, f.source, tag_reply, make_frame(kind, rep), seg_));
-        }
-      }
+      did = serve_workers(f) || did;
       while (!out_.empty() && out_.front().test()) out_.pop_front();
-      // Buffered records reach the kernel within ~200 ms even without a
-      // wait(): a kill -9 then loses at most that much (the ledger's resume
-      // point, a worker's last points). fsync stays with wait() and stop().
-      if (journaling_ && journal.buffered()) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now - last_kernel_flush_ >= kernel_flush_every) {
-          try {
-            journal.flush();
-          } catch (const std::exception& e) {
-            errors[0].push_back({false, std::string("rank 0 could not write the run's journal: ") + e.what()});
-          }
-          last_kernel_flush_ = now;
-        }
-      }
+      flush_journal_in_time();
       if (stops_ == size_) {
         std::lock_guard lk(m_);
         if (q_.empty()) break;
@@ -174,23 +101,125 @@ class service {
         idle = 0;
         continue;
       }
-      // Nothing to do: sleep (woken at once by rank 0's own calls) for a
-      // growing while, so an idle run costs no CPU beside the computation:
-      // up to 1 ms while traffic is recent, then up to 20 ms once the ranks
-      // have been quiet for a while (a worker's wait() after a long compute
-      // is answered within that). Each wake-up is a context switch that a
-      // fully busy node pays for.
-      if (++idle < 16) continue;
-      std::unique_lock lk(m_);
-      const unsigned cap = idle < 16 + 10 + 200 ? 1000u : 20000u;
-      const auto us = std::min(cap, 1u << std::min(idle - 16, 15u));
-      cv_.wait_for(lk, std::chrono::microseconds(us), [&] { return !q_.empty() || aborted_.load(); });
+      sleep_idle(++idle);
     }
     for (auto& s : out_) s.wait();
     out_.clear();
   }
 
  private:
+  // Applies what rank 0's own threads posted; returns whether there was any.
+  bool serve_rank0() {
+    std::deque<item> items;
+    {
+      std::lock_guard lk(m_);
+      items.swap(q_);
+    }
+    for (auto& it : items) {
+      try {
+        const std::string_view body =
+            it.kind == msg_batch ? std::string_view(it.frame.data() + batch_head, it.frame.size() - batch_head)
+                                 : std::string_view(it.payload);
+        auto rep = handle(0, it.kind, body);
+        if (it.reply) it.reply->set_value(std::move(rep));
+      } catch (...) {
+        if (it.reply) {
+          it.reply->set_exception(std::current_exception());
+        } else {
+          try {
+            throw;
+          } catch (const std::exception& e) {
+            errors[0].push_back({false, std::string("rank 0 could not store its operations: ") + e.what()});
+          }
+        }
+      }
+      if (it.kind == msg_batch) {
+        std::lock_guard lk(m_);
+        if (spare_.size() < max_in_flight + 2) spare_.push_back(std::move(it.frame));
+      }
+    }
+    return !items.empty();
+  }
+
+  // Abandoning the run: what the workers already sent is applied; their
+  // requests are not answered (they are leaving too).
+  void apply_last_batches(detail::frame_in& f) {
+    while (detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f)) {
+      if (f.payload()[0] != msg_batch) continue;
+      try {
+        handle(f.source, msg_batch, std::string_view(f.payload() + 1, f.payload_size() - 1));
+      } catch (const std::exception&) {
+      }
+    }
+  }
+
+  // Up to 64 of the workers' messages, each answered unless it is a batch or a
+  // stop; returns whether there was any.
+  bool serve_workers(detail::frame_in& f) {
+    bool did = false;
+    for (int k = 0; k < 64 && detail::try_recv_frame(ops_, MPI_ANY_SOURCE, tag_ops, seg_, f); ++k) {
+      did = true;
+      const char kind = f.payload()[0];
+      std::string rep;
+      try {
+        rep = handle(f.source, kind, std::string_view(f.payload() + 1, f.payload_size() - 1));
+      } catch (const std::exception& e) {
+        rep = storage_failure(f.source, kind, e.what());
+      }
+      if (kind != msg_batch && kind != msg_stop) {
+        out_.push_back(detail::isend_frame(ops_, f.source, tag_reply, make_frame(kind, rep), seg_));
+      }
+    }
+    return did;
+  }
+
+  // A storage failure (disk full) is reported to the rank that asked: in the
+  // answer to its request, or at its next wait() for a batch.
+  std::string storage_failure(int source, char kind, const char* what) {
+    auto& errs = errors[static_cast<std::size_t>(source)];
+    std::string rep;
+    if (kind == msg_fetch) {
+      put<std::uint8_t>(rep, fetch_failed);
+      put_str(rep, std::string("rank 0 could not read it: ") + what);
+      return rep;
+    }
+    errs.push_back({false, std::string("rank 0 could not store this rank's operations: ") + what});
+    if (kind == msg_wait || kind == msg_sync) {
+      put_rejections(rep, errs);
+      errs.clear();
+      if (kind == msg_sync) put<std::uint32_t>(rep, 0);
+    }
+    return rep;
+  }
+
+  // Buffered records reach the kernel within ~200 ms even without a wait():
+  // a kill -9 then loses at most that much (the ledger's resume point, a
+  // worker's last points). fsync stays with wait() and stop().
+  void flush_journal_in_time() {
+    if (!journaling_ || !journal.buffered()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_kernel_flush_ < kernel_flush_every) return;
+    try {
+      journal.flush();
+    } catch (const std::exception& e) {
+      errors[0].push_back({false, std::string("rank 0 could not write the run's journal: ") + e.what()});
+    }
+    last_kernel_flush_ = now;
+  }
+
+  // Nothing to do: sleep (woken at once by rank 0's own calls) for a growing
+  // while, so an idle run costs no CPU beside the computation: up to 1 ms
+  // while traffic is recent, then up to 20 ms once the ranks have been quiet
+  // for a while (a worker's wait() after a long compute is answered within
+  // that). Each wake-up is a context switch that a fully busy node pays for.
+  void sleep_idle(unsigned idle) {
+    if (idle < 16) return;
+    std::unique_lock lk(m_);
+    const unsigned cap = idle < 16 + 10 + 200 ? 1000u : 20000u;
+    const auto us = std::min(cap, 1u << std::min(idle - 16, 15u));
+    cv_.wait_for(lk, std::chrono::microseconds(us), [&] { return !q_.empty() || aborted_.load(); });
+  }
+
   struct item {
     char kind;
     std::string payload;  ///< requests

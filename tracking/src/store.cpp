@@ -1,4 +1,4 @@
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 
 #include <rankflow/core/clock.hpp>
 

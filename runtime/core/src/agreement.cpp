@@ -1,6 +1,6 @@
-#include <rankflow/core/agreement.hpp>
+#include <rankflow/core/detail/agreement.hpp>
 #include <rankflow/core/error.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 
 #include <cxxabi.h>
 

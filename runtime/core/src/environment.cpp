@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include <rankflow/core/log.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 
 namespace rankflow::detail {
 

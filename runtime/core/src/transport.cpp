@@ -1,6 +1,6 @@
 #include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 
 #include <sched.h>
 

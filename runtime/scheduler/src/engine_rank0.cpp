@@ -250,27 +250,16 @@ class scheduler {
         case kind::result: {
           const char* d = body(in);
           std::size_t n = body_size(in);
-          constexpr std::size_t entry_head = 8 + 4 + 8 + 8 + 8;
           for (std::int64_t k = 0; k < h.partition; ++k) {
-            if (n < entry_head) throw error("rankflow: malformed result batch from rank " + std::to_string(r));
-            const auto p = decode<std::int64_t>(d, 8);
-            const auto attempt = decode<std::uint32_t>(d + 8, 4);
-            const auto t0 = decode<double>(d + 12, 8);
-            const auto t1 = decode<double>(d + 20, 8);
-            const auto size = decode<std::uint64_t>(d + 28, 8);
-            d += entry_head;
-            n -= entry_head;
-            if (size > n || p < 0 || p >= j_.plan.count) {
-              throw error("rankflow: malformed result batch from rank " + std::to_string(r));
-            }
+            const result_entry e = next_result(d, n, j_.plan.count, r);
             if (j_.sched == schedule::dynamic) release(r, 1);
-            learn_cost(t1 - t0);
-            log::set_partition(p);
-            j_.accept(p, d, size);
+            learn_cost(e.end - e.start);
+            log::set_partition(e.partition);
+            j_.accept(e.partition, e.data, e.size);
             log::set_partition(-1);
-            if (j_.record) j_.record({p, r, t0, t1, static_cast<int>(attempt), true, -1, {}}, d, size);
-            d += size;
-            n -= size;
+            if (j_.record) {
+              j_.record({e.partition, r, e.start, e.end, static_cast<int>(e.attempt), true, -1, {}}, e.data, e.size);
+            }
             completed();
           }
           break;

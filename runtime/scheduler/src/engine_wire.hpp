@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <csignal>
-#include <rankflow/core/agreement.hpp>
+#include <rankflow/core/detail/agreement.hpp>
 #include <rankflow/core/clock.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/detail/engine.hpp>

@@ -40,19 +40,11 @@ class worker {
       results_ = frame_with(j_, {kind::result, 0, st_.op, 0, j_.plan.count});
       oldest_ = t0;
     }
-    const std::size_t entry = results_.size();
-    encode(results_, p);
-    encode(results_, static_cast<std::uint32_t>(attempt_no));
-    encode(results_, t0);
-    encode(results_, 0.0);               // end, filled below
-    encode(results_, std::uint64_t{0});  // size, filled below
+    const std::size_t entry = open_result(results_, p, static_cast<std::uint32_t>(attempt_no), t0);
     log::set_partition(p);
     try {
       j_.run_remote(p, results_);
-      const double t1 = unix_now();
-      const std::uint64_t size = results_.size() - entry - (8 + 4 + 8 + 8 + 8);
-      std::memcpy(results_.data() + entry + 20, &t1, sizeof t1);
-      std::memcpy(results_.data() + entry + 28, &size, sizeof size);
+      close_result(results_, entry, unix_now());
     } catch (const item_failure& e) {
       results_.resize(entry);
       if (entries_ == 0) results_.clear();

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include <rankflow/core/config.hpp>
+#include <rankflow/runtime/config.hpp>
 
 namespace rankflow::detail {
 

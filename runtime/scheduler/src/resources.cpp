@@ -1,4 +1,4 @@
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/resources.hpp>
 
 #include <cstdio>

@@ -367,26 +367,25 @@ std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const m
     throw usage_error(step + ": map_options::need needs cpu >= 1, memory_mb >= 0 and gpu >= 0");
   }
   const worker_info me = detect_worker(st_.comm, st_.rank, st_.host, st_.cfg.labels);
-  const std::int64_t mine[3] = {me.capacity.cpu, me.capacity.memory_mb, me.capacity.gpu};
-  std::vector<std::int64_t> all(3 * static_cast<std::size_t>(st_.size));
-  detail::check_mpi(MPI_Allgather(mine, 3, MPI_INT64_T, all.data(), 3, MPI_INT64_T, st_.comm), "MPI_Allgather");
+  std::vector<resources> all(static_cast<std::size_t>(st_.size));
+  static_assert(std::is_trivially_copyable_v<resources>);
+  detail::check_mpi(MPI_Allgather(&me.capacity, sizeof(resources), MPI_BYTE, all.data(), sizeof(resources), MPI_BYTE,
+                                  st_.comm),
+                    "MPI_Allgather");
   std::vector<std::uint8_t> ok(static_cast<std::size_t>(st_.size), 0);
-  int largest = 0, count = 0;
-  for (int r = 0; r < st_.size; ++r) {
-    const auto* c = &all[3 * static_cast<std::size_t>(r)];
-    const auto* l = &all[3 * static_cast<std::size_t>(largest)];
-    if (std::tie(c[0], c[1], c[2]) > std::tie(l[0], l[1], l[2])) largest = r;
-    if (need.cpu <= c[0] && need.memory_mb <= c[1] && need.gpu <= c[2]) {
-      ok[static_cast<std::size_t>(r)] = 1;
+  std::size_t largest = 0;
+  int count = 0;
+  for (std::size_t r = 0; r < all.size(); ++r) {
+    if (larger(all[r], all[largest])) largest = r;
+    if (fits(need, all[r])) {
+      ok[r] = 1;
       ++count;
     }
   }
   if (count == 0) {
-    const auto* l = &all[3 * static_cast<std::size_t>(largest)];
     throw resource_error(step + ": each partition needs " + to_string(need) +
                          " but no rank has that; the largest is rank " + std::to_string(largest) + " (host " +
-                         st_.hosts[static_cast<std::size_t>(largest)] + ") with " +
-                         to_string(resources{static_cast<int>(l[0]), l[1], static_cast<int>(l[2])}) +
+                         st_.hosts[largest] + ") with " + to_string(all[largest]) +
                          ": ask for less or run on bigger ranks (--cpus-per-task, --mem, --gpus-per-task)");
   }
   if (opts.sched == schedule::blocked && count < st_.size) {

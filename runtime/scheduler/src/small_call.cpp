@@ -27,7 +27,7 @@
 
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/signals.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/partition.hpp>
 
 #include "engine_parts.hpp"
@@ -50,15 +50,12 @@ struct slot_head {
   std::uint64_t failure_bytes = 0;
 };
 
-// A result entry: i64 partition, u32 attempts, f64 start, f64 end, u64 size, then the bytes.
-constexpr std::size_t entry_head = 8 + 4 + 8 + 8 + 8;
-
 // The slot size, the same on every rank: the head, and room for each
 // partition's entry with a small result (a few numbers).
 std::size_t slot_bytes(const job& j, int ranks) {
   const std::int64_t per_rank = j.plan.count / ranks + 1;
   const std::int64_t want = static_cast<std::int64_t>(sizeof(slot_head)) +
-                            std::min<std::int64_t>(per_rank, 64) * static_cast<std::int64_t>(entry_head + 24);
+                            std::min<std::int64_t>(per_rank, 64) * static_cast<std::int64_t>(result_entry_head + 24);
   return static_cast<std::size_t>(std::clamp<std::int64_t>(want, 256, 4096));
 }
 
@@ -91,16 +88,10 @@ own_outcome run_own_block(const runtime_state& st, const job& j) {
           if (j.record) j.record({p, 0, t0, t1, attempt, true, -1, {}}, encoded.data(), encoded.size());
           o.busy += t1 - t0;
         } else {
-          encode(o.results, p);
-          encode(o.results, static_cast<std::uint32_t>(attempt));
-          encode(o.results, t0);
-          encode(o.results, 0.0);               // end, filled below
-          encode(o.results, std::uint64_t{0});  // size, filled below
+          open_result(o.results, p, static_cast<std::uint32_t>(attempt), t0);
           j.run_remote(p, o.results);
           const double t1 = unix_now();
-          const std::uint64_t size = o.results.size() - entry - entry_head;
-          std::memcpy(o.results.data() + entry + 20, &t1, sizeof t1);
-          std::memcpy(o.results.data() + entry + 28, &size, sizeof size);
+          close_result(o.results, entry, t1);
           o.busy += t1 - t0;
         }
         log::set_partition(-1);
@@ -143,24 +134,12 @@ failure_info decode_failure(const char* d, std::size_t n) {
 
 // Rank 0: hands a worker's result entries to the job (and the ledger).
 void accept_results(const job& j, int rank, const char* d, std::size_t n) {
-  std::size_t at = 0;
-  while (at < n) {
-    if (n - at < entry_head) throw error("rankflow: malformed results from rank " + std::to_string(rank));
-    std::int64_t p = 0;
-    std::uint32_t attempt = 0;
-    double t0 = 0, t1 = 0;
-    std::uint64_t size = 0;
-    std::memcpy(&p, d + at, 8);
-    std::memcpy(&attempt, d + at + 8, 4);
-    std::memcpy(&t0, d + at + 12, 8);
-    std::memcpy(&t1, d + at + 20, 8);
-    std::memcpy(&size, d + at + 28, 8);
-    at += entry_head;
-    if (size > n - at || p < 0 || p >= j.plan.count)
-      throw error("rankflow: malformed results from rank " + std::to_string(rank));
-    j.accept(p, d + at, size);
-    if (j.record) j.record({p, rank, t0, t1, static_cast<int>(attempt), true, -1, {}}, d + at, size);
-    at += size;
+  while (n > 0) {
+    const result_entry e = next_result(d, n, j.plan.count, rank);
+    j.accept(e.partition, e.data, e.size);
+    if (j.record) {
+      j.record({e.partition, rank, e.start, e.end, static_cast<int>(e.attempt), true, -1, {}}, e.data, e.size);
+    }
   }
 }
 
@@ -190,16 +169,23 @@ void learn_call_cost(runtime_state& st, const job& j, double seconds_per_partiti
   }
 }
 
-void run_small_call(runtime_state& st, const job& j) {
-  ++st.small_calls;
-  own_outcome mine = run_own_block(st, j);
-  // A signal during this rank's last partition stops the call too, as the
-  // protocol's polls would have.
-  if (const int sig = pending_signal(); sig != 0 && !mine.failure) mine.failure = interruption(st.rank, sig);
-  const bytes failure = mine.failure ? encode_failure(*mine.failure) : bytes{};
+namespace {
 
-  // 1. Every rank's head (and, mostly, everything) to every rank.
-  const std::size_t slot = slot_bytes(j, st.size);
+// Every rank's slot after step 1: its head, and its results and failure when
+// they fit.
+struct slot_table {
+  std::size_t slot = 0;
+  std::vector<char> all;
+  std::vector<slot_head> heads;
+  int reported = -1;  // the failure every rank throws: the lowest rank's
+  const char* in_slot(int r) const { return all.data() + slot * static_cast<std::size_t>(r) + sizeof(slot_head); }
+};
+
+// Step 1: every rank's head (and, mostly, everything) to every rank.
+slot_table exchange_slots(runtime_state& st, const job& j, const own_outcome& mine, const bytes& failure) {
+  slot_table t;
+  t.slot = slot_bytes(j, st.size);
+  const std::size_t slot = t.slot;
   slot_head head;
   head.status = !mine.failure ? 0 : mine.failure->partition == interrupted_partition ? 2 : 1;
   head.done = mine.done;
@@ -207,7 +193,9 @@ void run_small_call(runtime_state& st, const job& j) {
   head.result_bytes = mine.results.size();
   head.failure_bytes = failure.size();
   head.in_slot = sizeof head + mine.results.size() + failure.size() <= slot ? 1 : 0;
-  std::vector<char> out(slot, 0), all(slot * static_cast<std::size_t>(st.size));
+  std::vector<char> out(slot, 0);
+  t.all.resize(slot * static_cast<std::size_t>(st.size));
+  auto& all = t.all;
   std::memcpy(out.data(), &head, sizeof head);
   if (head.in_slot) {
     if (!mine.results.empty()) std::memcpy(out.data() + sizeof head, mine.results.data(), mine.results.size());
@@ -231,71 +219,68 @@ void run_small_call(runtime_state& st, const job& j) {
               "MPI_Iallgather");
     wait_polled(1, &req, st.cfg.spin_us);
   }
-
-  std::vector<slot_head> heads(static_cast<std::size_t>(st.size));
-  int reported = -1;  // the failure every rank throws: the lowest rank's
+  t.heads.resize(static_cast<std::size_t>(st.size));
   for (int r = 0; r < st.size; ++r) {
-    std::memcpy(&heads[r], all.data() + slot * static_cast<std::size_t>(r), sizeof(slot_head));
-    if (heads[r].status != 0 && reported < 0) reported = r;
+    std::memcpy(&t.heads[r], all.data() + slot * static_cast<std::size_t>(r), sizeof(slot_head));
+    if (t.heads[r].status != 0 && t.reported < 0) t.reported = r;
   }
-  auto in_slot = [&](int r) { return all.data() + slot * static_cast<std::size_t>(r) + sizeof(slot_head); };
+  return t;
+}
 
-  // 2. Results (and failures) that did not fit: to rank 0, as frames.
+// Step 2: results (and failures) that did not fit go to rank 0 as frames;
+// rank 0 hands every rank's results to the job. Returns, on rank 0, what each
+// rank sent apart (step 3 may need a failure from it).
+std::vector<bytes> collect_results(runtime_state& st, const job& j, const slot_table& t, const own_outcome& mine,
+                                   const bytes& failure) {
+  const auto& heads = t.heads;
+  const bool mine_in_slot = heads[st.rank].in_slot != 0;
   std::vector<bytes> apart(static_cast<std::size_t>(st.size));
-  if (!head.in_slot) {  // rank 0's own failure may be one of them
+  if (!mine_in_slot) {  // rank 0's own failure may be one of them
     apart[st.rank] = mine.results;
     apart[st.rank].insert(apart[st.rank].end(), failure.begin(), failure.end());
   }
-  if (st.rank != 0 && !head.in_slot) {
+  if (st.rank != 0 && !mine_in_slot) {
     bytes f = new_frame();
     f.insert(f.end(), apart[st.rank].begin(), apart[st.rank].end());
     isend_frame(st.comm, 0, tag_small, std::move(f), st.cfg.segment_bytes).wait();
   }
-  if (st.rank == 0) {
-    for (int r = 1; r < st.size; ++r) {
-      if (heads[r].in_slot) continue;
-      frame_in in;
-      backoff idle(1000, st.cfg.spin_us);
-      while (!try_recv_frame(st.comm, r, tag_small, st.cfg.segment_bytes, in)) idle.wait();
-      if (in.payload_size() != heads[r].result_bytes + heads[r].failure_bytes)
-        throw error("rankflow: rank " + std::to_string(r) + " sent results of another size than it announced");
-      apart[r].assign(in.payload(), in.payload() + in.payload_size());
+  if (st.rank != 0) return apart;
+  for (int r = 1; r < st.size; ++r) {
+    if (heads[r].in_slot) continue;
+    frame_in in;
+    backoff idle(1000, st.cfg.spin_us);
+    while (!try_recv_frame(st.comm, r, tag_small, st.cfg.segment_bytes, in)) idle.wait();
+    if (in.payload_size() != heads[r].result_bytes + heads[r].failure_bytes)
+      throw error("rankflow: rank " + std::to_string(r) + " sent results of another size than it announced");
+    apart[r].assign(in.payload(), in.payload() + in.payload_size());
+  }
+  // Results in partition order per rank; a failed rank's successes before
+  // its failure count too (the ledger keeps them for --resume).
+  for (int r = 0; r < st.size; ++r) {
+    const char* d = heads[r].in_slot ? t.in_slot(r) : apart[r].data();
+    if (r > 0) accept_results(j, r, d, heads[r].result_bytes);
+    if (heads[r].status == 1 && j.record) {
+      const failure_info fi = decode_failure(d + heads[r].result_bytes, heads[r].failure_bytes);
+      j.record({fi.partition, fi.rank, fi.start, fi.end, fi.attempts, false, fi.item, fi.message}, nullptr, 0);
     }
-    // Results in partition order per rank; a failed rank's successes before
-    // its failure count too (the ledger keeps them for --resume).
-    for (int r = 0; r < st.size; ++r) {
-      const char* d = heads[r].in_slot ? in_slot(r) : apart[r].data();
-      if (r > 0) accept_results(j, r, d, heads[r].result_bytes);
-      if (heads[r].status == 1 && j.record) {
-        const failure_info fi = decode_failure(d + heads[r].result_bytes, heads[r].failure_bytes);
-        j.record({fi.partition, fi.rank, fi.start, fi.end, fi.attempts, false, fi.item, fi.message}, nullptr, 0);
-      }
-    }
   }
+  return apart;
+}
 
-  // What it cost, the same on every rank (the same numbers summed in the same order).
-  std::uint64_t done = 0;
-  double busy = 0;
-  for (const auto& h : heads) {
-    done += h.done;
-    busy += h.busy;
-  }
-  if (reported < 0) {
-    learn_call_cost(st, j, done > 0 ? busy / static_cast<double>(done) : -1.0);
-    return;
-  }
-  learn_call_cost(st, j, -1.0);
-
-  // 3. The failure every rank throws: from its slot, or from rank 0.
+// Step 3: the failure every rank throws, from its slot or from rank 0.
+[[noreturn]] void throw_reported(runtime_state& st, const job& j, const slot_table& t,
+                                 const std::vector<bytes>& apart) {
+  const int reported = t.reported;
+  const auto& h = t.heads[reported];
   bytes fb;
-  if (heads[reported].in_slot) {
-    const char* d = in_slot(reported) + heads[reported].result_bytes;
-    fb.assign(d, d + heads[reported].failure_bytes);
+  if (h.in_slot) {
+    const char* d = t.in_slot(reported) + h.result_bytes;
+    fb.assign(d, d + h.failure_bytes);
   } else {
     fb = new_frame();
     if (st.rank == 0) {
-      const char* d = apart[reported].data() + heads[reported].result_bytes;
-      fb.insert(fb.end(), d, d + heads[reported].failure_bytes);
+      const char* d = apart[reported].data() + h.result_bytes;
+      fb.insert(fb.end(), d, d + h.failure_bytes);
     }
     bcast_frame(st.comm, 0, fb, st.cfg.segment_bytes);
     fb.erase(fb.begin(), fb.begin() + frame_header_bytes);
@@ -307,6 +292,32 @@ void run_small_call(runtime_state& st, const job& j) {
                  << fi.message;
   }
   raise_failure(st, j, fi);
+}
+
+}  // namespace
+
+void run_small_call(runtime_state& st, const job& j) {
+  ++st.small_calls;
+  own_outcome mine = run_own_block(st, j);
+  // A signal during this rank's last partition stops the call too, as the
+  // protocol's polls would have.
+  if (const int sig = pending_signal(); sig != 0 && !mine.failure) mine.failure = interruption(st.rank, sig);
+  const bytes failure = mine.failure ? encode_failure(*mine.failure) : bytes{};
+  const slot_table t = exchange_slots(st, j, mine, failure);
+  const std::vector<bytes> apart = collect_results(st, j, t, mine, failure);
+  // What it cost, the same on every rank (the same numbers summed in the same order).
+  std::uint64_t done = 0;
+  double busy = 0;
+  for (const auto& h : t.heads) {
+    done += h.done;
+    busy += h.busy;
+  }
+  if (t.reported < 0) {
+    learn_call_cost(st, j, done > 0 ? busy / static_cast<double>(done) : -1.0);
+    return;
+  }
+  learn_call_cost(st, j, -1.0);
+  throw_reported(st, j, t, apart);
 }
 
 }  // namespace rankflow::detail

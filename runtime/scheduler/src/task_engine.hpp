@@ -131,12 +131,8 @@ class task_engine {
     for (std::size_t w = 0; w < workers_.size(); ++w) {
       const auto& wi = workers_[w];
       if (!std::all_of(labels.begin(), labels.end(), [&](const std::string& l) { return wi.has_label(l); })) continue;
-      const auto& c = wi.capacity;
-      if (n.cpu <= c.cpu && n.memory_mb <= c.memory_mb && n.gpu <= c.gpu) list->push_back(static_cast<int>(w));
-      if (!largest || std::tie(c.cpu, c.memory_mb, c.gpu) >
-                          std::tie(largest->capacity.cpu, largest->capacity.memory_mb, largest->capacity.gpu)) {
-        largest = &wi;
-      }
+      if (fits(n, wi.capacity)) list->push_back(static_cast<int>(w));
+      if (!largest || larger(wi.capacity, largest->capacity)) largest = &wi;
     }
     if (list->empty()) {
       std::string names;
@@ -313,10 +309,6 @@ class task_engine {
     if (rec->on_end) rec->on_end();
   }
 
-  bool fits(const resources& free, const resources& need) const {
-    return need.cpu <= free.cpu && need.memory_mb <= free.memory_mb && need.gpu <= free.gpu;
-  }
-
   // Places queued tasks in order. A task that fits nowhere now reserves the
   // candidate with the most free CPUs for the rest of the pass, so smaller
   // tasks behind it cannot keep that worker busy forever: large requests are
@@ -343,7 +335,7 @@ class task_engine {
       for (std::size_t k = 0; k < m; ++k) {
         const int w = cand[(cursor_ + k) % m];
         const auto i = static_cast<std::size_t>(w);
-        if (reserved_[i] || !fits(free_[i], rec->need)) continue;
+        if (reserved_[i] || !fits(rec->need, free_[i])) continue;
         if (workers_[i].rank == rec->rank && m > 1) {
           if (fallback < 0) fallback = w;
           continue;

@@ -2,10 +2,10 @@
 // the executor that runs tasks on a worker's threads, and how a drive ends.
 #pragma once
 
-#include <rankflow/core/agreement.hpp>
+#include <rankflow/core/detail/agreement.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/signals.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/resources.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/tasks.hpp>

@@ -6,10 +6,10 @@
 // tag_up. Every message is one frame whose first byte says what it is. One
 // tag per direction keeps MPI's non-overtaking order: a worker sees every
 // task sent to it before the stop that follows them.
-#include <rankflow/core/agreement.hpp>
+#include <rankflow/core/detail/agreement.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/signals.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/resources.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/tasks.hpp>

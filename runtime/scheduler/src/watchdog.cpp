@@ -1,7 +1,7 @@
 #include "watchdog.hpp"
 
 #include <rankflow/core/log.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 
 #include <time.h>
 

@@ -10,7 +10,7 @@
 #include <set>
 
 #include "mpi_test.hpp"
-#include <rankflow/tracking/h5.hpp>  // not in rankflow.hpp: HDF5 is ours, not the user's
+#include "h5.hpp"  // tracking/src: HDF5 helpers private to rankflow (HDF5 is ours, not the user's)
 
 namespace tr = rankflow::tracking;
 using rankflow::field_type;

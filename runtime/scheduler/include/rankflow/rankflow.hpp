@@ -1,7 +1,7 @@
 // Umbrella header: everything a rankflow program needs.
 #pragma once
 
-#include <rankflow/core/config.hpp>
+#include <rankflow/runtime/config.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/serialize.hpp>

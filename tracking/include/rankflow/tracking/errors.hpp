@@ -14,7 +14,7 @@
 //           └── type_error                  this file: a value of another type than the field holds
 //
 // No HDF5 here: a program that includes <rankflow/rankflow.hpp> does not get
-// <hdf5.h> (rankflow/tracking/h5.hpp, which needs it, is for rankflow's own sources).
+// <hdf5.h> (tracking/src/h5.hpp, which needs it, is private to rankflow's sources).
 #pragma once
 
 #include <rankflow/core/error.hpp>

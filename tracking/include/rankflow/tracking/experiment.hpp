@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 
 namespace rankflow::tracking {
 

@@ -28,8 +28,8 @@
 #include <utility>
 #include <vector>
 
-#include <rankflow/tracking/ledger.hpp>
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/ledger.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 #include <rankflow/tracking/types.hpp>
 
 namespace rankflow {

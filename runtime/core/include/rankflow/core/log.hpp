@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include <rankflow/core/config.hpp>
+#include <rankflow/core/flags.hpp>
 
 namespace rankflow::log {
 

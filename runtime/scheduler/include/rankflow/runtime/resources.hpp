@@ -45,6 +45,18 @@ struct resources {
 /// "4 CPUs, 60000 MB, 1 GPU".
 std::string to_string(const resources& r);
 
+/// Whether a rank of `capacity` can ever run something that needs `need`: the
+/// one rule for tasks (Scheduler) and parallel_map partitions (map_options::need).
+constexpr bool fits(const resources& need, const resources& capacity) noexcept {
+  return need.cpu <= capacity.cpu && need.memory_mb <= capacity.memory_mb && need.gpu <= capacity.gpu;
+}
+/// The order "the largest rank" is picked by in a refusal: CPUs, then memory, then GPUs.
+constexpr bool larger(const resources& a, const resources& b) noexcept {
+  if (a.cpu != b.cpu) return a.cpu > b.cpu;
+  if (a.memory_mb != b.memory_mb) return a.memory_mb > b.memory_mb;
+  return a.gpu > b.gpu;
+}
+
 /// A worker rank as rank 0 sees it: where it runs, its labels and its capacity.
 struct worker_info {
   int rank = 0;

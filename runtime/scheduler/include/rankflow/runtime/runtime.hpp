@@ -29,14 +29,14 @@
 
 #include <boost/mpi/communicator.hpp>
 
-#include <rankflow/core/agreement.hpp>
-#include <rankflow/core/config.hpp>
+#include <rankflow/core/detail/agreement.hpp>
+#include <rankflow/runtime/config.hpp>
 #include <rankflow/core/environment.hpp>
 #include <rankflow/core/error.hpp>
 #include <rankflow/runtime/errors.hpp>
 #include <rankflow/core/log.hpp>
 #include <rankflow/core/serialize.hpp>
-#include <rankflow/core/transport.hpp>
+#include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/tasks.hpp>

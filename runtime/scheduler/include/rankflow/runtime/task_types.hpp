@@ -23,7 +23,7 @@
 #include <rankflow/core/error.hpp>
 #include <rankflow/runtime/errors.hpp>
 #include <rankflow/core/serialize.hpp>
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 #include <rankflow/tracking/types.hpp>
 #include <rankflow/runtime/resources.hpp>
 

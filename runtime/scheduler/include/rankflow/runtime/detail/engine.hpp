@@ -14,7 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include <rankflow/core/config.hpp>
+#include <rankflow/runtime/config.hpp>
 #include <rankflow/core/serialize.hpp>
 #include <rankflow/runtime/partition.hpp>
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include <rankflow/tracking/store.hpp>
+#include <rankflow/tracking/detail/store.hpp>
 
 namespace rankflow {
 class Run;
