@@ -16,10 +16,20 @@ made = []
 
 
 def variant(name, expect):
+    """A copy of the experiment (format 2: the file and its sidecar, with the
+    run's link pointing at the copied run file), opened for writing: changes
+    under runs/<id> go through the link into the copy's run file."""
     path = os.path.join(outdir, name + ".h5")
     shutil.copyfile(good, path)
+    if os.path.isdir(good + ".d"):
+        shutil.copytree(good + ".d", path + ".d", ignore=shutil.ignore_patterns("lock", "*.journal"))
     made.append((name, expect))
-    return h5py.File(path, "r+")
+    f = h5py.File(path, "r+")
+    link = f["runs"].get(rid, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        del f["runs"][rid]
+        f["runs"][rid] = h5py.ExternalLink(f"{name}.h5.d/runs/{rid}.h5", f"/runs/{rid}")
+    return f
 
 
 def replace(run, path, data, kind, **attrs):
@@ -94,6 +104,14 @@ with variant("ledger_columns_short", "ledger") as f:
     led = f[f"runs/{rid}/_rankflow/ledger"]
     del led["start"]
     led["start"] = np.zeros(1, dtype=np.float64)
+# Format 2: the run's link itself.
+with variant("run_file_missing", "missing its file") as f:
+    os.unlink(os.path.join(outdir, "run_file_missing.h5.d", "runs", rid + ".h5"))
+with variant("link_outside", "not to a run file") as f:
+    del f["runs"][rid]
+    f["runs"][rid] = h5py.ExternalLink("../../exp.h5.d/runs/" + rid + ".h5", f"/runs/{rid}")
+with variant("run_file_major_3", "newer rankflow") as f:
+    f[f"runs/{rid}"].file.attrs["rankflow_format_major"] = np.int64(3)
 for name, major in (("major_minus_1", -1), ("major_2e32_plus_1", 2**32 + 1), ("major_0", 0)):
     with variant(name, str(major)) as f:
         f.attrs["rankflow_format_major"] = np.int64(major)

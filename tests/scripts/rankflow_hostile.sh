@@ -37,10 +37,10 @@ done < hostile/list.txt
 
 # The format version: named as found, with the one this rankflow reads.
 "$RF" runs hostile/bad/major_minus_1.h5 > /dev/null 2> hostile/err.txt && fail "major -1 accepted"
-grep -q "format -1\.[0-9]*, which no rankflow writes.*reads format 1\.x" hostile/err.txt ||
+grep -q "format -1\.[0-9]*, which no rankflow writes.*reads formats 1\.x and 2\.x" hostile/err.txt ||
   fail "major -1: $(cat hostile/err.txt)"
 "$RF" runs hostile/bad/major_2e32_plus_1.h5 > /dev/null 2> hostile/err.txt && fail "major 2^32+1 read as 1"
-grep -q "format 4294967297\.[0-9]*).*reads format 1\.x" hostile/err.txt || fail "major 2^32+1: $(cat hostile/err.txt)"
+grep -q "format 4294967297\.[0-9]*).*reads formats 1\.x and 2\.x" hostile/err.txt || fail "major 2^32+1: $(cat hostile/err.txt)"
 # Errors of the command advise its FILE argument, not a job's flag.
 "$RF" runs hostile/bad/major_string.h5 > /dev/null 2> hostile/err.txt
 grep -q -- "--experiment" hostile/err.txt && fail "the command advises --experiment: $(cat hostile/err.txt)"

@@ -23,7 +23,7 @@ grep -q "3000, 3001, 3002, 3003" readback/grid.txt || fail "array data not shown
 import datetime, h5py, numpy as np
 import rankflow_reader as rr
 f = h5py.File("../exp.h5", "r")
-assert f.attrs["rankflow_format_major"] == 1
+assert f.attrs["rankflow_format_major"] == 2
 run = f["runs/RUN-1"]
 assert run.attrs["status"] == "succeeded", run.attrs["status"]
 assert run.attrs["ranks"] == 3 and len(run.attrs["hosts"]) == 3

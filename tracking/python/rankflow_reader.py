@@ -22,7 +22,7 @@ try:  # optional
 except ImportError:  # pragma: no cover
     pd = None
 
-FORMAT_MAJOR = 1
+FORMAT_MAJOR = 2  # reads 1 (runs inside the file) and 2 (runs in their own files, linked)
 RESERVED = "_rankflow"  # rankflow's own records in a run (the partition ledger), not fields
 
 

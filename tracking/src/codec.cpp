@@ -228,6 +228,18 @@ void encode_to(const op& o, Out& out) {
 }
 
 void encode(const op& o, std::string& out) { encode_to(o, out); }
+void encode_atom(const atom_value& a, std::string& out) { put_atom(out, a); }
+atom_value decode_atom(std::string_view data, std::size_t& pos) {
+  reader r(data, pos);
+  return get_atom(r);
+}
+void encode_info(const run_info& i, std::string& out) { put_info(out, i); }
+run_info decode_info(std::string_view data, std::size_t& pos) {
+  reader r(data, pos);
+  run_info i;
+  get_info(r, i);
+  return i;
+}
 void encode(const op& o, bytes& out) { encode_to(o, out); }
 
 op decode(std::string_view data, std::size_t& pos) {

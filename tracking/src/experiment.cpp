@@ -2,6 +2,10 @@
 // recovery, and the public entry points of experiment.hpp.
 #include "experiment_io.hpp"
 
+#include <rankflow/core/log.hpp>
+
+#include "run_index.hpp"
+
 namespace rankflow::tracking {
 
 namespace {
@@ -40,6 +44,20 @@ std::vector<std::string> remove_stale_copies(const experiment_paths& p) {
     }
     if (::unlink((p.dir + "/" + name).c_str()) == 0) removed.push_back(name);
   }
+  // Run files being written (runs/.<id>.h5.tmp-<host>-<pid>): the same rule.
+  for (const auto& name : list_dir(p.dir + "/runs")) {
+    const auto at = name.find(".h5.tmp-");
+    if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+    const auto rest = name.substr(at + 8);
+    const auto dash = rest.rfind('-');
+    if (dash == std::string::npos) continue;
+    const auto pid_text = rest.substr(dash + 1);
+    if (pid_text.empty() || pid_text.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::atol(pid_text.c_str());
+    if (rest.substr(0, dash) == me && pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM)) continue;
+    if (rest.substr(0, dash) != me) continue;  // another host's writer: it may be alive
+    if (::unlink((p.dir + "/runs/" + name).c_str()) == 0) removed.push_back("runs/" + name);
+  }
   return removed;
 }
 
@@ -63,9 +81,64 @@ void abandon_copy(handle& f) noexcept {
   H5Eclear2(H5E_DEFAULT);
 }
 
-void merge_locked(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
-  // Whatever fails below, the copy goes; the experiment file is untouched.
+/// Reads run `id` of an open experiment file: format 1 holds its group, format
+/// 2 links to the run's own file (opened and checked here; its array links
+/// are relative to it). Format errors name the file they are about.
+run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes) {
+  const std::string link = "runs/" + id;
+  H5L_info_t li{};
+  check(H5Lget_info(experiment, link.c_str(), &li, H5P_DEFAULT), "H5Lget_info", link);
+  std::string file = p.file;
+  std::string where = "/runs/" + id;
+  std::string array_prefix;
+  handle run_file;
+  hid_t loc = experiment;
+  if (li.type == H5L_TYPE_EXTERNAL) {
+    std::vector<char> buf(li.u.val_size);
+    check(H5Lget_val(experiment, link.c_str(), buf.data(), buf.size(), H5P_DEFAULT), "H5Lget_val", link);
+    const char* target = nullptr;
+    const char* obj = nullptr;
+    unsigned flags = 0;
+    check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &target, &obj), "H5Lunpack_elink_val", link);
+    const std::string t = target ? target : "";
+    if (t.empty() || t.find("..") != std::string::npos || t.front() == '/' || !obj || std::string(obj) != where) {
+      throw format_error("'" + p.file + "': /runs/" + id + " links to '" + t + ":" + (obj ? obj : "") +
+                         "', not to a run file of this experiment (rankflow links <file>.d/runs/" + id +
+                         ".h5:/runs/" + id + ")");
+    }
+    file = dirname_of(p.file) + "/" + t;
+    if (!exists(file)) {
+      throw format_error("run " + id + " of '" + p.file + "' is missing its file '" + file +
+                         "' (moved or deleted): restore it, or copy the experiment with its .d directory");
+    }
+    run_file = open_checked(file, H5F_ACC_RDONLY);
+    loc = run_file.id();
+    array_prefix = basename_of(p.file) + ".d/";
+  } else if (li.type != H5L_TYPE_HARD) {
+    throw format_error("'" + p.file + "': /runs/" + id + " is neither a run group nor a link to a run file");
+  }
+  handle g(check(H5Gopen2(loc, where.c_str(), H5P_DEFAULT), "H5Gopen2", where));
+  run_record rec;
+  try {
+    rec.info = read_info(g.id(), id);
+    walk_state ws{&rec, with_bytes, {}, {}, array_prefix};
+    const auto key = h5::key_of(g.id(), ".");
+    ws.seen.insert(key);
+    ws.open_groups.emplace(key, where);
+    walk_group(g.id(), "", ws);
+    read_ledger(g.id(), rec, with_bytes);
+  } catch (const format_error& e) {
+    throw format_error("'" + file + "': " + e.what());
+  }
+  return rec;
+}
+
+/// Builds a new version of `target` in `tmp` (same directory) and renames it
+/// over `target`: `open` makes the HDF5 file at `tmp` (a copy of the target, or
+/// a new file), `fill` writes into it. Whatever fails, the temporary goes and
+/// `target` is untouched; once renamed, the directory entry is fsync'd too.
+void replace_file(const std::string& target, const std::string& tmp, const std::function<handle()>& open,
+                  const std::function<void(hid_t)>& fill) {
   struct remove_tmp {
     const std::string& path;
     bool armed = true;
@@ -79,25 +152,8 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
       handle& f;
       ~close_on_error() { abandon_copy(f); }  // f is empty once closed below
     } closer{f};
-    if (exists(p.file)) {
-      copy_file(p.file, tmp);
-      try {
-        f = open_checked(tmp, H5F_ACC_RDWR);  // the copy is checked: one open, not two
-      } catch (const format_error& e) {
-        ::unlink(tmp.c_str());
-        std::string msg = e.what();
-        for (auto at = msg.find(tmp); at != std::string::npos; at = msg.find(tmp)) msg.replace(at, tmp.size(), p.file);
-        throw format_error(msg);
-      }
-    } else {
-      f = create_experiment_file(tmp);
-    }
-    write_run(
-        f.id(), rec, p,
-        [&](const file_info& fi) {
-          return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
-        },
-        journal_path);
+    f = open();
+    fill(f.id());
     check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
     // Released before the check: a failed H5Fclose must not be retried by
     // the handle's destructor (see abandon_copy).
@@ -105,18 +161,132 @@ void merge_locked(const experiment_paths& p, const run_record& rec, const std::s
     check(closed, "H5Fclose", tmp);
   }
   fsync_path(tmp, false);
-  if (::rename(tmp.c_str(), p.file.c_str()) != 0) throw storage_error(sys_error("cannot replace", p.file));
+  if (::rename(tmp.c_str(), target.c_str()) != 0) throw storage_error(sys_error("cannot replace", target));
   guard.armed = false;
-  fsync_path(dirname_of(p.file), true);
+  fsync_path(dirname_of(target), true);
 }
 
+std::string temp_for(const std::string& dir, const std::string& name) {
+  return dir + "/." + name + ".tmp-" + safe_host() + "-" + std::to_string(::getpid());
+}
 
+/// The run's own file, written whole: no lock is needed, the id is the run's.
+/// A stop costs what the run holds, however large the experiment is.
+void write_run_file(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
+  make_sidecar_dir(p.dir);
+  const auto runs = p.dir + "/runs";
+  if (::mkdir(runs.c_str(), 0755) != 0 && errno != EEXIST) throw storage_error(sys_error("cannot create", runs));
+  const auto target = p.run_file(rec.info.id);
+  const auto tmp = temp_for(runs, rec.info.id + ".h5");
+  replace_file(
+      target, tmp, [&] { return create_run_file(tmp, rec.info.id); },
+      [&](hid_t f) {
+        write_run(
+            f, rec, p,
+            [&](const file_info& fi) {
+              return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
+            },
+            journal_path);
+      });
+}
+
+/// The committed length of the run index, from the experiment file's root.
+std::uint64_t committed_index(hid_t f, const std::string& file) {
+  const auto n = read_attr_num<std::int64_t>(f, "index_bytes", 0);
+  if (n < 0) throw format_error("'" + file + "' says its run index has " + std::to_string(n) + " bytes");
+  return static_cast<std::uint64_t>(n);
+}
+
+std::size_t upgrade_locked(const experiment_paths& p);
+
+/// With the sidecar's lock held: appends the runs' index entries and links
+/// every run from a new copy of the experiment file (small: links and
+/// attributes only), renamed over it. The copy's rename commits both.
+void commit_runs_locked(const experiment_paths& p, const std::vector<index_entry>& entries) {
+  std::uint64_t committed = 0;
+  if (exists(p.file)) {
+    int major = format_major;
+    { open_checked(p.file, H5F_ACC_RDONLY, &major); }
+    if (major < 2) upgrade_locked(p);
+    auto f = open_checked(p.file, H5F_ACC_RDONLY);
+    committed = committed_index(f.id(), p.file);
+  }
+  const auto length = append_index(p.index(), committed, entries);
+  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  replace_file(
+      p.file, tmp,
+      [&] {
+        if (!exists(p.file)) return create_experiment_file(tmp);
+        copy_file(p.file, tmp);
+        try {
+          return open_checked(tmp, H5F_ACC_RDWR);
+        } catch (const format_error& e) {
+          std::string msg = e.what();
+          for (auto at = msg.find(tmp); at != std::string::npos; at = msg.find(tmp)) msg.replace(at, tmp.size(), p.file);
+          throw format_error(msg);
+        }
+      },
+      [&](hid_t f) {
+        for (const auto& e : entries) {
+          const auto link = "runs/" + e.info.id;
+          if (H5Lexists(f, link.c_str(), H5P_DEFAULT) > 0) continue;  // a resumed or recovered run
+          auto lcpl = lcpl_intermediate();
+          check(H5Lcreate_external(p.run_file_relative(e.info.id).c_str(), ("/runs/" + e.info.id).c_str(), f,
+                                   link.c_str(), lcpl.id(), H5P_DEFAULT),
+                "H5Lcreate_external", link);
+        }
+        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
+        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
+      });
+}
+
+/// Converts a format 1 file (see upgrade). Each run is read whole (its
+/// series' points, its files' bytes, its ledger's results) and written into
+/// its own file; the linking file then replaces the old one in one rename.
+std::size_t upgrade_locked(const experiment_paths& p) {
+  std::vector<std::string> ids;
+  std::vector<index_entry> entries;
+  {
+    int major = format_major;
+    auto f = open_checked(p.file, H5F_ACC_RDONLY, &major);
+    if (major >= 2) return 0;
+    ids = run_ids_in_file(f.id());
+    for (const auto& id : ids) {
+      const run_record rec = read_run_from(f.id(), p, id, true);
+      write_run_file(p, rec, "");
+      entries.push_back(summarize(rec));
+    }
+  }
+  const auto length = append_index(p.index(), 0, entries);
+  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  replace_file(
+      p.file, tmp, [&] { return create_experiment_file(tmp); },
+      [&](hid_t f) {
+        auto lcpl = lcpl_intermediate();
+        for (const auto& id : ids) {
+          const auto link = "runs/" + id;
+          check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f, link.c_str(),
+                                   lcpl.id(), H5P_DEFAULT),
+                "H5Lcreate_external", link);
+        }
+        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
+        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
+      });
+  log::info() << "upgraded '" << p.file << "' from format 1 to " << format_major << "." << format_minor << ": "
+              << ids.size() << " run(s) moved into " << p.dir << "/runs/ (once; stops no longer copy the file)";
+  return ids.size();
+}
 
 }  // namespace
 
 experiment_paths::experiment_paths(std::string f) : file(std::move(f)), dir(file + ".d") {}
 
 std::string experiment_paths::journal(const std::string& id) const { return dir + "/" + id + ".journal"; }
+std::string experiment_paths::run_file(const std::string& id) const { return dir + "/runs/" + id + ".h5"; }
+std::string experiment_paths::run_file_relative(const std::string& id) const {
+  return basename_of(file) + ".d/runs/" + id + ".h5";
+}
+std::string experiment_paths::index() const { return dir + "/index"; }
 
 namespace {
 // FNV-1a, 64 bits: a stable name for a field path (the same on every rank and
@@ -183,10 +353,19 @@ std::vector<run_info> list_runs(const std::string& file) {
   std::vector<run_info> out;
   experiment_paths p(file);
   if (check_file(file)) {
-    auto f = open_checked(file, H5F_ACC_RDONLY);
-    for (const auto& id : run_ids_in_file(f.id())) {
-      handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
-      out.push_back(read_info(g.id(), id));
+    int major = format_major;
+    auto f = open_checked(file, H5F_ACC_RDONLY, &major);
+    if (major >= 2) {
+      // From the index: no run file is opened, however many runs there are.
+      for (auto& e : read_index(p.index(), committed_index(f.id(), file))) out.push_back(std::move(e.info));
+      std::sort(out.begin(), out.end(), [](const run_info& x, const run_info& y) {
+        return run_number(x.id) != run_number(y.id) ? run_number(x.id) < run_number(y.id) : x.id < y.id;
+      });
+    } else {
+      for (const auto& id : run_ids_in_file(f.id())) {
+        handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
+        out.push_back(read_info(g.id(), id));
+      }
     }
   }
   for (const auto& id : journal_ids(p)) {
@@ -228,23 +407,14 @@ run_record load_run(const std::string& file, const std::string& id, bool with_by
   std::vector<std::string> ids;
   if (check_file(file)) {
     auto f = open_checked(file, H5F_ACC_RDONLY);
-    ids = run_ids_in_file(f.id());
-    if (std::find(ids.begin(), ids.end(), id) != ids.end()) {
-      handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
-      run_record rec;
-      try {
-        rec.info = read_info(g.id(), id);
-        walk_state ws{&rec, with_bytes, {}, {}};
-        const auto key = h5::key_of(g.id(), ".");
-        ws.seen.insert(key);
-        ws.open_groups.emplace(key, "/runs/" + id);
-        walk_group(g.id(), "", ws);
-        read_ledger(g.id(), rec, with_bytes);
-      } catch (const format_error& e) {
-        throw format_error("'" + file + "': " + e.what());
-      }
-      return rec;
+    // One lookup by name, not a listing: an experiment may link 100,000 runs.
+    const bool plain = !id.empty() && id.find('/') == std::string::npos && id != "." && id != "..";
+    if (plain && H5Lexists(f.id(), "runs", H5P_DEFAULT) > 0 &&
+        H5Lexists(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT) > 0) {
+      return read_run_from(f.id(), p, id, with_bytes);
     }
+    H5Eclear2(H5E_DEFAULT);
+    ids = run_ids_in_file(f.id());
   }
   for (const auto& j : journal_ids(p)) ids.push_back(j);
   std::string known;
@@ -267,6 +437,7 @@ std::string create_run(const experiment_paths& p, journal_writer& out) {
   }
   for (const auto& id : journal_ids(p)) top = std::max(top, run_number(id));
   for (const auto& id : list_dir(p.dir + "/arrays")) top = std::max(top, run_number(id));
+  for (const auto& name : list_dir(p.dir + "/runs")) top = std::max(top, run_number(name));  // "RUN-7.h5"
   const auto id = "RUN-" + std::to_string(top + 1);
   out = journal_writer::create(p.journal(id));
   fsync_path(p.dir, true);  // the journal's name survives a crash of the machine too
@@ -361,8 +532,49 @@ void commit_reopened(const experiment_paths& p, const std::string& id, journal_w
 }
 
 void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
+  write_run_file(p, rec, journal_path);
   dir_lock lock(p);
-  merge_locked(p, rec, journal_path);
+  commit_runs_locked(p, {summarize(rec)});
+}
+
+std::size_t upgrade(const std::string& file) {
+  experiment_paths p(file);
+  if (!check_file(file)) return 0;
+  dir_lock lock(p);
+  return upgrade_locked(p);
+}
+
+std::vector<index_entry> experiment_index(const std::string& file) {
+  experiment_paths p(file);
+  std::vector<index_entry> out;
+  if (check_file(file)) {
+    int major = format_major;
+    auto f = open_checked(file, H5F_ACC_RDONLY, &major);
+    if (major >= 2) {
+      out = read_index(p.index(), committed_index(f.id(), file));
+    } else {
+      for (const auto& id : run_ids_in_file(f.id())) out.push_back(summarize(read_run_from(f.id(), p, id, false)));
+    }
+  }
+  // Live runs and killed ones not recovered yet: from their journals.
+  for (const auto& id : journal_ids(p)) {
+    try {
+      run_record rec = replay(p.journal(id), nullptr, false);
+      if (rec.info.id.empty()) continue;
+      if (!journal_is_live(p.journal(id)) && rec.info.status == "running") {
+        rec.info.status = "killed";
+        rec.info.reason = "not recovered yet: run `rankflow recover " + file + "` or start a run to recover it";
+      }
+      std::erase_if(out, [&](const index_entry& e) { return e.info.id == rec.info.id; });
+      out.push_back(summarize(rec));
+    } catch (const storage_error&) {  // gone (its run just finished), or not a journal (format_error)
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const index_entry& x, const index_entry& y) {
+    const int a = run_number(x.info.id), b = run_number(y.info.id);
+    return a != b ? a < b : x.info.id < y.info.id;
+  });
+  return out;
 }
 
 std::vector<std::string> recover(const std::string& file) {
@@ -396,7 +608,8 @@ std::vector<std::string> recover(const std::string& file) {
       for (const auto& [path, f] : rec.fields) last = std::max(last, f.updated);
       rec.info.end_time = last;
     }
-    merge_locked(p, rec, j);
+    write_run_file(p, rec, j);
+    commit_runs_locked(p, {summarize(rec)});
     ::unlink(j.c_str());
     done.push_back(id);
   }

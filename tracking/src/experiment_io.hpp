@@ -369,15 +369,24 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
                  const std::string& id, const std::function<std::string(const file_info&)>& bytes_of,
                  streamed_map* streamed);
 void write_ledger(hid_t run, const run_record& rec, const std::string& journal_path);
+/// Writes /runs/<id>. `in_run_file`: the run's own file (format 2), whose
+/// array links are relative to it.
 void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
                const std::function<std::string(const file_info&)>& bytes_of, const std::string& journal_path);
+/// The experiment file of format 2 (links only; root attribute index_bytes).
 handle create_experiment_file(const std::string& path);
+/// A run's own file (format 2): root attributes as an experiment file's, and
+/// `rankflow_run`; write_run adds /runs/<id>.
+handle create_run_file(const std::string& path, const std::string& id);
+std::string link_from_run_file(const std::string& experiment_relative);
 
 // ---- experiment_read.cpp
 
 /// How a refusal of a file that is not an experiment file ends (set_other_file_advice).
 extern std::string other_file_advice;
-handle open_checked(const std::string& file, unsigned flags);
+/// Opens and checks an experiment (or run) file; `major`, when given, receives
+/// its format major (1 or 2).
+handle open_checked(const std::string& file, unsigned flags, int* major = nullptr);
 run_info read_info(hid_t g, const std::string& id);
 // Reading a run's fields: a walk over its groups. Run and field paths are at
 // most 1024 characters (validate_path), so a longer path, a second link to an
@@ -389,6 +398,9 @@ struct walk_state {
   bool with_bytes;
   std::set<h5::object_key> seen;
   std::map<h5::object_key, std::string> open_groups;  ///< the groups being walked, by key
+  /// Reading a run file: what `../` of its array links stands for
+  /// (`<experiment>.d/`, relative to the experiment file's directory).
+  std::string array_prefix = {};
 };
 void walk_group(hid_t group, const std::string& prefix, walk_state& ws);
 void read_ledger(hid_t run, run_record& rec, bool with_results);

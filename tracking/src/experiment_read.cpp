@@ -6,7 +6,7 @@ namespace rankflow::tracking {
 // See set_other_file_advice.
 std::string other_file_advice = "pass another path with --experiment";
 
-handle open_checked(const std::string& file, unsigned flags) {
+handle open_checked(const std::string& file, unsigned flags, int* major_out) {
   const htri_t is = H5Fis_hdf5(file.c_str());
   if (is <= 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -36,19 +36,20 @@ handle open_checked(const std::string& file, unsigned flags) {
     major = read_attr_num<std::int64_t>(f.id(), "rankflow_format_major");
     minor = read_attr_num<std::int64_t>(f.id(), "rankflow_format_minor");
   } catch (const format_error& e) {
-    throw format_error("'" + file + "': " + e.what() + "; this rankflow reads format " + std::to_string(format_major) +
-                       ".x");
+    throw format_error("'" + file + "': " + e.what() + "; this rankflow reads formats 1.x and " +
+                       std::to_string(format_major) + ".x");
   }
   const auto version = std::to_string(major) + "." + std::to_string(minor);
   if (major > format_major) {
     throw format_error("'" + file + "' was written by a newer rankflow (format " + version +
-                       "); this rankflow reads format " + std::to_string(format_major) +
+                       "); this rankflow reads formats 1.x and " + std::to_string(format_major) +
                        ".x: upgrade rankflow to read it");
   }
-  if (major < format_major) {
+  if (major < format_major_oldest) {
     throw format_error("'" + file + "' says it has format " + version + ", which no rankflow writes (the first is " +
-                       "1.0); this rankflow reads format " + std::to_string(format_major) + ".x: the file is damaged");
+                       "1.0); this rankflow reads formats 1.x and " + std::to_string(format_major) + ".x: the file is damaged");
   }
+  if (major_out) *major_out = static_cast<int>(major);
   return f;
 }
 
@@ -67,7 +68,7 @@ run_info read_info(hid_t g, const std::string& id) {
   i.version = read_attr_str(g, "rankflow_version");
   i.mode = read_attr_str(g, "mode");
   for (const char* k : {"slurm_job_id", "slurm_array_job_id", "slurm_array_task_id", "slurm_nodelist",
-                        "slurm_restart_count", "slurm_partition", "slurm_job_name", "resumes"}) {
+                        "slurm_restart_count", "slurm_partition", "slurm_job_name", "resumes", "sweep"}) {
     if (has_attr(g, k)) i.context[k] = read_attr_str(g, k);
   }
   return i;
@@ -118,6 +119,11 @@ void read_array_link(hid_t loc, const std::string& name, const std::string& path
   unsigned flags = 0;
   check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &file, &obj), "H5Lunpack_elink_val", path);
   f.array.file = file ? file : "";
+  // A run file (format 2) links its arrays relative to itself
+  // (`../arrays/...`); the record keeps them relative to the experiment file.
+  if (!ws.array_prefix.empty() && f.array.file.starts_with("../")) {
+    f.array.file = ws.array_prefix + f.array.file.substr(3);
+  }
   // Shape and type from the array file when it can be reached (a run whose
   // array files were moved away still lists its other fields).
   hid_t d = H5I_INVALID_HID;
@@ -159,6 +165,9 @@ void read_series(hid_t d, field_type type, const std::string& where, const std::
   }
   f.points = s.steps.size();
   f.last_step = s.steps.empty() ? -1.0 : s.steps.back();
+  for (double v : s.f) f.summary.add(v);
+  for (std::int64_t v : s.i) f.summary.add(static_cast<double>(v));
+  if (!s.s.empty()) f.summary.last_text = s.s.back();
 }
 
 // A file field: its bytes (only when asked for: listing runs reads none).

@@ -44,6 +44,18 @@ void stream_points(const std::string& journal_path, streamed_map& streamed) {
   }
 }
 
+// A run file (format 2) lives in `<experiment>.d/runs/`: its array links are
+// relative to it, `../arrays/...`, so that HDF5 (h5py, h5dump) finds the
+// arrays from the run file wherever the experiment is opened from. Records
+// keep them relative to the experiment file (`<experiment>.d/arrays/...`).
+std::string link_from_run_file(const std::string& experiment_relative) {
+  const auto slash = experiment_relative.find('/');
+  if (slash == std::string::npos || slash < 2 || experiment_relative.compare(slash - 2, 2, ".d") != 0) {
+    return experiment_relative;  // not in a sidecar: kept as it is
+  }
+  return "../" + experiment_relative.substr(slash + 1);
+}
+
 void write_field(hid_t run, const std::string& path, const field_record& f, const experiment_paths& p,
                  const std::string& id, const std::function<std::string(const file_info&)>& bytes_of,
                  streamed_map* streamed) {
@@ -131,7 +143,7 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
       // The data lives in its own file, written collectively by every rank;
       // an external link makes it appear here to h5py, h5dump and HDFView.
       auto lcpl = lcpl_intermediate();
-      const auto target = f.array.file.empty() ? p.array_relative(id, path) : f.array.file;
+      const auto target = link_from_run_file(f.array.file.empty() ? p.array_relative(id, path) : f.array.file);
       check(H5Lcreate_external(target.c_str(), "/data", run, path.c_str(), lcpl.id(), H5P_DEFAULT),
             "H5Lcreate_external", path);
       break;
@@ -314,16 +326,32 @@ void write_run(hid_t file, const run_record& rec, const experiment_paths& p,
   write_ledger(g.id(), rec, journal_path);
 }
 
-handle create_experiment_file(const std::string& path) {
+namespace {
+handle create_versioned(const std::string& path, bool track_order) {
   handle fcpl(check(H5Pcreate(H5P_FILE_CREATE), "H5Pcreate", path));
-  // Track link creation order so tools can list runs in the order they ran.
-  check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
-        "H5Pset_link_creation_order", path);
+  if (track_order) {
+    // Track link creation order so tools can list runs in the order they ran.
+    check(H5Pset_link_creation_order(fcpl.id(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
+          "H5Pset_link_creation_order", path);
+  }
   handle f(check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), H5P_DEFAULT), "H5Fcreate", path));
   attr_str(f.id(), "rankflow_format", "rankflow experiment file; see docs/format.md");
   attr_num(f.id(), "rankflow_format_major", format_major);
   attr_num(f.id(), "rankflow_format_minor", format_minor);
+  return f;
+}
+}  // namespace
+
+handle create_experiment_file(const std::string& path) {
+  auto f = create_versioned(path, true);
+  attr_num(f.id(), "index_bytes", std::int64_t{0});
   handle g(check(H5Gcreate2(f.id(), "runs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", "/runs"));
+  return f;
+}
+
+handle create_run_file(const std::string& path, const std::string& id) {
+  auto f = create_versioned(path, false);
+  attr_str(f.id(), "rankflow_run", id);
   return f;
 }
 

@@ -51,6 +51,14 @@ table tracking_table(tracking_flags& c) {
          }
          c.on_change = std::string(v);
        }},
+      {"sweep", "RANKFLOW_SWEEP", "NAME",
+       "the sweep this job's runs belong to, for `rankflow sweeps` (default: the Slurm array job, if any)",
+       [&c](std::string_view f, std::string_view v) {
+         if (v.empty() || v.size() > 256) {
+           throw usage_error(std::string(f) + " expects a name of 1 to 256 characters, got '" + std::string(v) + "'");
+         }
+         c.sweep = std::string(v);
+       }},
   };
 }
 

@@ -72,7 +72,8 @@ void create_or_reopen(const tracking::run_impl& r, const tracking::run_context& 
 
 // The run's begin record: who, where, when (a resumed run keeps its start
 // and counts its resumes).
-op begin_record(const tracking::run_impl& r, const tracking::run_context& ctx, const opening& o) {
+op begin_record(const tracking::run_impl& r, const tracking::run_context& ctx, const run_options& opts,
+                const opening& o) {
   op begin;
   begin.kind = op_kind::begin;
   begin.time = now_unix_seconds();
@@ -87,6 +88,7 @@ op begin_record(const tracking::run_impl& r, const tracking::run_context& ctx, c
   i.version = RANKFLOW_VERSION_STRING;
   i.mode = to_string(r.mode);
   i.context = ctx.context;
+  if (!opts.sweep.empty()) i.context["sweep"] = opts.sweep;  // over --sweep
   if (o.resumed) {
     i.start_time = o.old.info.start_time;
     int n = 0;
@@ -143,6 +145,13 @@ void carry_resumed(const tracking::run_impl& r, const run_options& opts, opening
 // every rank learns: "id\nname\nresumed\ninputs".
 std::string open_on_rank0(const tracking::run_impl& r, const tracking::run_context& ctx, const run_options& opts,
                           opening& o) {
+  for (const std::string* sweep : {&opts.sweep, ctx.context.count("sweep") ? &ctx.context.at("sweep") : nullptr}) {
+    if (!sweep) continue;
+    if (const auto why = tracking::string_problem(*sweep); !why.empty() || sweep->size() > 256) {
+      throw usage_error("the sweep name '" + *sweep + "' " + (why.empty() ? "is longer than 256 characters" : why) +
+                        ": name the sweep with up to 256 characters of UTF-8 text");
+    }
+  }
   int provided = 0;
   MPI_Query_thread(&provided);
   if (provided < MPI_THREAD_MULTIPLE) {
@@ -166,7 +175,7 @@ std::string open_on_rank0(const tracking::run_impl& r, const tracking::run_conte
     create_or_reopen(r, ctx, opts, o);
   }
   if (r.mode != tracking_mode::read_only) {
-    op begin = begin_record(r, ctx, o);
+    op begin = begin_record(r, ctx, opts, o);
     std::vector<tracking::rejection> none;
     o.rec.apply(begin, none);
     if (r.mode != tracking_mode::debug) {

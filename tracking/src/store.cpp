@@ -398,6 +398,9 @@ bool run_record::apply_append(op& o, field_record* f, std::vector<rejection>& ou
   }
   f->last_step = last;
   f->points += keep;
+  for (double v : p.f) f->summary.add(v);
+  for (std::int64_t v : p.i) f->summary.add(static_cast<double>(v));
+  if (!p.s.empty()) f->summary.last_text = p.s.back();
   if (keep_points) {
     auto& s = f->series;
     s.steps.insert(s.steps.end(), p.steps.begin(), p.steps.end());

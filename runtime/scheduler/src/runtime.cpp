@@ -191,6 +191,7 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
                                  {"SLURM_JOB_NAME", "slurm_job_name"}}) {
     if (const char* v = std::getenv(env); v && *v) ctx.context[key] = v;
   }
+  if (!st_.cfg.sweep.empty()) ctx.context["sweep"] = st_.cfg.sweep;
   if (!st_.cfg.resume.empty()) {
     ctx.resume = st_.cfg.resume;
   } else if (const char* n = std::getenv("SLURM_RESTART_COUNT"); n && std::atoi(n) > 0) {

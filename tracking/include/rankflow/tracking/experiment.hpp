@@ -1,6 +1,7 @@
-// Experiment files: one HDF5 file holding many runs, plus a sidecar directory
-// `<file>.d/` with the journals of live runs, collectively written arrays and
-// a lock. See docs/format.md for the layout and docs/design.md for why.
+// Experiment files: a small HDF5 file linking every run, plus a sidecar
+// directory `<file>.d/` with one HDF5 file per run, the run index, the
+// journals of live runs, collectively written arrays and a lock. See
+// docs/format.md for the layout and docs/design.md for why.
 //
 // Everything here runs on one rank (rank 0, or a tool such as `rankflow`);
 // the experiment file itself is only ever written by a single process at a
@@ -17,8 +18,14 @@ namespace rankflow::tracking {
 
 /// Layout version written to the root of every experiment file. A reader
 /// accepts files of its own major version and refuses newer majors.
-inline constexpr int format_major = 1;
-inline constexpr int format_minor = 2;  // 1.1: the partition ledger (/runs/<id>/_rankflow); 1.2: calls/signature
+/// 2.0: a file per run in the sidecar, linked from the experiment file, and
+/// the run index. Format 1 files (every run inside the experiment file; 1.1
+/// added the partition ledger, 1.2 calls/signature) are read as they are and
+/// upgraded to 2.0 by the first run that stops into them (or `rankflow upgrade`).
+inline constexpr int format_major = 2;
+inline constexpr int format_minor = 0;
+/// The oldest major this version reads.
+inline constexpr int format_major_oldest = 1;
 
 /// Array file names (see experiment_paths::array_relative).
 inline constexpr std::size_t array_name_kept = 100;    ///< longer last parts are shortened
@@ -34,6 +41,12 @@ struct experiment_paths {
   std::string file;  ///< the HDF5 file, e.g. rankflow.h5
   std::string dir;   ///< its sidecar, rankflow.h5.d
   std::string journal(const std::string& id) const;
+  /// A run's own HDF5 file (format 2): `<dir>/runs/<id>.h5`, and the same
+  /// relative to the experiment file's directory (as its link stores it).
+  std::string run_file(const std::string& id) const;
+  std::string run_file_relative(const std::string& id) const;
+  /// The run index (format 2), `<dir>/index`.
+  std::string index() const;
   /// Array file of a run, relative to the experiment file's directory (as
   /// stored in the external link) and absolute: `arrays/<id>/<path>.h5`,
   /// except that a last part over array_name_kept characters is shortened to
@@ -75,11 +88,21 @@ std::vector<double> read_array(const std::string& file, const array_info& a,
 /// usage_error when a named run is missing, still running, or succeeded.
 std::string find_resumable(const std::string& file, const std::string& name, const std::string& requested);
 
-/// Writes `rec` as /runs/<id> into the experiment file: copy, change, fsync,
-/// rename, under the sidecar's lock. A kill at any point leaves either the old
-/// or the new file, never a damaged one. File artifacts whose bytes and series
-/// whose points are not in memory are read from `journal_path`, streamed.
+/// Writes `rec` into its own run file (a new file, fsync'd, renamed into
+/// place: no lock, the id is the run's own), then, under the sidecar's lock,
+/// appends its index entry and links it from the experiment file (a copy of
+/// that small file, renamed over it). A kill at any point leaves either the
+/// old or the new state, never a damaged one, and never touches another run.
+/// File artifacts whose bytes and series whose points are not in memory are
+/// read from `journal_path`, streamed. A format 1 experiment file is upgraded
+/// first (once; see upgrade).
 void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path);
+
+/// Converts a format 1 experiment file to format 2: each run into its own
+/// file, the index built, the experiment file replaced by the linking one
+/// (under the lock; a kill leaves the format 1 file as it was). Returns the
+/// number of runs converted; 0 when the file already has format 2.
+std::size_t upgrade(const std::string& file);
 
 /// Replays every journal in the sidecar whose writer is gone: the run is
 /// merged with what its journal holds (status "killed" unless it recorded an

@@ -18,6 +18,8 @@ struct tracking_flags {
   std::string resume;
   /// --on-change: "" (not given), "refuse" or "restart"; see run_options::on_change.
   std::string on_change;
+  /// --sweep: the sweep runs of this job belong to; see run_options::sweep.
+  std::string sweep;
 };
 
 namespace flags {

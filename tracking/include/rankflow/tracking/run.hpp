@@ -60,6 +60,10 @@ struct run_options {
   /// and must therefore be assigned before the run's first collective call.
   /// Default: --on-change / RANKFLOW_ON_CHANGE, else refuse.
   std::optional<change_policy> on_change;
+  /// The sweep this run belongs to (`rankflow sweeps`, `rankflow runs
+  /// --sweep`): runs of one Slurm array form one without it. Default:
+  /// --sweep / RANKFLOW_SWEEP, else none. Recorded as the run attribute `sweep`.
+  std::string sweep;
 };
 
 namespace tracking {

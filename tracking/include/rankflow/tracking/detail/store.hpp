@@ -52,12 +52,37 @@ struct array_info {
   std::string file;  ///< relative to the experiment file's directory
 };
 
+/// What the run index keeps of a series (docs/format.md, "The run index"):
+/// its last value, smallest and largest, kept up to date as points arrive, so
+/// that a stop need not read the points back. Numbers only; a StringSeries
+/// keeps its last value in `last_text`.
+struct series_summary {
+  double last = 0;
+  double min = 0;
+  double max = 0;
+  std::string last_text;
+  void add(double v) noexcept {
+    last = v;
+    if (v != v) return;  // NaN: kept in the series, not in min and max
+    if (!has_number) {
+      min = max = v;
+      has_number = true;
+    } else if (v < min) {
+      min = v;
+    } else if (v > max) {
+      max = v;
+    }
+  }
+  bool has_number = false;  ///< min and max hold a number (not every point was NaN)
+};
+
 struct field_record {
   field_type type = field_type::none;
   int rank = 0;              ///< rank whose write created the field
   double updated = 0;        ///< Unix seconds of the last change
   double last_step = -1;     ///< series: step of the last point (-1: none yet)
   std::uint64_t points = 0;  ///< series: number of points
+  series_summary summary;    ///< series: last, min, max of its points
   atom_value atom;
   series_data series;
   file_info file;
@@ -231,5 +256,11 @@ void encode(const op& o, bytes& out);
 op decode(std::string_view data, std::size_t& pos);
 /// Same, into `o`, reusing its buffers (rank 0 decodes millions of points).
 void decode_into(std::string_view data, std::size_t& pos, op& o);
+
+/// The codec's pieces the run index shares (tracking/src/run_index.cpp).
+void encode_atom(const atom_value& a, std::string& out);
+atom_value decode_atom(std::string_view data, std::size_t& pos);
+void encode_info(const run_info& i, std::string& out);
+run_info decode_info(std::string_view data, std::size_t& pos);
 
 }  // namespace rankflow::tracking
