@@ -45,10 +45,12 @@ rc=$?
 
 # Item 14: strings that are not UTF-8 in a file (written before rankflow
 # refused them, or by another program) still export as valid JSON.
-cp command/exp.h5 command/latin1.h5
+# (An experiment is its file and its .d directory: copied together; the run's
+# own file is changed.)
+cp command/exp.h5 command/latin1.h5 && cp -r command/exp.h5.d command/latin1.h5.d
 /usr/bin/python3 - <<'PY' || fail "making the latin-1 file"
 import h5py, numpy as np
-with h5py.File("command/latin1.h5", "r+") as f:
+with h5py.File("command/latin1.h5.d/runs/RUN-1.h5", "r+") as f:
     run = f["runs/RUN-1"]
     del run["params/mode"]
     d = run.create_dataset("params/mode", data=np.array(b"caf\xe9 \x01\x7f\"\\", dtype=h5py.string_dtype("utf-8")))

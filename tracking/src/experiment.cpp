@@ -94,19 +94,11 @@ run_record read_run_from(hid_t experiment, const experiment_paths& p, const std:
   handle run_file;
   hid_t loc = experiment;
   if (li.type == H5L_TYPE_EXTERNAL) {
-    std::vector<char> buf(li.u.val_size);
-    check(H5Lget_val(experiment, link.c_str(), buf.data(), buf.size(), H5P_DEFAULT), "H5Lget_val", link);
-    const char* target = nullptr;
-    const char* obj = nullptr;
-    unsigned flags = 0;
-    check(H5Lunpack_elink_val(buf.data(), buf.size(), &flags, &target, &obj), "H5Lunpack_elink_val", link);
-    const std::string t = target ? target : "";
-    if (t.empty() || t.find("..") != std::string::npos || t.front() == '/' || !obj || std::string(obj) != where) {
-      throw format_error("'" + p.file + "': /runs/" + id + " links to '" + t + ":" + (obj ? obj : "") +
-                         "', not to a run file of this experiment (rankflow links <file>.d/runs/" + id +
-                         ".h5:/runs/" + id + ")");
-    }
-    file = dirname_of(p.file) + "/" + t;
+    // The run's file is found by the experiment file's own name, not by the
+    // link's text (which names the sidecar as it was called when the run
+    // stopped): an experiment renamed or copied with its .d directory reads
+    // its own runs. The link is there for h5py, h5dump and HDFView.
+    file = p.run_file(id);
     if (!exists(file)) {
       throw format_error("run " + id + " of '" + p.file + "' is missing its file '" + file +
                          "' (moved or deleted): restore it, or copy the experiment with its .d directory");
@@ -542,6 +534,34 @@ std::size_t upgrade(const std::string& file) {
   if (!check_file(file)) return 0;
   dir_lock lock(p);
   return upgrade_locked(p);
+}
+
+std::size_t rebuild_index(const std::string& file) {
+  experiment_paths p(file);
+  if (!check_file(file)) return 0;
+  dir_lock lock(p);
+  std::vector<index_entry> entries;
+  {
+    int major = format_major;
+    auto f = open_checked(file, H5F_ACC_RDONLY, &major);
+    if (major < 2) return 0;
+    for (const auto& id : run_ids_in_file(f.id())) entries.push_back(summarize(read_run_from(f.id(), p, id, false)));
+  }
+  // A new index from scratch, committed by the experiment file's rename:
+  // a kill before it leaves the old (damaged) one, never a mix.
+  const auto length = append_index(p.index(), 0, entries);
+  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  replace_file(
+      p.file, tmp,
+      [&] {
+        copy_file(p.file, tmp);
+        return open_checked(tmp, H5F_ACC_RDWR);
+      },
+      [&](hid_t f) {
+        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
+        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
+      });
+  return entries.size();
 }
 
 std::vector<index_entry> experiment_index(const std::string& file) {

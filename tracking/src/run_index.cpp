@@ -89,7 +89,9 @@ index_entry summarize(const run_record& rec) {
 std::string encode_entry(const index_entry& e) {
   std::string out;
   put<std::uint8_t>(out, entry_version);
-  encode_info(e.info, out);
+  encode_info(e.info, out);  // a begin record's fields; then what the end adds
+  put_str(out, e.info.reason);
+  put<double>(out, e.info.end_time);
   put<std::uint32_t>(out, static_cast<std::uint32_t>(e.scalars.size()));
   for (const auto& [path, a] : e.scalars) {
     put_str(out, path);
@@ -119,6 +121,8 @@ index_entry decode_entry(std::string_view data) {
   }
   index_entry e;
   e.info = decode_info(data, pos);
+  e.info.reason = r.str();
+  e.info.end_time = r.get<double>();
   const std::size_t scalars = r.count(5);  // a path's length and an atom's type at least
   e.scalars.reserve(scalars);
   for (std::size_t k = 0; k < scalars; ++k) {

@@ -1,12 +1,16 @@
 // `rankflow`: look into experiment files from a login node or a laptop.
 //
-//   rankflow runs rankflow.h5                  table of runs
+//   rankflow runs rankflow.h5 [--where EXPR] [--sort [-]COL] [--cols A,B] [--limit N] [--format text|csv|json]
+//   rankflow runs rankflow.h5 --sweep ID       a sweep's parameters and metrics, failed runs with their reasons
+//   rankflow sweeps rankflow.h5                the sweeps (Slurm arrays, --sweep) and how their runs ended
+//   rankflow compare rankflow.h5 RUN-1 RUN-2   fields that differ, series side by side, where they part
+//   rankflow upgrade rankflow.h5               convert a format 1 file to format 2 (writes)
 //   rankflow show rankflow.h5 RUN-3 [FIELD]    a run's attributes, fields and partition ledger
 //   rankflow show rankflow.h5 RUN-3 --ledger   ... with every ledger row
 //   rankflow export rankflow.h5 RUN-3 --format csv|json [-o FILE]
 //   rankflow recover rankflow.h5               merge killed runs' journals
 //
-// Every command but `recover` opens files read-only.
+// Every command but `recover` and `upgrade` opens files read-only.
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,87 +32,22 @@
 
 #include <rankflow/tracking/experiment.hpp>
 #include "h5.hpp"  // tracking/src: HDF5 helpers private to rankflow (HDF5 is ours, not the user's)
+#include "output.hpp"
+#include "query.hpp"
+#include "runs_commands.hpp"
 
 namespace tr = rankflow::tracking;
 using rankflow::field_type;
 
 namespace {
 
-std::string num(double v) {
-  if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
-  // The shortest form that reads back as the same double.
-  char b[32];
-  for (int digits = 15; digits <= 17; ++digits) {
-    std::snprintf(b, sizeof b, "%.*g", digits, v);
-    if (std::strtod(b, nullptr) == v) break;
-  }
-  return b;
-}
+using rankflow::cli::csv_cell;
+using rankflow::cli::join;
+using rankflow::cli::json_num;
+using rankflow::cli::json_str;
+using rankflow::query::number_text;
 
-// Appends `s` (valid UTF-8) to `o` with JSON's escapes.
-void json_escape(std::string_view s, std::string& o) {
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        o += "\\\"";
-        break;
-      case '\\':
-        o += "\\\\";
-        break;
-      case '\n':
-        o += "\\n";
-        break;
-      case '\t':
-        o += "\\t";
-        break;
-      case '\r':
-        o += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char b[8];
-          std::snprintf(b, sizeof b, "\\u%04x", c);
-          o += b;
-        } else {
-          o += static_cast<char>(c);
-        }
-    }
-  }
-}
-
-// A JSON string. JSON text is UTF-8, so bytes that are not (a file written
-// before rankflow refused them, or by another program) become U+FFFD, one
-// per byte that does not start a valid sequence.
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  std::string_view rest = s;
-  while (!rest.empty()) {
-    const auto bad = tr::invalid_utf8_at(rest);
-    const std::string_view good = rest.substr(0, bad);
-    rest.remove_prefix(good.size());
-    json_escape(good, o);
-    if (!rest.empty()) {
-      o += "\\ufffd";
-      rest.remove_prefix(1);
-    }
-  }
-  return o + "\"";
-}
-
-std::string json_num(double v) { return std::isfinite(v) ? num(v) : "null"; }
-
-std::string csv_cell(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
-
-std::string join(const std::vector<std::string>& v, const char* sep) {
-  std::string o;
-  for (const auto& s : v) o += (o.empty() ? "" : sep) + s;
-  return o;
-}
+std::string num(double v) { return number_text(v); }
 
 std::string shape_text(const std::vector<std::uint64_t>& s) {
   std::string o;
@@ -154,25 +93,6 @@ std::string summary(const tr::field_record& f) {
   return atom_text(f);
 }
 
-double duration(const tr::run_info& i) { return i.end_time > 0 && i.start_time > 0 ? i.end_time - i.start_time : 0.0; }
-
-int cmd_runs(const std::string& file) {
-  const auto runs = tr::list_runs(file);
-  if (runs.empty()) {
-    std::cout << "no runs in " << file << "\n";
-    return 0;
-  }
-  std::printf("%-10s %-20s %-10s %-27s %10s %6s  %s\n", "ID", "NAME", "STATUS", "START (UTC)", "SECONDS", "RANKS",
-              "HOSTS");
-  for (const auto& r : runs) {
-    auto hosts = r.hosts;
-    std::sort(hosts.begin(), hosts.end());
-    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
-    std::printf("%-10s %-20s %-10s %-27s %10.3f %6d  %s\n", r.id.c_str(), r.name.c_str(), r.status.c_str(),
-                rankflow::format_time(r.start_time).c_str(), duration(r), r.ranks, join(hosts, ",").c_str());
-  }
-  return 0;
-}
 
 void print_info(const tr::run_info& i) {
   std::cout << "run " << i.id << " (" << i.name << ")\n"
@@ -422,7 +342,7 @@ void export_to_file(const tr::run_record& r, const std::string& format, const st
   }
 }
 
-const char* const commands[] = {"runs", "show", "export", "recover"};
+const char* const commands[] = {"runs", "sweeps", "compare", "show", "export", "recover", "upgrade"};
 
 }  // namespace
 
@@ -476,8 +396,30 @@ int command_main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string file, id, field, format = "json", output;
 
-  auto* runs = app.add_subcommand("runs", "list the runs of an experiment file");
+  auto* runs = app.add_subcommand("runs", "list, filter and sort the runs of an experiment file (from its run index)");
   runs->add_option("FILE", file, "experiment file")->required();
+  rankflow::cli::runs_request rq;
+  runs->add_option("--where", rq.where,
+                   "only runs where EXPR holds, e.g. 'params/lr<1e-3 and status=succeeded' (and, or, not, "
+                   "parentheses; = != < <= > >= ~; a series by its last value or path:min, :max, :count, :step)");
+  runs->add_option("--sort", rq.sort, "sort by these columns, '-' for descending, e.g. -eval/acc,params/lr");
+  runs->add_option("--cols", rq.cols, "show these columns, e.g. id,params/lr,eval/acc:max");
+  runs->add_option("--limit", rq.limit, "show at most N runs")->check(CLI::NonNegativeNumber);
+  runs->add_option("--format", rq.format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
+  runs->add_option("--sweep", rq.sweep, "only the runs of this sweep, with its parameters and metrics as columns");
+
+  auto* sweeps = app.add_subcommand("sweeps", "list the sweeps (Slurm arrays, --sweep) and how their runs ended");
+  sweeps->add_option("FILE", file, "experiment file")->required();
+  std::string sweeps_format = "text";
+  sweeps->add_option("--format", sweeps_format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
+
+  auto* cmp = app.add_subcommand("compare", "fields that differ, series side by side, and where the series part");
+  cmp->add_option("FILE", file, "experiment file")->required();
+  std::vector<std::string> cmp_ids;
+  cmp->add_option("RUNS", cmp_ids, "two or more run ids")->required()->expected(2, 1000);
+
+  auto* upg = app.add_subcommand("upgrade", "convert a format 1 experiment file to format 2 (writes)");
+  upg->add_option("FILE", file, "experiment file")->required();
 
   auto* show = app.add_subcommand("show", "print a run's attributes and fields, or one field in full");
   show->add_option("FILE", file, "experiment file")->required();
@@ -518,7 +460,10 @@ int command_main(int argc, char** argv) {
       throw rankflow::usage_error("'" + file + "' does not exist: pass the path of a rankflow experiment file as FILE");
     }
     int rc = 0;
-    if (runs->parsed()) rc = cmd_runs(file);
+    if (runs->parsed()) rc = rankflow::cli::cmd_runs(file, rq);
+    if (sweeps->parsed()) rc = rankflow::cli::cmd_sweeps(file, sweeps_format);
+    if (cmp->parsed()) rc = rankflow::cli::cmd_compare(file, cmp_ids);
+    if (upg->parsed()) rc = rankflow::cli::cmd_upgrade(file);
     if (show->parsed()) rc = cmd_show(file, id, field, ledger_rows);
     if (exp->parsed()) {
       const auto r = tr::load_run(file, id, false);

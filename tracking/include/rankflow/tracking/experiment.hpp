@@ -104,6 +104,10 @@ void merge_run(const experiment_paths& p, const run_record& rec, const std::stri
 /// number of runs converted; 0 when the file already has format 2.
 std::size_t upgrade(const std::string& file);
 
+/// Format 2: writes the run index afresh from the run files (a damaged or
+/// deleted index; `rankflow upgrade` on a format 2 file). Returns the runs indexed.
+std::size_t rebuild_index(const std::string& file);
+
 /// Replays every journal in the sidecar whose writer is gone: the run is
 /// merged with what its journal holds (status "killed" unless it recorded an
 /// end) and the journal removed. Returns the recovered ids.
