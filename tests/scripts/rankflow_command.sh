@@ -105,7 +105,7 @@ rc=$?
 "$RF" bogus command/exp.h5 > /dev/null 2> command/err.txt
 rc=$?
 [ "$rc" -eq 2 ] && grep -q "unknown command 'bogus'" command/err.txt &&
-  grep -q "runs, show, export, recover" command/err.txt || fail "rankflow bogus: rc $rc $(cat command/err.txt)"
+  grep -q "runs, sweeps, compare, show, export, recover, upgrade" command/err.txt || fail "rankflow bogus: rc $rc $(cat command/err.txt)"
 "$RF" > /dev/null 2>&1 && fail "rankflow without a command exited 0"
 
 # A file that crashes libhdf5 1.10 itself (found by fuzzing the reader): the
