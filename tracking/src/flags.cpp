@@ -59,6 +59,13 @@ table tracking_table(tracking_flags& c) {
          }
          c.sweep = std::string(v);
        }},
+      {"provenance", "RANKFLOW_PROVENANCE", "on|off",
+       "record what produced each run: git revision and diff, executable hash per rank, library versions, "
+       "job environment, modules, hosts (default on)",
+       [&c](std::string_view f, std::string_view v) {
+         if (v != "on" && v != "off") throw usage_error(std::string(f) + " expects 'on' or 'off', got '" + std::string(v) + "'");
+         c.provenance = v == "on";
+       }},
   };
 }
 

@@ -1,6 +1,7 @@
 // rankflow::Run: starting, resuming, stopping a run, and collective array writes.
 #include <rankflow/tracking/run.hpp>
 
+#include "provenance.hpp"
 #include "run_impl.hpp"
 
 
@@ -258,6 +259,23 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
       for (const auto& [path, value] : opts.inputs) (*this)[path] = value;
     }
   }
+  record_provenance(ctx, opts);
+}
+
+// 4. What produced the run (a fresh run only: a resumed one keeps what its
+// first start recorded). Collective, so rank 0 decides for every rank.
+void Run::record_provenance(const tracking::run_context& ctx, const run_options& opts) {
+  auto& r = *impl_;
+  int wanted = r.rank == 0 && opts.provenance.value_or(ctx.provenance) && !r.resumed && r.writable() &&
+               r.mode != tracking_mode::debug;
+  detail::check_mpi(MPI_Bcast(&wanted, 1, MPI_INT, 0, r.coll), "MPI_Bcast");
+  if (!wanted) return;
+  const auto p = tracking::collect_provenance(r.coll, r.rank, r.size, ctx.hosts);
+  if (r.rank != 0) return;
+  for (const auto& [path, value] : p.strings) (*this)[path] = value;
+  for (const auto& [path, value] : p.lists) (*this)[path] = value;
+  if (!p.diff.empty()) (*this)["sys/provenance/source/diff"].upload_bytes(p.diff, "diff.patch");
+  if (!p.warning.empty()) log::warn() << "run " << r.id << ": " << p.warning;
 }
 
 Run::~Run() {

@@ -192,6 +192,7 @@ Run Runtime::start_run(std::string name, const run_options& opts) {
     if (const char* v = std::getenv(env); v && *v) ctx.context[key] = v;
   }
   if (!st_.cfg.sweep.empty()) ctx.context["sweep"] = st_.cfg.sweep;
+  ctx.provenance = st_.cfg.provenance;
   if (!st_.cfg.resume.empty()) {
     ctx.resume = st_.cfg.resume;
   } else if (const char* n = std::getenv("SLURM_RESTART_COUNT"); n && std::atoi(n) > 0) {

@@ -20,6 +20,8 @@ struct tracking_flags {
   std::string on_change;
   /// --sweep: the sweep runs of this job belong to; see run_options::sweep.
   std::string sweep;
+  /// --provenance on|off: record what produced each run (sys/provenance/).
+  bool provenance = true;
 };
 
 namespace flags {

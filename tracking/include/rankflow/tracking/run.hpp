@@ -64,6 +64,11 @@ struct run_options {
   /// --sweep`): runs of one Slurm array form one without it. Default:
   /// --sweep / RANKFLOW_SWEEP, else none. Recorded as the run attribute `sweep`.
   std::string sweep;
+  /// Record what produced the run under sys/provenance/ (source revision and
+  /// diff, executable hash on every rank, versions, environment, hosts).
+  /// Default: --provenance / RANKFLOW_PROVENANCE, else on. A resumed run keeps
+  /// what its first start recorded.
+  std::optional<bool> provenance;
 };
 
 namespace tracking {
@@ -81,6 +86,7 @@ struct run_context {
   tracking_mode mode = tracking_mode::async;
   std::map<std::string, std::string> context;  ///< slurm_job_id, ...
   std::optional<std::string> resume;           ///< see run_options::resume
+  bool provenance = true;                      ///< see run_options::provenance
   change_policy on_change = change_policy::refuse;  ///< see run_options::on_change
 };
 
@@ -253,6 +259,7 @@ class Run {
   void write_array_raw(std::string_view name, const char* dtype, const void* data, std::size_t n,
                        const std::vector<std::uint64_t>& block_shape, const std::vector<std::uint64_t>& global_shape,
                        const std::vector<std::uint64_t>& offset);
+  void record_provenance(const tracking::run_context& ctx, const run_options& opts);
   std::unique_ptr<tracking::run_impl> impl_;
   int uncaught_at_start_ = 0;
 };

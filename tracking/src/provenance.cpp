@@ -1,0 +1,277 @@
+#include "provenance.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include <boost/version.hpp>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <rankflow/core/detail/transport.hpp>
+#include <rankflow/core/error.hpp>
+
+#include "journal.hpp"
+#include <rankflow/tracking/detail/store.hpp>
+
+extern char** environ;
+
+namespace rankflow::tracking {
+
+namespace {
+
+// FNV-1a 64 and CRC-32C of the executable: 96 bits, enough to tell two builds
+// apart (not a defence against someone crafting a collision).
+std::string executable_hash(std::string& path_out) {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  path_out.assign(buf, static_cast<std::size_t>(n));
+  const int fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::uint64_t fnv = 14695981039346656037ull;
+  std::uint32_t crc = 0;
+  std::uint64_t size = 0;
+  std::vector<unsigned char> block(std::size_t{1} << 20);
+  for (;;) {
+    const ssize_t got = ::read(fd, block.data(), block.size());
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    const auto g = static_cast<std::size_t>(got);
+    for (std::size_t k = 0; k < g; ++k) {
+      fnv ^= block[k];
+      fnv *= 1099511628211ull;
+    }
+    crc = crc32c(block.data(), g, crc);
+    size += g;
+  }
+  ::close(fd);
+  char out[64];
+  std::snprintf(out, sizeof out, "%016llx%08x-%llu", static_cast<unsigned long long>(fnv), crc,
+                static_cast<unsigned long long>(size));
+  return out;
+}
+
+// This host: "CPU model, N cores, M MB".
+std::string host_hardware() {
+  std::string model;
+  std::ifstream cpu("/proc/cpuinfo");
+  for (std::string line; std::getline(cpu, line);) {
+    if (line.rfind("model name", 0) == 0 || line.rfind("Model", 0) == 0) {
+      model = line.substr(line.find(':') == std::string::npos ? line.size() : line.find(':') + 1);
+      while (!model.empty() && model.front() == ' ') model.erase(model.begin());
+      break;
+    }
+  }
+  long cores = ::sysconf(_SC_NPROCESSORS_ONLN);
+  long long mem_kb = 0;
+  std::ifstream mem("/proc/meminfo");
+  for (std::string line; std::getline(mem, line);) {
+    if (line.rfind("MemTotal:", 0) == 0) {
+      mem_kb = std::atoll(line.c_str() + 9);
+      break;
+    }
+  }
+  return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cores) + " cores, " +
+         std::to_string(mem_kb / 1024) + " MB";
+}
+
+// Runs a command (no shell: argv), its stdout up to `cap` bytes; "" on any
+// failure. posix_spawn, not fork: an MPI process must not fork (Open MPI warns,
+// and InfiniBand's registered memory does not survive it); glibc spawns with
+// CLONE_VFORK, which copies nothing.
+std::string capture(const std::vector<std::string>& argv, std::size_t cap, bool* cut = nullptr) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return "";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(fds[1]);
+  if (rc != 0) {
+    ::close(fds[0]);
+    return "";
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (out.size() < cap) out.append(buf, std::min(static_cast<std::size_t>(n), cap - out.size()));
+    if (out.size() >= cap && cut) *cut = true;  // keep reading: the child must not block on a full pipe
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "";
+  return out;
+}
+
+// Text for a String field: rankflow stores UTF-8 without NUL, so other bytes
+// (an environment variable in Latin-1) become '?' rather than a refused write.
+std::string as_text(std::string s) {
+  for (std::size_t at = invalid_utf8_at(s); at != std::string::npos; at = invalid_utf8_at(s)) s[at] = '?';
+  for (auto& c : s) {
+    if (c == '\0') c = '?';
+  }
+  return s;
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string versions_mpi() {
+  char v[MPI_MAX_LIBRARY_VERSION_STRING];
+  int n = 0;
+  if (MPI_Get_library_version(v, &n) != MPI_SUCCESS) return "";
+  std::string s(v, ::strnlen(v, static_cast<std::size_t>(n)));  // n may count the NUL
+  if (const auto nl = s.find('\n'); nl != std::string::npos) s.resize(nl);
+  return trimmed(s);
+}
+
+std::string versions_compiler() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("gcc ") + __VERSION__;
+#else
+  return "unknown";
+#endif
+}
+
+// Gathers each rank's text to rank 0 (empty elsewhere).
+std::vector<std::string> gather_text(MPI_Comm comm, int rank, int size, const std::string& mine) {
+  int len = static_cast<int>(mine.size());
+  std::vector<int> lens(static_cast<std::size_t>(size)), displs(static_cast<std::size_t>(size));
+  detail::check_mpi(MPI_Gather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, 0, comm), "MPI_Gather");
+  std::string all;
+  if (rank == 0) {
+    int at = 0;
+    for (int r = 0; r < size; ++r) {
+      displs[static_cast<std::size_t>(r)] = at;
+      at += lens[static_cast<std::size_t>(r)];
+    }
+    all.resize(static_cast<std::size_t>(at));
+  }
+  detail::check_mpi(MPI_Gatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), displs.data(), MPI_CHAR, 0, comm),
+                    "MPI_Gatherv");
+  std::vector<std::string> out;
+  if (rank == 0) {
+    for (int r = 0; r < size; ++r) {
+      out.push_back(all.substr(static_cast<std::size_t>(displs[static_cast<std::size_t>(r)]),
+                               static_cast<std::size_t>(lens[static_cast<std::size_t>(r)])));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool recorded_variable(const std::string& name) {
+  return name.rfind("SLURM_", 0) == 0 || name.rfind("OMP_", 0) == 0 || name.rfind("RANKFLOW_", 0) == 0 ||
+         name == "CUDA_VISIBLE_DEVICES";
+}
+
+provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vector<std::string>& hosts) {
+  // 1. Every rank: its executable's hash, and its host's hardware.
+  std::string exe_path;
+  const std::string hash = executable_hash(exe_path);
+  const auto hashes = gather_text(comm, rank, size, hash + '\n' + exe_path);
+  const auto hardware = gather_text(comm, rank, size, host_hardware());
+  provenance p;
+  if (rank != 0) return p;
+
+  // 2. Rank 0: the executable, and whether every rank ran the same one.
+  std::map<std::string, std::vector<int>> by_hash;
+  for (int r = 0; r < size; ++r) by_hash[hashes[static_cast<std::size_t>(r)]].push_back(r);
+  const auto first = hashes[0].substr(0, hashes[0].find('\n'));
+  p.strings.emplace_back("sys/provenance/executable/path", exe_path);
+  p.strings.emplace_back("sys/provenance/executable/hash", first);
+  if (by_hash.size() > 1) {
+    std::string w = "ranks ran " + std::to_string(by_hash.size()) + " different executables:";
+    for (const auto& [h, ranks] : by_hash) {
+      w += " {" + h.substr(h.find('\n') + 1) + " " + h.substr(0, h.find('\n')) + ": rank";
+      for (std::size_t k = 0; k < ranks.size() && k < 8; ++k) {
+        const auto r = static_cast<std::size_t>(ranks[k]);
+        w += (k ? ", " : " ") + std::to_string(ranks[k]) + (r < hosts.size() ? " (" + hosts[r] + ")" : "");
+      }
+      if (ranks.size() > 8) w += " and " + std::to_string(ranks.size() - 8) + " more";
+      w += "}";
+    }
+    p.warning = w + "; results may not be reproducible: install one build on every node";
+    p.strings.emplace_back("sys/provenance/warning", p.warning);
+  }
+
+  // 3. Versions.
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  p.strings.emplace_back("sys/provenance/versions/compiler", versions_compiler());
+  p.strings.emplace_back("sys/provenance/versions/mpi", versions_mpi());
+  p.strings.emplace_back("sys/provenance/versions/boost", std::to_string(BOOST_VERSION / 100000) + "." +
+                                                               std::to_string(BOOST_VERSION / 100 % 1000) + "." +
+                                                               std::to_string(BOOST_VERSION % 100));
+  p.strings.emplace_back("sys/provenance/versions/hdf5",
+                         std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel));
+
+  // 4. The source: the git checkout the program runs in, if any.
+  const auto top = trimmed(capture({"git", "rev-parse", "--show-toplevel"}, 4096));
+  if (!top.empty()) {
+    p.strings.emplace_back("sys/provenance/source/repository", top);
+    p.strings.emplace_back("sys/provenance/source/revision", trimmed(capture({"git", "rev-parse", "HEAD"}, 256)));
+    bool cut = false;
+    p.diff = capture({"git", "diff", "HEAD", "--no-color", "--no-ext-diff"}, provenance_diff_cap, &cut);
+    if (cut) p.diff += "\n[rankflow: the diff was cut at " + std::to_string(provenance_diff_cap) + " bytes]\n";
+    p.strings.emplace_back("sys/provenance/source/dirty", p.diff.empty() ? "no" : "yes");
+  }
+
+  // 5. The job's environment (allow-listed), its modules, its hosts.
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string kv = *e;
+    const auto eq = kv.find('=');
+    if (eq != std::string::npos && recorded_variable(kv.substr(0, eq))) env.push_back(kv);
+  }
+  std::sort(env.begin(), env.end());
+  p.lists.emplace_back("sys/provenance/environment", env);
+  if (const char* m = std::getenv("LOADEDMODULES"); m && *m) {  // Lmod and Environment Modules both set it
+    std::vector<std::string> mods;
+    std::string s = m;
+    for (std::size_t start = 0; start <= s.size();) {
+      const auto colon = std::min(s.find(':', start), s.size());
+      if (colon > start) mods.push_back(s.substr(start, colon - start));
+      start = colon + 1;
+    }
+    p.lists.emplace_back("sys/provenance/modules", mods);
+  }
+  std::map<std::string, std::string> per_host;
+  for (int r = 0; r < size; ++r) {
+    const auto host = static_cast<std::size_t>(r) < hosts.size() ? hosts[static_cast<std::size_t>(r)] : "?";
+    per_host.emplace(host, hardware[static_cast<std::size_t>(r)]);
+  }
+  std::vector<std::string> hw;
+  for (const auto& [h, text] : per_host) hw.push_back(h + ": " + text);
+  p.lists.emplace_back("sys/provenance/hosts", hw);
+  for (auto& [path, v] : p.strings) v = as_text(std::move(v));
+  for (auto& [path, v] : p.lists) {
+    for (auto& x : v) x = as_text(std::move(x));
+  }
+  return p;
+}
+
+}  // namespace rankflow::tracking
