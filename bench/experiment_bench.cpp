@@ -6,6 +6,7 @@
 //    as a user runs it: a process each time) on a synthetic experiment of
 //    RANKFLOW_BENCH_INDEX_RUNS runs (default 100,000): index entries and links
 //    made directly, plus one real run to show.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -155,6 +156,9 @@ void BM_index_commands(benchmark::State& state) {
   }
   state.SetLabel(query ? "rankflow runs --where --sort" : "rankflow show");
   state.counters["runs"] = static_cast<double>(n);
+  struct stat st {};
+  if (::stat((file + ".d/index").c_str(), &st) == 0) state.counters["index_MB"] = static_cast<double>(st.st_size) / 1e6;
+  if (::stat(file.c_str(), &st) == 0) state.counters["links_MB"] = static_cast<double>(st.st_size) / 1e6;
   remove_experiment(file);
 }
 

@@ -4,6 +4,8 @@
 
 #include <rankflow/core/log.hpp>
 
+#include <chrono>
+
 #include "run_index.hpp"
 
 namespace rankflow::tracking {
@@ -524,9 +526,18 @@ void commit_reopened(const experiment_paths& p, const std::string& id, journal_w
 }
 
 void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
+  using clock = std::chrono::steady_clock;
+  auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+  const auto t0 = clock::now();
   write_run_file(p, rec, journal_path);
+  const auto t1 = clock::now();
   dir_lock lock(p);
+  const auto t2 = clock::now();
   commit_runs_locked(p, {summarize(rec)});
+  // How long this stop waited for other jobs' commits: with many jobs in one
+  // experiment (a Slurm array) the lock must cost each about one commit.
+  log::debug() << "run " << rec.info.id << " stopped: run file " << ms(t0, t1) << " ms, waited " << ms(t1, t2)
+               << " ms for the experiment's lock, commit " << ms(t2, clock::now()) << " ms";
 }
 
 std::size_t upgrade(const std::string& file) {
