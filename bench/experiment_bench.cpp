@@ -162,8 +162,29 @@ void BM_index_commands(benchmark::State& state) {
   remove_experiment(file);
 }
 
+// start_run + stop of an empty run, with and without provenance: what
+// recording provenance adds to every run (git runs only inside a checkout:
+// the benchmark's working directory decides).
+void BM_start_stop_provenance(benchmark::State& state) {
+  auto& rt = bench_runtime();
+  const std::string file = "bench_provenance.h5";
+  remove_experiment(file);
+  rankflow::run_options o;
+  o.experiment = file;
+  o.provenance = state.range(0) != 0;
+  for (auto _ : state) {
+    state.SetIterationTime(timed_max([&] {
+      auto run = rt.start_run("prov", o);
+      run.stop();
+    }));
+  }
+  state.SetLabel(state.range(0) ? "provenance on" : "provenance off");
+  remove_experiment(file);
+}
+
 }  // namespace
 
+BENCHMARK(BM_start_stop_provenance)->Arg(0)->Arg(1)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(20);
 BENCHMARK(BM_stop_into_experiment)
     ->Args({1, 0})
     ->Args({10, 0})
