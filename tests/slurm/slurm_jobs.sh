@@ -8,6 +8,8 @@ CLUSTER="$SRC/slurm/local-cluster.sh"
 # Its own directory and ports, so a cluster the user started is left alone.
 export LOCAL_SLURM_DIR=/tmp/rankflow-slurm-ctest LOCAL_SLURM_TIMEOUT=120
 export LOCAL_SLURM_CTLD_PORT=6917 LOCAL_SLURM_SLURMD_PORT=6918
+# 32 slots, so that an array of 32 one-rank tasks starts at once (issue 15).
+export LOCAL_SLURM_CPUS=32
 if [ "$(id -u)" -ne 0 ] && ! command -v slurmctld > /dev/null; then
   echo "SKIP: Slurm is not installed and installing it needs root (apt-get)"
   exit 77
@@ -49,6 +51,43 @@ assert all(r.attrs["status"] == "succeeded" for r in runs.values())
 print("bigsum job", job, "and array", array, "tracked: 5 runs")
 PY
 [ $? -eq 0 ] || exit 1
+
+# Issue 15: 32 array tasks started at once into the same experiment. Every run
+# is there and indexed, the runs before them are byte-identical (their files
+# are never rewritten), and no stop waits on the lock for more than the other
+# stops' commits (format 1 held it while copying and writing the whole file).
+earlier=$(cd slurm.h5.d/runs && cksum RUN-*.h5)
+out=$(RANKFLOW_LOG_LEVEL=debug timeout 600 sbatch --wait --array=0-31 -n 1 -o 'many-%A_%a.out' \
+      "$SRC/slurm/sweep.sbatch" 2>&1)
+rc=$?
+many=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
+[ "$rc" -eq 0 ] || fail "32-task array: rc $rc: $out $(tail -3 many-*.out 2>/dev/null)"
+RF="$BIN/tracking/rankflow"
+"$RF" sweeps slurm.h5 --format csv | grep -q "^slurm-$many,32,32,0,0,0," ||
+  fail "the 32 tasks are not one finished sweep: $("$RF" sweeps slurm.h5)"
+seeds=$("$RF" runs slurm.h5 --sweep "slurm-$many" --cols params/seed --sort params/seed --format csv | tail -n +2 | tr '\n' ' ')
+[ "$seeds" = "$(seq -s ' ' 0 31) " ] || fail "the array's runs hold seeds: $seeds"
+[ "$(cd slurm.h5.d/runs && cksum $(printf '%s\n' "$earlier" | awk '{print $3}'))" = "$earlier" ] ||
+  fail "a run written before the array changed"
+/usr/bin/python3 - many-"$many"_*.out <<'PY' || fail "a stop waited on the lock longer than the others' commits"
+import re, sys
+waits, commits, own = [], [], []
+for name in sys.argv[1:]:
+    for m in re.finditer(r"stopped: run file ([0-9.]+) ms, waited ([0-9.]+) ms for the experiment's lock, commit ([0-9.]+) ms",
+                         open(name).read()):
+        waits.append(float(m.group(2)))
+        commits.append(float(m.group(3)))
+        own.append(float(m.group(1)) + float(m.group(3)))
+assert len(waits) == 32, f"{len(waits)} stops logged their lock wait"
+# The lock is held for commits only: a stop waits for the commits queued
+# before it, never for another job's whole stop, so no more than its own stop
+# takes (50 ms of slack for this oversubscribed box's scheduling).
+late = [(w, o) for w, o in zip(waits, own) if w > o + 50]
+assert not late, f"waited longer than their own stop (wait, own stop ms): {late}"
+assert max(waits) <= 31 * max(commits) + 50, (max(waits), max(commits))
+print(f"32 stops: lock wait median {sorted(waits)[16]:.1f} ms, max {max(waits):.1f} ms; own stop median "
+      f"{sorted(own)[16]:.1f} ms; commit max {max(commits):.1f} ms")
+PY
 
 # --with slurm: bigsum, started outside any job as on a login node, writes
 # and submits its own batch script, follows the log with --wait and exits
