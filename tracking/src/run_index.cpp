@@ -73,14 +73,46 @@ std::string index_entry::sweep() const {
   return "";
 }
 
+namespace {
+
+// At most this many bytes of a text value (a String, or a list's items) go
+// into the index; the run's file keeps the whole value. One run's long text
+// field must not make every query over 100,000 runs read megabytes.
+constexpr std::size_t index_text_cap = 256;
+
+std::string clip_utf8(const std::string& s, std::size_t cap) {
+  if (s.size() <= cap) return s;
+  std::size_t n = cap;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;  // not inside a character
+  return s.substr(0, n);
+}
+
+// What of sys/provenance/ the index keeps: what runs are found by (which
+// revision, a dirty tree, which build, a warning). The environment, hosts,
+// modules and versions (kilobytes per run) stay in the run's file.
+bool indexed_path(const std::string& path) {
+  if (!path.starts_with("sys/provenance/")) return true;
+  return path == "sys/provenance/source/revision" || path == "sys/provenance/source/dirty" ||
+         path == "sys/provenance/executable/hash" || path == "sys/provenance/warning";
+}
+
+}  // namespace
+
 index_entry summarize(const run_record& rec) {
   index_entry e;
   e.info = rec.info;
   for (const auto& [path, f] : rec.fields) {
+    if (!indexed_path(path)) continue;
     if (is_atom(f.type)) {
-      e.scalars.emplace_back(path, f.atom);
+      atom_value a = f.atom;
+      a.s = clip_utf8(a.s, index_text_cap);
+      std::size_t kept = 0, bytes = 0;
+      while (kept < a.list.size() && bytes + a.list[kept].size() <= index_text_cap) bytes += a.list[kept++].size();
+      a.list.resize(kept);
+      e.scalars.emplace_back(path, std::move(a));
     } else if (is_series(f.type)) {
       e.series.push_back({path, f.type, f.points, f.last_step, f.summary});
+      e.series.back().summary.last_text = clip_utf8(f.summary.last_text, index_text_cap);
     }
   }
   return e;

@@ -2,6 +2,7 @@
 // expression language, its errors, and the order of runs missing a column.
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -122,4 +123,37 @@ TEST(Query, CellsShowIntsAsIntegersAndTimesAsIso) {
   EXPECT_EQ(q::value_of(r, "train/loss:step").text, "9");
   EXPECT_EQ(q::value_of(r, "params/aug").text, "true");
   EXPECT_EQ(q::value_of(r, "nope").k, q::cell::kind::missing);
+}
+
+TEST(RunIndex, KeepsFindingFieldsAndClipsLongText) {
+  tr::run_record rec;
+  rec.info.id = "RUN-1";
+  auto put = [&](const std::string& path, field_type t, auto&& set) {
+    tr::op o;
+    o.kind = tr::op_kind::assign;
+    o.path = path;
+    o.atom.type = t;
+    set(o.atom);
+    std::vector<tr::rejection> refused;
+    ASSERT_TRUE(rec.apply(o, refused)) << path;
+  };
+  std::string long_text;
+  for (int k = 0; k < 300; ++k) long_text += "\xc3\xa9";  // 600 bytes of 'é'
+  put("notes/long", field_type::string, [&](tr::atom_value& a) { a.s = long_text; });
+  put("params/lr", field_type::float_, [](tr::atom_value& a) { a.d = 0.5; });
+  put("sys/provenance/source/revision", field_type::string, [](tr::atom_value& a) { a.s = "abc123"; });
+  put("sys/provenance/environment", field_type::string_list,
+      [](tr::atom_value& a) { a.list.assign(100, "SLURM_SOMETHING=a value of some length"); });
+  const auto e = tr::summarize(rec);
+  std::map<std::string, tr::atom_value> got(e.scalars.begin(), e.scalars.end());
+  ASSERT_TRUE(got.count("notes/long"));
+  EXPECT_EQ(got["notes/long"].s.size(), 256u);  // 128 whole characters: never half of one
+  EXPECT_EQ(got["notes/long"].s, long_text.substr(0, 256));
+  EXPECT_EQ(got["params/lr"].d, 0.5);
+  EXPECT_EQ(got["sys/provenance/source/revision"].s, "abc123");
+  EXPECT_FALSE(got.count("sys/provenance/environment"));  // kilobytes per run: in the run's file only
+  // And the entry survives its codec.
+  const auto back = tr::decode_entry(tr::encode_entry(e));
+  EXPECT_EQ(tr::encode_entry(back), tr::encode_entry(e));
+  EXPECT_THROW(tr::decode_entry(tr::encode_entry(e).substr(0, 40)), rankflow::format_error);
 }
