@@ -12,16 +12,7 @@ namespace rankflow::tracking {
 
 namespace {
 
-// it is (files of older versions are `.<file>.tmp-<pid>`).
-std::string temp_copy_prefix(const experiment_paths& p) { return "." + basename_of(p.file) + ".tmp-"; }
 
-std::string safe_host() {
-  auto h = this_host();
-  for (auto& c : h) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
-  }
-  return h;
-}
 
 /// Removes temp copies left by merges that were killed (kill -9 during the
 /// end-of-run copy leaves a whole copy of the experiment behind). Called with
@@ -63,213 +54,15 @@ std::vector<std::string> remove_stale_copies(const experiment_paths& p) {
   return removed;
 }
 
-/// Closes a merge's copy after a failure. HDF5 1.10 frees a file's insides
-/// when the flush in H5Fclose fails (a full disk) yet keeps its id, and closes
-/// that id again at exit: a segfault in H5F__close_cb. So the copy (being
-/// thrown away; its blocks are what filled the disk) is truncated first, then
-/// flushed, and closed only when that flush worked, which leaves nothing for
-/// the close to fail on. If even that flush fails, the id is left open: HDF5
-/// closes it once at exit, which does not crash; closing it twice does.
-void abandon_copy(handle& f) noexcept {
-  if (!f) return;
-  const hid_t id = f.release();
-  const hid_t fapl = H5Fget_access_plist(id);
-  void* vfd = nullptr;
-  if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(id, fapl, &vfd) >= 0 && vfd != nullptr) {
-    [[maybe_unused]] const int rc = ::ftruncate(*static_cast<int*>(vfd), 0);
-  }
-  if (fapl >= 0) H5Pclose(fapl);
-  if (H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0) H5Fclose(id);
-  H5Eclear2(H5E_DEFAULT);
-}
 
-/// Reads run `id` of an open experiment file: format 1 holds its group, format
-/// 2 links to the run's own file (opened and checked here; its array links
-/// are relative to it). Format errors name the file they are about.
-run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes) {
-  const std::string link = "runs/" + id;
-  H5L_info_t li{};
-  check(H5Lget_info(experiment, link.c_str(), &li, H5P_DEFAULT), "H5Lget_info", link);
-  std::string file = p.file;
-  std::string where = "/runs/" + id;
-  std::string array_prefix;
-  handle run_file;
-  hid_t loc = experiment;
-  if (li.type == H5L_TYPE_EXTERNAL) {
-    // The run's file is found by the experiment file's own name, not by the
-    // link's text (which names the sidecar as it was called when the run
-    // stopped): an experiment renamed or copied with its .d directory reads
-    // its own runs. The link is there for h5py, h5dump and HDFView.
-    file = p.run_file(id);
-    if (!exists(file)) {
-      throw format_error("run " + id + " of '" + p.file + "' is missing its file '" + file +
-                         "' (moved or deleted): restore it, or copy the experiment with its .d directory");
-    }
-    run_file = open_checked(file, H5F_ACC_RDONLY);
-    loc = run_file.id();
-    array_prefix = basename_of(p.file) + ".d/";
-  } else if (li.type != H5L_TYPE_HARD) {
-    throw format_error("'" + p.file + "': /runs/" + id + " is neither a run group nor a link to a run file");
-  }
-  handle g(check(H5Gopen2(loc, where.c_str(), H5P_DEFAULT), "H5Gopen2", where));
-  run_record rec;
-  try {
-    rec.info = read_info(g.id(), id);
-    walk_state ws{&rec, with_bytes, {}, {}, array_prefix};
-    const auto key = h5::key_of(g.id(), ".");
-    ws.seen.insert(key);
-    ws.open_groups.emplace(key, where);
-    walk_group(g.id(), "", ws);
-    read_ledger(g.id(), rec, with_bytes);
-  } catch (const format_error& e) {
-    throw format_error("'" + file + "': " + e.what());
-  }
-  return rec;
-}
 
-/// Builds a new version of `target` in `tmp` (same directory) and renames it
-/// over `target`: `open` makes the HDF5 file at `tmp` (a copy of the target, or
-/// a new file), `fill` writes into it. Whatever fails, the temporary goes and
-/// `target` is untouched; once renamed, the directory entry is fsync'd too.
-void replace_file(const std::string& target, const std::string& tmp, const std::function<handle()>& open,
-                  const std::function<void(hid_t)>& fill) {
-  struct remove_tmp {
-    const std::string& path;
-    bool armed = true;
-    ~remove_tmp() {
-      if (armed) ::unlink(path.c_str());
-    }
-  } guard{tmp};
-  {
-    handle f;
-    struct close_on_error {
-      handle& f;
-      ~close_on_error() { abandon_copy(f); }  // f is empty once closed below
-    } closer{f};
-    f = open();
-    fill(f.id());
-    check(H5Fflush(f.id(), H5F_SCOPE_GLOBAL), "H5Fflush", tmp);
-    // Released before the check: a failed H5Fclose must not be retried by
-    // the handle's destructor (see abandon_copy).
-    const herr_t closed = H5Fclose(f.release());
-    check(closed, "H5Fclose", tmp);
-  }
-  fsync_path(tmp, false);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) throw storage_error(sys_error("cannot replace", target));
-  guard.armed = false;
-  fsync_path(dirname_of(target), true);
-}
 
-std::string temp_for(const std::string& dir, const std::string& name) {
-  return dir + "/." + name + ".tmp-" + safe_host() + "-" + std::to_string(::getpid());
-}
 
-/// The run's own file, written whole: no lock is needed, the id is the run's.
-/// A stop costs what the run holds, however large the experiment is.
-void write_run_file(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
-  make_sidecar_dir(p.dir);
-  const auto runs = p.dir + "/runs";
-  if (::mkdir(runs.c_str(), 0755) != 0 && errno != EEXIST) throw storage_error(sys_error("cannot create", runs));
-  const auto target = p.run_file(rec.info.id);
-  const auto tmp = temp_for(runs, rec.info.id + ".h5");
-  replace_file(
-      target, tmp, [&] { return create_run_file(tmp, rec.info.id); },
-      [&](hid_t f) {
-        write_run(
-            f, rec, p,
-            [&](const file_info& fi) {
-              return read_range(journal_path, static_cast<std::uint64_t>(fi.journal_offset), fi.size);
-            },
-            journal_path);
-      });
-}
 
-/// The committed length of the run index, from the experiment file's root.
-std::uint64_t committed_index(hid_t f, const std::string& file) {
-  const auto n = read_attr_num<std::int64_t>(f, "index_bytes", 0);
-  if (n < 0) throw format_error("'" + file + "' says its run index has " + std::to_string(n) + " bytes");
-  return static_cast<std::uint64_t>(n);
-}
 
-std::size_t upgrade_locked(const experiment_paths& p);
 
-/// With the sidecar's lock held: appends the runs' index entries and links
-/// every run from a new copy of the experiment file (small: links and
-/// attributes only), renamed over it. The copy's rename commits both.
-void commit_runs_locked(const experiment_paths& p, const std::vector<index_entry>& entries) {
-  std::uint64_t committed = 0;
-  if (exists(p.file)) {
-    int major = format_major;
-    { open_checked(p.file, H5F_ACC_RDONLY, &major); }
-    if (major < 2) upgrade_locked(p);
-    auto f = open_checked(p.file, H5F_ACC_RDONLY);
-    committed = committed_index(f.id(), p.file);
-  }
-  const auto length = append_index(p.index(), committed, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
-  replace_file(
-      p.file, tmp,
-      [&] {
-        if (!exists(p.file)) return create_experiment_file(tmp);
-        copy_file(p.file, tmp);
-        try {
-          return open_checked(tmp, H5F_ACC_RDWR);
-        } catch (const format_error& e) {
-          std::string msg = e.what();
-          for (auto at = msg.find(tmp); at != std::string::npos; at = msg.find(tmp)) msg.replace(at, tmp.size(), p.file);
-          throw format_error(msg);
-        }
-      },
-      [&](hid_t f) {
-        for (const auto& e : entries) {
-          const auto link = "runs/" + e.info.id;
-          if (H5Lexists(f, link.c_str(), H5P_DEFAULT) > 0) continue;  // a resumed or recovered run
-          auto lcpl = lcpl_intermediate();
-          check(H5Lcreate_external(p.run_file_relative(e.info.id).c_str(), ("/runs/" + e.info.id).c_str(), f,
-                                   link.c_str(), lcpl.id(), H5P_DEFAULT),
-                "H5Lcreate_external", link);
-        }
-        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
-        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
-      });
-}
 
-/// Converts a format 1 file (see upgrade). Each run is read whole (its
-/// series' points, its files' bytes, its ledger's results) and written into
-/// its own file; the linking file then replaces the old one in one rename.
-std::size_t upgrade_locked(const experiment_paths& p) {
-  std::vector<std::string> ids;
-  std::vector<index_entry> entries;
-  {
-    int major = format_major;
-    auto f = open_checked(p.file, H5F_ACC_RDONLY, &major);
-    if (major >= 2) return 0;
-    ids = run_ids_in_file(f.id());
-    for (const auto& id : ids) {
-      const run_record rec = read_run_from(f.id(), p, id, true);
-      write_run_file(p, rec, "");
-      entries.push_back(summarize(rec));
-    }
-  }
-  const auto length = append_index(p.index(), 0, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
-  replace_file(
-      p.file, tmp, [&] { return create_experiment_file(tmp); },
-      [&](hid_t f) {
-        auto lcpl = lcpl_intermediate();
-        for (const auto& id : ids) {
-          const auto link = "runs/" + id;
-          check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f, link.c_str(),
-                                   lcpl.id(), H5P_DEFAULT),
-                "H5Lcreate_external", link);
-        }
-        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
-        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
-      });
-  log::info() << "upgraded '" << p.file << "' from format 1 to " << format_major << "." << format_minor << ": "
-              << ids.size() << " run(s) moved into " << p.dir << "/runs/ (once; stops no longer copy the file)";
-  return ids.size();
-}
+
 
 }  // namespace
 
@@ -525,55 +318,8 @@ void commit_reopened(const experiment_paths& p, const std::string& id, journal_w
   fsync_path(p.dir, true);
 }
 
-void merge_run(const experiment_paths& p, const run_record& rec, const std::string& journal_path) {
-  using clock = std::chrono::steady_clock;
-  auto ms = [](clock::time_point a, clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-  const auto t0 = clock::now();
-  write_run_file(p, rec, journal_path);
-  const auto t1 = clock::now();
-  dir_lock lock(p);
-  const auto t2 = clock::now();
-  commit_runs_locked(p, {summarize(rec)});
-  // How long this stop waited for other jobs' commits: with many jobs in one
-  // experiment (a Slurm array) the lock must cost each about one commit.
-  log::debug() << "run " << rec.info.id << " stopped: run file " << ms(t0, t1) << " ms, waited " << ms(t1, t2)
-               << " ms for the experiment's lock, commit " << ms(t2, clock::now()) << " ms";
-}
 
-std::size_t upgrade(const std::string& file) {
-  experiment_paths p(file);
-  if (!check_file(file)) return 0;
-  dir_lock lock(p);
-  return upgrade_locked(p);
-}
 
-std::size_t rebuild_index(const std::string& file) {
-  experiment_paths p(file);
-  if (!check_file(file)) return 0;
-  dir_lock lock(p);
-  std::vector<index_entry> entries;
-  {
-    int major = format_major;
-    auto f = open_checked(file, H5F_ACC_RDONLY, &major);
-    if (major < 2) return 0;
-    for (const auto& id : run_ids_in_file(f.id())) entries.push_back(summarize(read_run_from(f.id(), p, id, false)));
-  }
-  // A new index from scratch, committed by the experiment file's rename:
-  // a kill before it leaves the old (damaged) one, never a mix.
-  const auto length = append_index(p.index(), 0, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
-  replace_file(
-      p.file, tmp,
-      [&] {
-        copy_file(p.file, tmp);
-        return open_checked(tmp, H5F_ACC_RDWR);
-      },
-      [&](hid_t f) {
-        if (H5Aexists(f, "index_bytes") > 0) check(H5Adelete(f, "index_bytes"), "H5Adelete", "index_bytes");
-        attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
-      });
-  return entries.size();
-}
 
 std::vector<index_entry> experiment_index(const std::string& file) {
   experiment_paths p(file);

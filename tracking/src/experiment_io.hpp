@@ -22,8 +22,9 @@
 #include <set>
 #include <utility>
 
-#include "journal.hpp"
 #include "h5.hpp"
+#include "journal.hpp"
+#include "run_index.hpp"
 
 namespace rankflow::tracking {
 
@@ -405,5 +406,34 @@ struct walk_state {
 void walk_group(hid_t group, const std::string& prefix, walk_state& ws);
 void read_ledger(hid_t run, run_record& rec, bool with_results);
 std::vector<std::string> run_ids_in_file(hid_t f);
+/// Reads run `id` of an open experiment file: format 1 holds its group, format
+/// 2 links to the run's own file (opened and checked here; its array links
+/// are relative to it). Format errors name the file they are about.
+run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes);
+
+
+// ---- experiment.cpp, experiment_commit.cpp
+
+// The copy a merge writes before renaming it over the experiment file:
+// `.<file>.tmp-<host>-<pid>` in the sidecar, so that recover can tell whose
+// it is (files of older versions are `.<file>.tmp-<pid>`).
+inline std::string temp_copy_prefix(const experiment_paths& p) { return "." + basename_of(p.file) + ".tmp-"; }
+
+// This host's name as it may appear in a file name.
+inline std::string safe_host() {
+  auto h = this_host();
+  for (auto& c : h) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_') c = '_';
+  }
+  return h;
+}
+
+/// Writes a run into its own run file (<dir>/runs/<id>.h5), whole, renamed into place.
+void write_run_file(const experiment_paths& p, const run_record& rec, const std::string& journal_path);
+/// The committed length of the run index, from the experiment file's root.
+std::uint64_t committed_index(hid_t f, const std::string& file);
+/// With the sidecar's lock held: appends the runs' index entries, links the
+/// runs, and commits both by replacing the experiment file.
+void commit_runs_locked(const experiment_paths& p, const std::vector<index_entry>& entries);
 
 }  // namespace rankflow::tracking

@@ -428,6 +428,48 @@ std::vector<std::string> run_ids_in_file(hid_t f) {
   return ids;
 }
 
-// The copy a merge writes before renaming it over the experiment file:
-// `.<file>.tmp-<host>-<pid>` in the sidecar, so that recover can tell whose
+/// Reads run `id` of an open experiment file: format 1 holds its group, format
+/// 2 links to the run's own file (opened and checked here; its array links
+/// are relative to it). Format errors name the file they are about.
+run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes) {
+  const std::string link = "runs/" + id;
+  H5L_info_t li{};
+  check(H5Lget_info(experiment, link.c_str(), &li, H5P_DEFAULT), "H5Lget_info", link);
+  std::string file = p.file;
+  std::string where = "/runs/" + id;
+  std::string array_prefix;
+  handle run_file;
+  hid_t loc = experiment;
+  if (li.type == H5L_TYPE_EXTERNAL) {
+    // The run's file is found by the experiment file's own name, not by the
+    // link's text (which names the sidecar as it was called when the run
+    // stopped): an experiment renamed or copied with its .d directory reads
+    // its own runs. The link is there for h5py, h5dump and HDFView.
+    file = p.run_file(id);
+    if (!exists(file)) {
+      throw format_error("run " + id + " of '" + p.file + "' is missing its file '" + file +
+                         "' (moved or deleted): restore it, or copy the experiment with its .d directory");
+    }
+    run_file = open_checked(file, H5F_ACC_RDONLY);
+    loc = run_file.id();
+    array_prefix = basename_of(p.file) + ".d/";
+  } else if (li.type != H5L_TYPE_HARD) {
+    throw format_error("'" + p.file + "': /runs/" + id + " is neither a run group nor a link to a run file");
+  }
+  handle g(check(H5Gopen2(loc, where.c_str(), H5P_DEFAULT), "H5Gopen2", where));
+  run_record rec;
+  try {
+    rec.info = read_info(g.id(), id);
+    walk_state ws{&rec, with_bytes, {}, {}, array_prefix};
+    const auto key = h5::key_of(g.id(), ".");
+    ws.seen.insert(key);
+    ws.open_groups.emplace(key, where);
+    walk_group(g.id(), "", ws);
+    read_ledger(g.id(), rec, with_bytes);
+  } catch (const format_error& e) {
+    throw format_error("'" + file + "': " + e.what());
+  }
+  return rec;
+}
+
 }  // namespace rankflow::tracking

@@ -56,6 +56,41 @@ std::string link_from_run_file(const std::string& experiment_relative) {
   return "../" + experiment_relative.substr(slash + 1);
 }
 
+namespace {
+
+// A series group: its columns from memory, or (a live run's points are in
+// the journal) created at their final size for stream_points to fill.
+void write_series(hid_t run, const std::string& path, const field_record& f, streamed_map* streamed) {
+  auto lcpl = lcpl_intermediate();
+  handle g(check(H5Gcreate2(run, path.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", path));
+  const auto& s = f.series;
+  if (f.points > s.size() && streamed) {
+    // Points are in the journal: make the columns at their final size now
+    // and fill them block by block in one pass over the journal.
+    auto& st = (*streamed)[path];
+    const auto n = static_cast<hsize_t>(f.points);
+    auto vt = vl_string_type();
+    const hid_t value_t = f.type == field_type::float_series ? H5T_IEEE_F64LE
+                          : f.type == field_type::int_series ? H5T_STD_I64LE
+                                                             : vt.id();
+    st.step = create_1d(g.id(), "step", H5T_IEEE_F64LE, n, true);
+    st.value = create_1d(g.id(), "value", value_t, n, true);
+    st.timestamp = create_1d(g.id(), "timestamp", H5T_IEEE_F64LE, n, true);
+    st.type = f.type;
+    st.size = n;
+    field_attrs(g.id(), f);
+    return;
+  }
+  write_column(g.id(), "step", s.steps, true);
+  if (f.type == field_type::float_series) write_column(g.id(), "value", s.f, true);
+  if (f.type == field_type::int_series) write_column(g.id(), "value", s.i, true);
+  if (f.type == field_type::string_series) write_strings(g.id(), "value", s.s, true);
+  write_column(g.id(), "timestamp", s.timestamps, true);
+  field_attrs(g.id(), f);
+}
+
+}  // namespace
+
 void write_field(hid_t run, const std::string& path, const field_record& f, const experiment_paths& p,
                  const std::string& id, const std::function<std::string(const file_info&)>& bytes_of,
                  streamed_map* streamed) {
@@ -99,35 +134,9 @@ void write_field(hid_t run, const std::string& path, const field_record& f, cons
     }
     case field_type::float_series:
     case field_type::int_series:
-    case field_type::string_series: {
-      auto lcpl = lcpl_intermediate();
-      handle g(check(H5Gcreate2(run, path.c_str(), lcpl.id(), H5P_DEFAULT, H5P_DEFAULT), "H5Gcreate2", path));
-      const auto& s = f.series;
-      if (f.points > s.size() && streamed) {
-        // Points are in the journal: make the columns at their final size now
-        // and fill them block by block in one pass over the journal.
-        auto& st = (*streamed)[path];
-        const auto n = static_cast<hsize_t>(f.points);
-        auto vt = vl_string_type();
-        const hid_t value_t = f.type == field_type::float_series ? H5T_IEEE_F64LE
-                              : f.type == field_type::int_series ? H5T_STD_I64LE
-                                                                 : vt.id();
-        st.step = create_1d(g.id(), "step", H5T_IEEE_F64LE, n, true);
-        st.value = create_1d(g.id(), "value", value_t, n, true);
-        st.timestamp = create_1d(g.id(), "timestamp", H5T_IEEE_F64LE, n, true);
-        st.type = f.type;
-        st.size = n;
-        field_attrs(g.id(), f);
-        break;
-      }
-      write_column(g.id(), "step", s.steps, true);
-      if (f.type == field_type::float_series) write_column(g.id(), "value", s.f, true);
-      if (f.type == field_type::int_series) write_column(g.id(), "value", s.i, true);
-      if (f.type == field_type::string_series) write_strings(g.id(), "value", s.s, true);
-      write_column(g.id(), "timestamp", s.timestamps, true);
-      field_attrs(g.id(), f);
+    case field_type::string_series:
+      write_series(run, path, f, streamed);
       break;
-    }
     case field_type::file: {
       const std::string data = f.file.data.empty() && f.file.size ? bytes_of(f.file) : f.file.data;
       auto d = create_1d(run, path, H5T_STD_U8LE, data.size(), false);

@@ -186,23 +186,9 @@ std::vector<std::string> gather_text(MPI_Comm comm, int rank, int size, const st
   return out;
 }
 
-}  // namespace
-
-bool recorded_variable(const std::string& name) {
-  return name.rfind("SLURM_", 0) == 0 || name.rfind("OMP_", 0) == 0 || name.rfind("RANKFLOW_", 0) == 0 ||
-         name == "CUDA_VISIBLE_DEVICES";
-}
-
-provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vector<std::string>& hosts) {
-  // 1. Every rank: its executable's hash, and its host's hardware.
-  std::string exe_path;
-  const std::string hash = executable_hash(exe_path);
-  const auto hashes = gather_text(comm, rank, size, hash + '\n' + exe_path);
-  const auto hardware = gather_text(comm, rank, size, host_hardware());
-  provenance p;
-  if (rank != 0) return p;
-
-  // 2. Rank 0: the executable, and whether every rank ran the same one.
+// Rank 0: the executable, and whether every rank ran the same one.
+void check_executables(const std::vector<std::string>& hashes, const std::string& exe_path, int size,
+                       const std::vector<std::string>& hosts, provenance& p) {
   std::map<std::string, std::vector<int>> by_hash;
   for (int r = 0; r < size; ++r) by_hash[hashes[static_cast<std::size_t>(r)]].push_back(r);
   const auto first = hashes[0].substr(0, hashes[0].find('\n'));
@@ -223,7 +209,9 @@ provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vect
     p.strings.emplace_back("sys/provenance/warning", p.warning);
   }
 
-  // 3. Versions.
+}
+
+void record_versions(provenance& p) {
   unsigned maj = 0, min = 0, rel = 0;
   H5get_libversion(&maj, &min, &rel);
   p.strings.emplace_back("sys/provenance/versions/compiler", versions_compiler());
@@ -234,7 +222,10 @@ provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vect
   p.strings.emplace_back("sys/provenance/versions/hdf5",
                          std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel));
 
-  // 4. The source: the git checkout the program runs in, if any.
+}
+
+// The git checkout the program runs in, if any.
+void record_source(provenance& p) {
   // One git process for the checkout and its revision, one for the diff.
   const auto where = trimmed(capture({"git", "rev-parse", "--show-toplevel", "HEAD"}, 8192));
   if (const auto nl = where.rfind('\n'); nl != std::string::npos) {
@@ -246,7 +237,10 @@ provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vect
     p.strings.emplace_back("sys/provenance/source/dirty", p.diff.empty() ? "no" : "yes");
   }
 
-  // 5. The job's environment (allow-listed), its modules, its hosts.
+}
+
+// The job's environment (allow-listed) and its loaded modules.
+void record_environment(provenance& p) {
   std::vector<std::string> env;
   for (char** e = environ; e && *e; ++e) {
     const std::string kv = *e;
@@ -265,6 +259,10 @@ provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vect
     }
     p.lists.emplace_back("sys/provenance/modules", mods);
   }
+}
+
+void record_hosts(const std::vector<std::string>& hardware, int size, const std::vector<std::string>& hosts,
+                  provenance& p) {
   std::map<std::string, std::string> per_host;
   for (int r = 0; r < size; ++r) {
     const auto host = static_cast<std::size_t>(r) < hosts.size() ? hosts[static_cast<std::size_t>(r)] : "?";
@@ -273,6 +271,28 @@ provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vect
   std::vector<std::string> hw;
   for (const auto& [h, text] : per_host) hw.push_back(h + ": " + text);
   p.lists.emplace_back("sys/provenance/hosts", hw);
+}
+
+}  // namespace
+
+bool recorded_variable(const std::string& name) {
+  return name.rfind("SLURM_", 0) == 0 || name.rfind("OMP_", 0) == 0 || name.rfind("RANKFLOW_", 0) == 0 ||
+         name == "CUDA_VISIBLE_DEVICES";
+}
+
+provenance collect_provenance(MPI_Comm comm, int rank, int size, const std::vector<std::string>& hosts) {
+  // Every rank: its executable's hash, and its host's hardware.
+  std::string exe_path;
+  const std::string hash = executable_hash(exe_path);
+  const auto hashes = gather_text(comm, rank, size, hash + '\n' + exe_path);
+  const auto hardware = gather_text(comm, rank, size, host_hardware());
+  provenance p;
+  if (rank != 0) return p;
+  check_executables(hashes, exe_path, size, hosts, p);
+  record_versions(p);
+  record_source(p);
+  record_environment(p);
+  record_hosts(hardware, size, hosts, p);
   for (auto& [path, v] : p.strings) v = as_text(std::move(v));
   for (auto& [path, v] : p.lists) {
     for (auto& x : v) x = as_text(std::move(x));

@@ -389,54 +389,100 @@ int main(int argc, char** argv) { return run_guarded(command_main, argc, argv); 
 
 namespace {
 
+// Every command's arguments, and the CLI11 subcommands that fill them.
+struct command_line {
+  std::string file, id, field, format = "json", output, sweeps_format = "text";
+  rankflow::cli::runs_request rq;
+  std::vector<std::string> cmp_ids;
+  bool ledger_rows = false;
+  CLI::App *runs = nullptr, *sweeps = nullptr, *cmp = nullptr, *upg = nullptr, *show = nullptr, *exp = nullptr,
+           *rec = nullptr;
+
+  void declare(CLI::App& app) {
+    runs = app.add_subcommand("runs", "list, filter and sort the runs of an experiment file (from its run index)");
+    runs->add_option("FILE", file, "experiment file")->required();
+    runs->add_option("--where", rq.where,
+                     "only runs where EXPR holds, e.g. 'params/lr<1e-3 and status=succeeded' (and, or, not, "
+                     "parentheses; = != < <= > >= ~; a series by its last value or path:min, :max, :count, :step)");
+    runs->add_option("--sort", rq.sort, "sort by these columns, '-' for descending, e.g. -eval/acc,params/lr");
+    runs->add_option("--cols", rq.cols, "show these columns, e.g. id,params/lr,eval/acc:max");
+    runs->add_option("--limit", rq.limit, "show at most N runs")->check(CLI::NonNegativeNumber);
+    runs->add_option("--format", rq.format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
+    runs->add_option("--sweep", rq.sweep, "only the runs of this sweep, with its parameters and metrics as columns");
+
+    sweeps = app.add_subcommand("sweeps", "list the sweeps (Slurm arrays, --sweep) and how their runs ended");
+    sweeps->add_option("FILE", file, "experiment file")->required();
+    sweeps->add_option("--format", sweeps_format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
+
+    cmp = app.add_subcommand("compare", "fields that differ, series side by side, and where the series part");
+    cmp->add_option("FILE", file, "experiment file")->required();
+    cmp->add_option("RUNS", cmp_ids, "two or more run ids")->required()->expected(2, 1000);
+
+    upg = app.add_subcommand("upgrade", "convert a format 1 experiment file to format 2 (writes)");
+    upg->add_option("FILE", file, "experiment file")->required();
+
+    show = app.add_subcommand("show", "print a run's attributes and fields, or one field in full");
+    show->add_option("FILE", file, "experiment file")->required();
+    show->add_option("RUN", id, "run id, e.g. RUN-3")->required();
+    show->add_option("FIELD", field, "field path, e.g. train/loss");
+    show->add_flag("--ledger", ledger_rows, "also print every row of the partition ledger");
+
+    exp = app.add_subcommand("export", "write a run as JSON or CSV");
+    exp->add_option("FILE", file, "experiment file")->required();
+    exp->add_option("RUN", id, "run id")->required();
+    exp->add_option("--format", format, "json or csv")->check(CLI::IsMember({"json", "csv"}));
+    exp->add_option("-o,--output", output, "write here instead of stdout");
+
+    rec = app.add_subcommand("recover", "merge the journals of killed runs into the file (writes)");
+    rec->add_option("FILE", file, "experiment file")->required();
+  }
+
+  // Runs the parsed command; errors propagate.
+  int execute() const {
+    // A file that is not there is a mistake in FILE, not an empty experiment
+    // (a first job's sidecar may exist before the file does).
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0 && ::stat((file + ".d").c_str(), &st) != 0) {
+      throw rankflow::usage_error("'" + file + "' does not exist: pass the path of a rankflow experiment file as FILE");
+    }
+    if (runs->parsed()) return rankflow::cli::cmd_runs(file, rq);
+    if (sweeps->parsed()) return rankflow::cli::cmd_sweeps(file, sweeps_format);
+    if (cmp->parsed()) return rankflow::cli::cmd_compare(file, cmp_ids);
+    if (upg->parsed()) return rankflow::cli::cmd_upgrade(file);
+    if (show->parsed()) return cmd_show(file, id, field, ledger_rows);
+    if (exp->parsed()) {
+      const auto r = tr::load_run(file, id, false);
+      if (output.empty()) {
+        export_run(r, format, std::cout);
+      } else {
+        export_to_file(r, format, output);
+      }
+      return 0;
+    }
+    const auto ids = tr::recover(file);
+    if (ids.empty()) std::cout << "nothing to recover in " << file << "\n";
+    // recover() keeps the status a run recorded (a run that ended but was
+    // not merged stays succeeded or failed): print what it restored.
+    std::map<std::string, std::string> status;
+    if (!ids.empty()) {
+      for (const auto& i : tr::list_runs(file)) status[i.id] = i.status;
+    }
+    for (const auto& i : ids) {
+      std::cout << "recovered " << i << " (status " << (status.count(i) ? status.at(i) : "unknown") << ")\n";
+    }
+    return 0;
+  }
+};
+
 int command_main(int argc, char** argv) {
   // Format errors tell the user to name another file; here that is FILE.
   tr::set_other_file_advice("pass the path of a rankflow experiment file as FILE");
-  CLI::App app{"rankflow: read rankflow experiment files (HDF5). Every command but `recover` opens files read-only."};
+  CLI::App app{
+      "rankflow: read rankflow experiment files (HDF5). Every command but `recover` and `upgrade` opens files "
+      "read-only."};
   app.require_subcommand(1);
-  std::string file, id, field, format = "json", output;
-
-  auto* runs = app.add_subcommand("runs", "list, filter and sort the runs of an experiment file (from its run index)");
-  runs->add_option("FILE", file, "experiment file")->required();
-  rankflow::cli::runs_request rq;
-  runs->add_option("--where", rq.where,
-                   "only runs where EXPR holds, e.g. 'params/lr<1e-3 and status=succeeded' (and, or, not, "
-                   "parentheses; = != < <= > >= ~; a series by its last value or path:min, :max, :count, :step)");
-  runs->add_option("--sort", rq.sort, "sort by these columns, '-' for descending, e.g. -eval/acc,params/lr");
-  runs->add_option("--cols", rq.cols, "show these columns, e.g. id,params/lr,eval/acc:max");
-  runs->add_option("--limit", rq.limit, "show at most N runs")->check(CLI::NonNegativeNumber);
-  runs->add_option("--format", rq.format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
-  runs->add_option("--sweep", rq.sweep, "only the runs of this sweep, with its parameters and metrics as columns");
-
-  auto* sweeps = app.add_subcommand("sweeps", "list the sweeps (Slurm arrays, --sweep) and how their runs ended");
-  sweeps->add_option("FILE", file, "experiment file")->required();
-  std::string sweeps_format = "text";
-  sweeps->add_option("--format", sweeps_format, "text, csv or json")->check(CLI::IsMember({"text", "csv", "json"}));
-
-  auto* cmp = app.add_subcommand("compare", "fields that differ, series side by side, and where the series part");
-  cmp->add_option("FILE", file, "experiment file")->required();
-  std::vector<std::string> cmp_ids;
-  cmp->add_option("RUNS", cmp_ids, "two or more run ids")->required()->expected(2, 1000);
-
-  auto* upg = app.add_subcommand("upgrade", "convert a format 1 experiment file to format 2 (writes)");
-  upg->add_option("FILE", file, "experiment file")->required();
-
-  auto* show = app.add_subcommand("show", "print a run's attributes and fields, or one field in full");
-  show->add_option("FILE", file, "experiment file")->required();
-  show->add_option("RUN", id, "run id, e.g. RUN-3")->required();
-  show->add_option("FIELD", field, "field path, e.g. train/loss");
-  bool ledger_rows = false;
-  show->add_flag("--ledger", ledger_rows, "also print every row of the partition ledger");
-
-  auto* exp = app.add_subcommand("export", "write a run as JSON or CSV");
-  exp->add_option("FILE", file, "experiment file")->required();
-  exp->add_option("RUN", id, "run id")->required();
-  exp->add_option("--format", format, "json or csv")->check(CLI::IsMember({"json", "csv"}));
-  exp->add_option("-o,--output", output, "write here instead of stdout");
-
-  auto* rec = app.add_subcommand("recover", "merge the journals of killed runs into the file (writes)");
-  rec->add_option("FILE", file, "experiment file")->required();
-
+  command_line cl;
+  cl.declare(app);
   // CLI11 would answer "A subcommand is required" to a misspelt one: name
   // it and the commands there are instead.
   if (argc > 1 && argv[1][0] != '-' && std::none_of(std::begin(commands), std::end(commands), [&](const char* c) {
@@ -453,39 +499,7 @@ int command_main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
-    // A file that is not there is a mistake in FILE, not an empty experiment
-    // (a first job's sidecar may exist before the file does).
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0 && ::stat((file + ".d").c_str(), &st) != 0) {
-      throw rankflow::usage_error("'" + file + "' does not exist: pass the path of a rankflow experiment file as FILE");
-    }
-    int rc = 0;
-    if (runs->parsed()) rc = rankflow::cli::cmd_runs(file, rq);
-    if (sweeps->parsed()) rc = rankflow::cli::cmd_sweeps(file, sweeps_format);
-    if (cmp->parsed()) rc = rankflow::cli::cmd_compare(file, cmp_ids);
-    if (upg->parsed()) rc = rankflow::cli::cmd_upgrade(file);
-    if (show->parsed()) rc = cmd_show(file, id, field, ledger_rows);
-    if (exp->parsed()) {
-      const auto r = tr::load_run(file, id, false);
-      if (output.empty()) {
-        export_run(r, format, std::cout);
-      } else {
-        export_to_file(r, format, output);
-      }
-    }
-    if (rec->parsed()) {
-      const auto ids = tr::recover(file);
-      if (ids.empty()) std::cout << "nothing to recover in " << file << "\n";
-      if (!ids.empty()) {
-        // recover() keeps the status a run recorded (a run that ended but
-        // was not merged stays succeeded or failed): print what it restored.
-        std::map<std::string, std::string> status;
-        for (const auto& i : tr::list_runs(file)) status[i.id] = i.status;
-        for (const auto& i : ids) {
-          std::cout << "recovered " << i << " (status " << (status.count(i) ? status[i] : "unknown") << ")\n";
-        }
-      }
-    }
+    const int rc = cl.execute();
     finish_stdout();
     return rc;
   } catch (const rankflow::usage_error& e) {
