@@ -91,7 +91,7 @@ printf 'GARBAGE-FROM-A-KILLED-STOP' >> "$EXP.d/index"
 [ "$("$RF" runs "$EXP" --format csv)" = "$before" ] || fail "uncommitted index bytes were read"
 # ... and a run file written but never linked (its journal would be recovered).
 cp "$EXP.d/runs/RUN-1.h5" "$EXP.d/runs/RUN-77.h5"
-cp "$EXP.d/runs/RUN-1.h5" "$EXP.d/runs/.RUN-78.h5.tmp-$(hostname | tr -c 'A-Za-z0-9._\n' _)-999999"
+cp "$EXP.d/runs/RUN-1.h5" "$EXP.d/runs/.RUN-78.h5.tmp-$(uname -n | tr -c 'A-Za-z0-9._\n' _)-999999"
 [ "$("$RF" runs "$EXP" --format csv)" = "$before" ] || fail "an unlinked run file was listed"
 run 2 "$BIGSUM" --rows 500 --cols 50 --experiment "$EXP"
 [ "$RC" -eq 0 ] || fail "bigsum after the damage exited $RC: $OUT"
