@@ -105,6 +105,17 @@ cp -r "$EXP" bad.h5 && cp -r "$EXP.d" bad.h5.d
 printf 'X' | dd of=bad.h5.d/index bs=1 seek=20 conv=notrunc 2> /dev/null
 "$RF" runs bad.h5 > /dev/null 2> err.txt && fail "a damaged index was read"
 grep -q "run index.*CRC\|run index.*cannot read" err.txt || fail "damaged index: $(cat err.txt)"
+# A deleted index: a stop refuses to hide the earlier runs (its journal is
+# kept), `rankflow upgrade` rebuilds the index, and recover then commits the run.
+rm bad.h5.d/index
+run 1 "$BIGSUM" --rows 500 --cols 50 --experiment "$PWD/bad.h5"
+[ "$RC" -ne 0 ] && printf '%s\n' "$OUT" | grep -q "fewer than the .* committed" || fail "a stop over a deleted index: $RC $OUT"
+ls bad.h5.d/*.journal > /dev/null 2>&1 || fail "the refused stop lost its journal"
+"$RF" upgrade bad.h5 | grep -q "rebuilt from 7 run file" || fail "the index was not rebuilt"
+"$RF" recover bad.h5 | grep -q "recovered RUN-79" || fail "the kept journal was not recovered: $("$RF" runs bad.h5)"
+[ "$("$RF" runs bad.h5 --cols id --format csv | tail -1)" = "RUN-79" ] || fail "RUN-79 not listed after the rebuild"
+rm -rf bad.h5 bad.h5.d && cp -r "$EXP" bad.h5 && cp -r "$EXP.d" bad.h5.d
+printf 'X' | dd of=bad.h5.d/index bs=1 seek=20 conv=notrunc 2> /dev/null
 "$RF" upgrade bad.h5 | grep -q "rebuilt from 7 run file" || fail "the index was not rebuilt"
 [ "$("$RF" runs bad.h5 --format csv)" = "$("$RF" runs "$EXP" --format csv)" ] || fail "the rebuilt index differs"
 

@@ -182,6 +182,16 @@ index_entry decode_entry(std::string_view data) {
 std::uint64_t append_index(const std::string& path, std::uint64_t committed, const std::vector<index_entry>& entries) {
   fd_guard f{::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)};
   if (f.fd < 0) throw storage_error(detail::sys_error("cannot open the run index", path));
+  // An index shorter than what was committed was cut or deleted by someone
+  // else: appending after zeros would hide every earlier run from readers.
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0) throw storage_error(detail::sys_error("cannot stat the run index", path));
+  if (static_cast<std::uint64_t>(st.st_size) < committed) {
+    throw format_error("the experiment's run index '" + path + "' holds " + std::to_string(st.st_size) +
+                       " bytes, fewer than the " + std::to_string(committed) +
+                       " its experiment file committed (cut or deleted): `rankflow upgrade` rebuilds it from the "
+                       "run files; this run's journal is kept until then");
+  }
   // What lies past the committed length was appended by a stop that was
   // killed before it committed: no reader counts it, so it goes.
   if (committed < sizeof magic) committed = 0;
