@@ -145,9 +145,7 @@ std::vector<run_info> list_runs(const std::string& file) {
     if (major >= 2) {
       // From the index: no run file is opened, however many runs there are.
       for (auto& e : read_index(p.index(), committed_index(f.id(), file))) out.push_back(std::move(e.info));
-      std::sort(out.begin(), out.end(), [](const run_info& x, const run_info& y) {
-        return run_number(x.id) != run_number(y.id) ? run_number(x.id) < run_number(y.id) : x.id < y.id;
-      });
+      std::sort(out.begin(), out.end(), [](const run_info& x, const run_info& y) { return run_order(x.id, y.id); });
     } else {
       for (const auto& id : run_ids_in_file(f.id())) {
         handle g(check(H5Gopen2(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT), "H5Gopen2", id));
@@ -347,10 +345,7 @@ std::vector<index_entry> experiment_index(const std::string& file) {
     } catch (const storage_error&) {  // gone (its run just finished), or not a journal (format_error)
     }
   }
-  std::sort(out.begin(), out.end(), [](const index_entry& x, const index_entry& y) {
-    const int a = run_number(x.info.id), b = run_number(y.info.id);
-    return a != b ? a < b : x.info.id < y.info.id;
-  });
+  std::sort(out.begin(), out.end(), [](const index_entry& x, const index_entry& y) { return run_order(x.info.id, y.info.id); });
   return out;
 }
 

@@ -17,20 +17,28 @@ namespace {
 
 std::size_t upgrade_locked(const experiment_paths& p);
 
-/// Closes a merge's copy after a failure. HDF5 1.10 frees a file's insides
-/// when the flush in H5Fclose fails (a full disk) yet keeps its id, and closes
-/// that id again at exit: a segfault in H5F__close_cb. So the copy (being
-/// thrown away; its blocks are what filled the disk) is truncated first, then
-/// flushed, and closed only when that flush worked, which leaves nothing for
-/// the close to fail on. If even that flush fails, the id is left open: HDF5
-/// closes it once at exit, which does not crash; closing it twice does.
+/// Closes a file being written (a run file, the experiment file's next
+/// version) after a failure. HDF5 1.10 frees a file's insides when the flush
+/// in H5Fclose fails (a full disk) yet keeps its id, and closes that id again
+/// at exit: a segfault in H5F__close_cb; an id left open after a failed flush
+/// crashes there too. So the flush must not fail: the file (being thrown away;
+/// its path is unlinked by the caller) gets /dev/null in place of its
+/// descriptor, where every write succeeds and reads find zeros, and is then
+/// flushed and closed normally. Only if even that flush fails is the id left
+/// open (closing it twice is the sure crash).
 void abandon_copy(handle& f) noexcept {
   if (!f) return;
   const hid_t id = f.release();
   const hid_t fapl = H5Fget_access_plist(id);
   void* vfd = nullptr;
   if (fapl >= 0 && H5Pget_driver(fapl) == H5FD_SEC2 && H5Fget_vfd_handle(id, fapl, &vfd) >= 0 && vfd != nullptr) {
-    [[maybe_unused]] const int rc = ::ftruncate(*static_cast<int*>(vfd), 0);
+    const int sink = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (sink >= 0) {
+      ::dup2(sink, *static_cast<int*>(vfd));  // also frees the file's blocks once its path is unlinked
+      ::close(sink);
+    } else {
+      [[maybe_unused]] const int rc = ::ftruncate(*static_cast<int*>(vfd), 0);
+    }
   }
   if (fapl >= 0) H5Pclose(fapl);
   if (H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0) H5Fclose(id);
@@ -81,6 +89,22 @@ void set_committed_index(hid_t f, std::uint64_t length) {
   attr_num(f, "index_bytes", static_cast<std::int64_t>(length));
 }
 
+/// Links run `id` from the experiment file `f` (to its run file), unless it
+/// is linked already (a resumed or recovered run).
+void link_run(hid_t f, const experiment_paths& p, const std::string& id) {
+  const auto link = "runs/" + id;
+  if (H5Lexists(f, link.c_str(), H5P_DEFAULT) > 0) return;
+  auto lcpl = lcpl_intermediate();
+  check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f, link.c_str(), lcpl.id(),
+                           H5P_DEFAULT),
+        "H5Lcreate_external", link);
+}
+
+/// Where the experiment file's next version is written.
+std::string experiment_temp(const experiment_paths& p) {
+  return p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+}
+
 /// Converts a format 1 file (see upgrade). Each run is read whole (its
 /// series' points, its files' bytes, its ledger's results) and written into
 /// its own file; the linking file then replaces the old one in one rename.
@@ -99,17 +123,11 @@ std::size_t upgrade_locked(const experiment_paths& p) {
     }
   }
   const auto length = append_index(p.index(), 0, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  const auto tmp = experiment_temp(p);
   replace_file(
       p.file, tmp, [&] { return create_experiment_file(tmp); },
       [&](hid_t f) {
-        auto lcpl = lcpl_intermediate();
-        for (const auto& id : ids) {
-          const auto link = "runs/" + id;
-          check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f, link.c_str(),
-                                   lcpl.id(), H5P_DEFAULT),
-                "H5Lcreate_external", link);
-        }
+        for (const auto& id : ids) link_run(f, p, id);
         set_committed_index(f, length);
       });
   log::info() << "upgraded '" << p.file << "' from format 1 to " << format_major << "." << format_minor << ": "
@@ -153,13 +171,17 @@ void commit_runs_locked(const experiment_paths& p, const std::vector<index_entry
   std::uint64_t committed = 0;
   if (exists(p.file)) {
     int major = format_major;
-    { open_checked(p.file, H5F_ACC_RDONLY, &major); }
-    if (major < 2) upgrade_locked(p);
-    auto f = open_checked(p.file, H5F_ACC_RDONLY);
-    committed = committed_index(f.id(), p.file);
+    {
+      auto f = open_checked(p.file, H5F_ACC_RDONLY, &major);
+      if (major >= 2) committed = committed_index(f.id(), p.file);
+    }
+    if (major < 2) {
+      upgrade_locked(p);  // the format 1 runs, each into its file and the index
+      committed = committed_index(open_checked(p.file, H5F_ACC_RDONLY).id(), p.file);
+    }
   }
   const auto length = append_index(p.index(), committed, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  const auto tmp = experiment_temp(p);
   replace_file(
       p.file, tmp,
       [&] {
@@ -174,14 +196,7 @@ void commit_runs_locked(const experiment_paths& p, const std::vector<index_entry
         }
       },
       [&](hid_t f) {
-        for (const auto& e : entries) {
-          const auto link = "runs/" + e.info.id;
-          if (H5Lexists(f, link.c_str(), H5P_DEFAULT) > 0) continue;  // a resumed or recovered run
-          auto lcpl = lcpl_intermediate();
-          check(H5Lcreate_external(p.run_file_relative(e.info.id).c_str(), ("/runs/" + e.info.id).c_str(), f,
-                                   link.c_str(), lcpl.id(), H5P_DEFAULT),
-                "H5Lcreate_external", link);
-        }
+        for (const auto& e : entries) link_run(f, p, e.info.id);
         set_committed_index(f, length);
       });
 }
@@ -222,7 +237,7 @@ std::size_t rebuild_index(const std::string& file) {
   // A new index from scratch, committed by the experiment file's rename:
   // a kill before it leaves the old (damaged) one, never a mix.
   const auto length = append_index(p.index(), 0, entries);
-  const auto tmp = p.dir + "/" + temp_copy_prefix(p) + safe_host() + "-" + std::to_string(::getpid());
+  const auto tmp = experiment_temp(p);
   replace_file(
       p.file, tmp,
       [&] {

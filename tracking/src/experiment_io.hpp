@@ -149,6 +149,12 @@ inline int run_number(const std::string& id) {
   }
 }
 
+/// Runs in the order they were created: by run number, RUN-9 before RUN-10.
+inline bool run_order(const std::string& a, const std::string& b) {
+  const int x = run_number(a), y = run_number(b);
+  return x != y ? x < y : a < b;
+}
+
 inline std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());

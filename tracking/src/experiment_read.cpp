@@ -421,10 +421,7 @@ std::vector<std::string> run_ids_in_file(hid_t f) {
   if (H5Lexists(f, "runs", H5P_DEFAULT) <= 0) return ids;
   handle g(check(H5Gopen2(f, "runs", H5P_DEFAULT), "H5Gopen2", "/runs"));
   h5::for_each_link(g.id(), "/runs", [&](const char* name, const H5L_info_t&) { ids.emplace_back(name); });
-  std::sort(ids.begin(), ids.end(), [](const auto& a, const auto& b) {
-    const int x = run_number(a), y = run_number(b);
-    return x != y ? x < y : a < b;
-  });
+  std::sort(ids.begin(), ids.end(), run_order);
   return ids;
 }
 

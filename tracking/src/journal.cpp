@@ -60,19 +60,19 @@ __attribute__((target("sse4.2"))) std::uint32_t crc32c_hw(const unsigned char* p
 }
 #endif
 
-void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
+}  // namespace
+
+void write_all(int fd, const char* p, std::size_t n, const std::string& path, const char* what) {
   while (n > 0) {
     const auto w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw storage_error(sys_error("cannot write journal", path));
+      throw storage_error(sys_error(std::string("cannot write ") + what, path));
     }
     p += w;
     n -= static_cast<std::size_t>(w);
   }
 }
-
-}  // namespace
 
 std::uint32_t crc32c(const void* data, std::size_t n, std::uint32_t crc) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);

@@ -71,6 +71,10 @@ bool scan_journal(const std::string& path, const std::function<bool(op&)>& fn);
 /// run's begin record).
 journal_contents read_journal(const std::string& path, bool head_only = false);
 
+/// Writes all of p[0, n) to fd (retrying short writes); throws storage_error
+/// "cannot write <what>" naming `path`.
+void write_all(int fd, const char* p, std::size_t n, const std::string& path, const char* what = "journal");
+
 /// Reads `n` bytes at `offset` of a file (an artifact kept in a journal).
 std::string read_range(const std::string& path, std::uint64_t offset, std::uint64_t n);
 

@@ -51,18 +51,6 @@ struct fd_guard {
   }
 };
 
-void write_all(int fd, const char* p, std::size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw storage_error(detail::sys_error("cannot write the run index", path));
-    }
-    p += w;
-    n -= static_cast<std::size_t>(w);
-  }
-}
-
 }  // namespace
 
 std::string index_entry::sweep() const {
@@ -211,7 +199,7 @@ std::uint64_t append_index(const std::string& path, std::uint64_t committed, con
   if (::lseek(f.fd, static_cast<off_t>(committed), SEEK_SET) < 0) {
     throw storage_error(detail::sys_error("cannot seek in the run index", path));
   }
-  write_all(f.fd, buf.data(), buf.size(), path);
+  write_all(f.fd, buf.data(), buf.size(), path, "the run index");
   if (::fsync(f.fd) != 0) throw storage_error(detail::sys_error("cannot fsync the run index", path));
   return committed + buf.size();
 }
@@ -219,26 +207,17 @@ std::uint64_t append_index(const std::string& path, std::uint64_t committed, con
 std::vector<index_entry> read_index(const std::string& path, std::uint64_t committed) {
   std::vector<index_entry> out;
   if (committed == 0) return out;
-  fd_guard f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-  if (f.fd < 0) {
-    throw format_error("the experiment's run index '" + path + "' is missing (" + std::strerror(errno) +
-                       "); `rankflow upgrade` rebuilds it from the run files");
-  }
-  std::string data(committed, '\0');
-  std::size_t got = 0;
-  while (got < data.size()) {
-    const ssize_t n = ::pread(f.fd, data.data() + got, data.size() - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw storage_error(detail::sys_error("cannot read the run index", path));
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
   auto damaged = [&](const std::string& why) {
     return format_error("the experiment's run index '" + path + "' " + why +
                         "; `rankflow upgrade` rebuilds it from the run files");
   };
-  if (got < committed) throw damaged("is shorter than the experiment file says");
-  if (std::memcmp(data.data(), magic, sizeof magic) != 0) throw damaged("is not a rankflow run index (bad magic)");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw damaged(std::string("is missing (") + std::strerror(errno) + ")");
+  if (static_cast<std::uint64_t>(st.st_size) < committed) throw damaged("is shorter than the experiment file says");
+  const std::string data = read_range(path, 0, committed);
+  if (data.size() < sizeof magic || std::memcmp(data.data(), magic, sizeof magic) != 0) {
+    throw damaged("is not a rankflow run index (bad magic)");
+  }
   std::unordered_map<std::string, std::size_t> where;  // run id -> position in `out`
   std::size_t pos = sizeof magic;
   while (pos < data.size()) {

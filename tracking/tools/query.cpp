@@ -28,6 +28,24 @@ cell number(double v) { return {cell::kind::number, v, number_text(v)}; }
 cell number(double v, std::string shown) { return {cell::kind::number, v, std::move(shown)}; }
 cell text(std::string s) { return {cell::kind::text, 0, std::move(s)}; }
 
+
+cell series_cell(const tracking::index_series& s, std::string_view part) {
+  if (part == "count") return number(static_cast<double>(s.count));
+  if (part == "step") return s.count ? number(s.last_step) : cell{};
+  if (s.count == 0) return {};
+  if (s.type == field_type::string_series) return part == "last" ? text(s.summary.last_text) : cell{};
+  if (part == "last") {
+    if (s.type == field_type::int_series && std::isfinite(s.summary.last)) {
+      return number(s.summary.last, std::to_string(static_cast<long long>(s.summary.last)));
+    }
+    return number(s.summary.last);
+  }
+  if (!s.summary.has_number) return {};
+  return number(part == "min" ? s.summary.min : s.summary.max);
+}
+
+}  // namespace
+
 cell atom_cell(const tracking::atom_value& a) {
   switch (a.type) {
     case field_type::int_:
@@ -50,23 +68,6 @@ cell atom_cell(const tracking::atom_value& a) {
       return {};
   }
 }
-
-cell series_cell(const tracking::index_series& s, std::string_view part) {
-  if (part == "count") return number(static_cast<double>(s.count));
-  if (part == "step") return s.count ? number(s.last_step) : cell{};
-  if (s.count == 0) return {};
-  if (s.type == field_type::string_series) return part == "last" ? text(s.summary.last_text) : cell{};
-  if (part == "last") {
-    if (s.type == field_type::int_series && std::isfinite(s.summary.last)) {
-      return number(s.summary.last, std::to_string(static_cast<long long>(s.summary.last)));
-    }
-    return number(s.summary.last);
-  }
-  if (!s.summary.has_number) return {};
-  return number(part == "min" ? s.summary.min : s.summary.max);
-}
-
-}  // namespace
 
 cell value_of(const tracking::index_entry& e, const std::string& column) {
   const auto& i = e.info;
@@ -248,30 +249,22 @@ class parser {
                       " (in: " + src_ + ")");
   }
 
-  std::unique_ptr<expression::node> either() {
-    auto n = both();
-    while (keyword("or")) {
+  // `operand` ('word' operand)*: left-associative, as and/or are.
+  template <class Operand>
+  std::unique_ptr<expression::node> chain(const char* word, expression::node::kind k, Operand operand) {
+    auto n = (this->*operand)();
+    while (keyword(word)) {
       ++i_;
       auto m = std::make_unique<expression::node>();
-      m->k = expression::node::kind::either;
+      m->k = k;
       m->a = std::move(n);
-      m->b = both();
+      m->b = (this->*operand)();
       n = std::move(m);
     }
     return n;
   }
-  std::unique_ptr<expression::node> both() {
-    auto n = unary();
-    while (keyword("and")) {
-      ++i_;
-      auto m = std::make_unique<expression::node>();
-      m->k = expression::node::kind::both;
-      m->a = std::move(n);
-      m->b = unary();
-      n = std::move(m);
-    }
-    return n;
-  }
+  std::unique_ptr<expression::node> either() { return chain("or", expression::node::kind::either, &parser::both); }
+  std::unique_ptr<expression::node> both() { return chain("and", expression::node::kind::both, &parser::unary); }
   std::unique_ptr<expression::node> unary() {
     if (keyword("not")) {
       ++i_;

@@ -30,6 +30,9 @@ struct cell {
 /// The shortest text that reads back as `v` (integers without a point).
 std::string number_text(double v);
 
+/// A scalar field's value as a cell (Bool as true/false, Datetime as ISO 8601).
+cell atom_cell(const tracking::atom_value& a);
+
 /// The value of `column` for a run.
 cell value_of(const tracking::index_entry& e, const std::string& column);
 

@@ -220,11 +220,7 @@ int cmd_sweeps(const std::string& file, const std::string& format) {
 
 namespace {
 
-std::string atom_shown(const tr::field_record& f) {
-  tr::index_entry e;
-  e.scalars.emplace_back("x", f.atom);
-  return query::value_of(e, "x").text;
-}
+std::string atom_shown(const tr::field_record& f) { return query::atom_cell(f.atom).text; }
 
 double point(const tr::series_data& s, std::size_t k) {
   return s.type == field_type::int_series ? static_cast<double>(s.i[k]) : s.f[k];
