@@ -11,9 +11,9 @@ TOP=$PWD
 rm -rf fulldisk dirty && mkdir fulldisk || exit 1
 mount -t tmpfs -o size=600k tmpfs fulldisk 2>/dev/null || { echo "SKIP: cannot mount a tmpfs"; exit 77; }
 trap 'cd "$TOP"; umount fulldisk; rmdir fulldisk; rm -rf dirty' EXIT
-# Twice: as it is, and from a git checkout with a 60 KB uncommitted change, whose
-# diff (provenance) makes the run file bigger, so the disk fills at another
-# step: during a run file's own flush, which once segfaulted at exit.
+# As it is, then from a git checkout with uncommitted changes of several sizes,
+# whose diff (provenance) makes the run files bigger, so the disk fills at other
+# steps: among them a run file's own flush, which once segfaulted at exit.
 fill_up() {
   rm -rf "$TOP"/fulldisk/*
   EXP=$TOP/fulldisk/e.h5
@@ -40,8 +40,10 @@ fill_up() {
 }
 fill_up
 mkdir -p dirty && cd dirty && git init -q . && git config user.email t@example.org && git config user.name t &&
-  echo start > big.txt && git add big.txt && git commit -qm one && head -c 45000 /dev/urandom | base64 > big.txt ||
-  fail "cannot make a dirty checkout"
-fill_up
+  echo start > big.txt && git add big.txt && git commit -qm one || fail "cannot make a git checkout"
+for bytes in ${FULL_DISK_DIFF_BYTES:-6000 12000 18000 24000}; do
+  head -c "$bytes" /dev/urandom | base64 > big.txt
+  fill_up
+done
 cd "$TOP" || exit 1
 echo OK
