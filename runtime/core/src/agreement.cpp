@@ -8,24 +8,43 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <type_traits>
 #include <vector>
 
 namespace rankflow::detail {
 
 namespace {
 
-struct fnv {
+// A 64-bit hash of the call, 8 bytes per step: every call hashes its
+// signature twice (the agreement and the call site), and a byte-wise FNV-1a
+// over a step name and a mangled type name took ~0.2 us of a ~2 us call.
+// Equal inputs give equal hashes in every process of one binary; nothing
+// stores the value.
+struct word_hash {
   std::uint64_t h = 14695981039346656037ull;
+  void mix(std::uint64_t w) noexcept {
+    h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+  }
   void bytes(const void* p, std::size_t n) noexcept {
     const auto* c = static_cast<const unsigned char*>(p);
-    for (std::size_t i = 0; i < n; ++i) {
-      h ^= c[i];
-      h *= 1099511628211ull;
+    for (; n >= 8; n -= 8, c += 8) {
+      std::uint64_t w;
+      std::memcpy(&w, c, 8);
+      mix(w);
+    }
+    if (n > 0) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, c, n);
+      mix(w ^ (static_cast<std::uint64_t>(n) << 56));
     }
   }
   template <class T>
   void value(const T& v) noexcept {
-    bytes(&v, sizeof v);
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8);
+    std::uint64_t w = 0;
+    std::memcpy(&w, &v, sizeof v);
+    mix(w);
   }
   // Length first, so that ("ab", "c") and ("a", "bc") differ.
   void text(std::string_view s) noexcept {
@@ -85,7 +104,7 @@ std::string explain(MPI_Comm comm, int size, std::uint64_t op, const call_signat
 }  // namespace
 
 std::uint64_t signature_hash(std::uint64_t op, const call_signature& s) noexcept {
-  fnv f;
+  word_hash f;
   f.value(op);
   f.text(s.call);
   f.value(s.has_range);

@@ -38,7 +38,7 @@ struct call_signature {
   std::string extra;                       ///< anything else that must agree, already rendered
 };
 
-/// 64-bit FNV-1a of the signature and the call's number.
+/// A 64-bit hash of the signature and the call's number (not stored anywhere).
 std::uint64_t signature_hash(std::uint64_t op, const call_signature& s) noexcept;
 
 /// "mapreduce(range(0, 100)) [chunk 1, schedule dynamic, retries 0, result double, step \"mapreduce\"]"

@@ -72,7 +72,7 @@ void bcast_frame(MPI_Comm comm, int root, bytes& frame, std::size_t segment_byte
 /// from 1 us doubling to `max_us`. Waiting ranks sleep instead of spinning, so
 /// oversubscribed runs (64 ranks on 2 cores) do not starve the working ones.
 ///
-/// With `spin_us`, the first spin_us microseconds after a reset() yield the
+/// With `spin_us`, the first spin_us microseconds after the free polls yield the
 /// CPU (sched_yield) instead of sleeping: a nanosleep of 1 us really lasts
 /// about 50 us (the kernel's timer slack), which would dominate a
 /// request/reply exchange of a few microseconds. Yielding still lets other
