@@ -35,6 +35,7 @@
 #include "output.hpp"
 #include "query.hpp"
 #include "runs_commands.hpp"
+#include "ui_commands.hpp"
 
 namespace tr = rankflow::tracking;
 using rankflow::field_type;
@@ -342,7 +343,7 @@ void export_to_file(const tr::run_record& r, const std::string& format, const st
   }
 }
 
-const char* const commands[] = {"runs", "sweeps", "compare", "show", "export", "recover", "upgrade"};
+const char* const commands[] = {"runs", "sweeps", "compare", "show", "export", "recover", "upgrade", "ui", "report"};
 
 }  // namespace
 
@@ -395,8 +396,11 @@ struct command_line {
   rankflow::cli::runs_request rq;
   std::vector<std::string> cmp_ids;
   bool ledger_rows = false;
+  std::vector<std::string> ui_files, report_ids;
+  int ui_port = 8080;
+  std::string ui_bind = "127.0.0.1", report_out;
   CLI::App *runs = nullptr, *sweeps = nullptr, *cmp = nullptr, *upg = nullptr, *show = nullptr, *exp = nullptr,
-           *rec = nullptr;
+           *rec = nullptr, *ui = nullptr, *report = nullptr;
 
   void declare(CLI::App& app) {
     runs = app.add_subcommand("runs", "list, filter and sort the runs of an experiment file (from its run index)");
@@ -435,10 +439,23 @@ struct command_line {
 
     rec = app.add_subcommand("recover", "merge the journals of killed runs into the file (writes)");
     rec->add_option("FILE", file, "experiment file")->required();
+
+    ui = app.add_subcommand("ui", "serve a live web view of experiment files (read-only; docs/ui.md)");
+    ui->add_option("FILE", ui_files, "experiment files")->required()->expected(1, 1000);
+    ui->add_option("--port", ui_port, "port to listen on (0: any free port; the first line printed says which)")
+        ->check(CLI::Range(0, 65535));
+    ui->add_option("--bind", ui_bind,
+                   "address to listen on (default 127.0.0.1: this machine only; reach it with ssh -L, docs/ui.md)");
+
+    report = app.add_subcommand("report", "write the web view of runs as one self-contained HTML file");
+    report->add_option("FILE", file, "experiment file")->required();
+    report->add_option("RUNS", report_ids, "runs shown in detail (default: the latest; two or more are also compared)");
+    report->add_option("-o,--output", report_out, "the HTML file to write")->required();
   }
 
   // Runs the parsed command; errors propagate.
   int execute() const {
+    if (ui->parsed()) return rankflow::ui::cmd_ui(ui_files, ui_port, ui_bind);
     // A file that is not there is a mistake in FILE, not an empty experiment
     // (a first job's sidecar may exist before the file does).
     struct stat st {};
@@ -449,6 +466,7 @@ struct command_line {
     if (sweeps->parsed()) return rankflow::cli::cmd_sweeps(file, sweeps_format);
     if (cmp->parsed()) return rankflow::cli::cmd_compare(file, cmp_ids);
     if (upg->parsed()) return rankflow::cli::cmd_upgrade(file);
+    if (report->parsed()) return rankflow::ui::cmd_report(file, report_ids, report_out);
     if (show->parsed()) return cmd_show(file, id, field, ledger_rows);
     if (exp->parsed()) {
       const auto r = tr::load_run(file, id, false);

@@ -1,0 +1,604 @@
+#include "ui_data.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <set>
+
+#include <rankflow/core/error.hpp>
+#include <rankflow/tracking/types.hpp>
+
+#include "query.hpp"
+
+namespace rankflow::ui {
+
+namespace tr = rankflow::tracking;
+
+namespace {
+
+// What a file looked like: reads are used again while it is unchanged.
+std::string stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "-";
+  return std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ino);
+}
+
+// The experiment file, its index and every journal (live runs grow theirs).
+std::string experiment_stamp(const tr::experiment_paths& p) {
+  std::string s = stamp(p.file) + "|" + stamp(p.index());
+  if (DIR* d = ::opendir(p.dir.c_str())) {
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n.size() > 8 && n.ends_with(".journal")) names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) s += "|" + n + "=" + stamp(p.dir + "/" + n);
+  }
+  return s;
+}
+
+const std::string& need(const params& p, const char* name) {
+  const auto it = p.find(name);
+  if (it == p.end() || it->second.empty()) throw http_error(400, std::string("missing parameter '") + name + "'");
+  return it->second;
+}
+
+std::string optional(const params& p, const char* name, const std::string& fallback = "") {
+  const auto it = p.find(name);
+  return it == p.end() ? fallback : it->second;
+}
+
+std::int64_t integer(const params& p, const char* name, std::int64_t fallback, std::int64_t lo, std::int64_t hi) {
+  const auto it = p.find(name);
+  if (it == p.end() || it->second.empty()) return fallback;
+  std::int64_t v = 0;
+  const auto& s = it->second;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < lo || v > hi) {
+    throw http_error(400, std::string("parameter '") + name + "' must be an integer from " + std::to_string(lo) +
+                              " to " + std::to_string(hi) + ", got '" + s + "'");
+  }
+  return v;
+}
+
+std::optional<double> number(const params& p, const char* name) {
+  const auto it = p.find(name);
+  if (it == p.end() || it->second.empty()) return std::nullopt;
+  double v = 0;
+  const auto& s = it->second;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) {
+    throw http_error(400, std::string("parameter '") + name + "' must be a number, got '" + s + "'");
+  }
+  return v;
+}
+
+// A number as JSON: integers as integers (2, not 2.0).
+json number_json(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  if (v == std::floor(v) && std::fabs(v) < 9007199254740992.0) return static_cast<std::int64_t>(v);
+  return v;
+}
+
+// A cell as JSON: numbers as numbers (a duration shown rounded too), text
+// and numbers shown as text (a Datetime as ISO 8601) as text.
+json cell_json(const query::cell& c) {
+  if (c.k == query::cell::kind::missing) return nullptr;
+  if (c.k == query::cell::kind::number) {
+    double shown = 0;
+    const auto [end, ec] = std::from_chars(c.text.data(), c.text.data() + c.text.size(), shown);
+    if (ec == std::errc() && end == c.text.data() + c.text.size()) return number_json(c.num);
+  }
+  return c.text;
+}
+
+json atom_json(const tr::atom_value& a) {
+  switch (a.type) {
+    case field_type::int_: return a.i;
+    case field_type::bool_: return a.i != 0;
+    case field_type::float_: return std::isfinite(a.d) ? json(a.d) : json(query::atom_cell(a).text);
+    case field_type::string_set:
+    case field_type::string_list: return a.list;
+    default: return query::atom_cell(a).text;
+  }
+}
+
+json info_json(const tr::run_info& i) {
+  json j = {{"id", i.id},
+            {"name", i.name},
+            {"status", i.status},
+            {"reason", i.reason},
+            {"start", i.start_time},
+            {"end", i.end_time},
+            {"start_text", i.start_time > 0 ? format_time(i.start_time) : ""},
+            {"end_text", i.end_time > 0 ? format_time(i.end_time) : ""},
+            {"ranks", i.ranks},
+            {"hosts", i.hosts},
+            {"command_line", i.command_line},
+            {"version", i.version},
+            {"mode", i.mode},
+            {"context", i.context}};
+  return j;
+}
+
+double y_of(const tr::series_data& s, std::size_t k) {
+  return s.type == field_type::int_series ? static_cast<double>(s.i[k]) : s.f[k];
+}
+
+}  // namespace
+
+struct experiments::index_cache {
+  std::string stamp;
+  std::shared_ptr<const std::vector<tr::index_entry>> all;
+  std::map<std::string, std::size_t> by_id;
+};
+
+struct experiments::run_cache {
+  struct item {
+    std::string stamp;
+    bool with_bytes = false;
+    std::shared_ptr<const tr::run_record> rec;
+  };
+  std::map<std::string, item> runs;
+};
+
+experiments::experiments(std::vector<std::string> files) : files_(std::move(files)) {
+  for (std::size_t k = 0; k < files_.size(); ++k) {
+    indexes_.push_back(std::make_unique<index_cache>());
+    records_.push_back(std::make_unique<run_cache>());
+  }
+}
+
+experiments::~experiments() = default;
+
+std::size_t experiments::exp_of(const params& p) const {
+  const auto e = integer(p, "exp", 0, 0, static_cast<std::int64_t>(files_.size()) - 1);
+  return static_cast<std::size_t>(e);
+}
+
+std::shared_ptr<const std::vector<tr::index_entry>> experiments::index(std::size_t exp) {
+  // Called with mutex_ held.
+  auto& c = *indexes_[exp];
+  const tr::experiment_paths p(files_[exp]);
+  std::string now = experiment_stamp(p);
+  if (!c.all || now != c.stamp) {
+    // A file being replaced (a stop's rename) or recovered while we read:
+    // the reader sees the old or the new file, each whole. Read again when
+    // a read fails because the files changed under it.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        auto all = std::make_shared<std::vector<tr::index_entry>>(tr::experiment_index(files_[exp]));
+        c.by_id.clear();
+        for (std::size_t k = 0; k < all->size(); ++k) c.by_id[(*all)[k].info.id] = k;
+        c.all = std::move(all);
+        c.stamp = std::move(now);
+        break;
+      } catch (const std::exception&) {
+        std::string again = experiment_stamp(p);
+        if (attempt >= 2 || again == now) throw;
+        now = std::move(again);
+      }
+    }
+  }
+  return c.all;
+}
+
+const tr::index_entry& experiments::entry(std::size_t exp, const std::string& id,
+                                          const std::vector<tr::index_entry>& all) const {
+  const auto& c = *indexes_[exp];
+  const auto it = c.by_id.find(id);
+  if (it == c.by_id.end() || it->second >= all.size()) {
+    throw http_error(404, "no run '" + id + "' in " + files_[exp] + " (" + std::to_string(all.size()) + " runs)");
+  }
+  return all[it->second];
+}
+
+std::shared_ptr<const tr::run_record> experiments::record(std::size_t exp, const std::string& id, bool with_bytes) {
+  // Called with mutex_ held; `id` is a run of the index (entry() checked it),
+  // so the paths below are the run's own.
+  const tr::experiment_paths p(files_[exp]);
+  const std::string now = stamp(p.file) + "|" + stamp(p.run_file(id)) + "|" + stamp(p.journal(id));
+  auto& runs = records_[exp]->runs;
+  if (auto it = runs.find(id); it != runs.end() && it->second.stamp == now && (it->second.with_bytes || !with_bytes)) {
+    return it->second.rec;
+  }
+  if (runs.size() >= 8) runs.clear();  // a few runs' points at a time
+  auto rec = std::make_shared<const tr::run_record>(tr::load_run(files_[exp], id, with_bytes));
+  runs[id] = {now, with_bytes, rec};
+  return rec;
+}
+
+json experiments::list() {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (std::size_t k = 0; k < files_.size(); ++k) {
+    json e = {{"index", k}, {"file", files_[k]}};
+    try {
+      e["runs"] = index(k)->size();
+    } catch (const std::exception& x) {
+      e["runs"] = 0;
+      e["error"] = x.what();
+    }
+    out.push_back(std::move(e));
+  }
+  return {{"experiments", out}};
+}
+
+std::vector<std::string> experiments::run_ids(std::size_t exp) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> ids;
+  for (const auto& e : *index(exp)) ids.push_back(e.info.id);
+  return ids;
+}
+
+json experiments::runs(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string where_text = optional(p, "where");
+  const std::string sort_text = optional(p, "sort");
+  const std::string cols_text = optional(p, "cols");
+  const std::string sweep = optional(p, "sweep");
+  const auto offset = integer(p, "offset", 0, 0, INT64_MAX / 2);
+  const auto limit = integer(p, "limit", 100, 1, max_page);
+  std::optional<query::expression> where;
+  std::vector<query::sort_key> keys;
+  std::vector<std::string> cols;
+  try {
+    if (!where_text.empty()) where.emplace(where_text);
+    if (!sort_text.empty()) keys = query::parse_sort(sort_text);
+    if (!cols_text.empty()) cols = query::parse_columns(cols_text);
+  } catch (const std::exception& e) {
+    throw http_error(400, e.what());
+  }
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  std::vector<const tr::index_entry*> rows;
+  for (const auto& e : *all) {
+    if (!sweep.empty() && e.sweep() != sweep) continue;
+    if (where && !where->matches(e)) continue;
+    rows.push_back(&e);
+  }
+  if (!keys.empty()) query::sort_runs(rows, keys);
+  if (cols.empty()) {
+    // The defaults: who and how, then every parameter and the last value of
+    // every series of the runs on this page (a page is at most max_page runs).
+    cols = {"id", "name", "status", "start", "duration", "ranks"};
+    std::set<std::string> params_seen, series_seen;
+    const std::size_t from = std::min<std::size_t>(static_cast<std::size_t>(offset), rows.size());
+    const std::size_t to = std::min<std::size_t>(from + static_cast<std::size_t>(limit), rows.size());
+    for (std::size_t k = from; k < to; ++k) {
+      for (const auto& [path, a] : rows[k]->scalars) {
+        if (path.starts_with("params/")) params_seen.insert(path);
+      }
+      for (const auto& s : rows[k]->series) {
+        if (s.type != field_type::string_series && series_seen.size() < 8) series_seen.insert(s.path);
+      }
+    }
+    cols.insert(cols.end(), params_seen.begin(), params_seen.end());
+    cols.insert(cols.end(), series_seen.begin(), series_seen.end());
+  }
+  json out_rows = json::array();
+  for (std::size_t k = static_cast<std::size_t>(std::min<std::int64_t>(offset, static_cast<std::int64_t>(rows.size())));
+       k < rows.size() && out_rows.size() < static_cast<std::size_t>(limit); ++k) {
+    const auto& e = *rows[k];
+    json cells = json::object();
+    for (const auto& c : cols) cells[c] = cell_json(query::value_of(e, c));
+    out_rows.push_back({{"id", e.info.id},
+                        {"name", e.info.name},
+                        {"status", e.info.status},
+                        {"reason", e.info.reason},
+                        {"sweep", e.sweep()},
+                        {"live", e.info.status == "running"},
+                        {"cells", std::move(cells)}});
+  }
+  return {{"total", all->size()}, {"matched", rows.size()}, {"offset", offset},
+          {"columns", cols},      {"rows", std::move(out_rows)}};
+}
+
+json experiments::sweeps(const params& p) {
+  const std::size_t exp = exp_of(p);
+  std::lock_guard lock(mutex_);
+  struct counts {
+    std::int64_t runs = 0;
+    std::map<std::string, std::int64_t> by_status;
+    double first = 0;
+  };
+  std::map<std::string, counts> s;
+  for (const auto& e : *index(exp)) {
+    const auto name = e.sweep();
+    if (name.empty()) continue;
+    auto& c = s[name];
+    ++c.runs;
+    ++c.by_status[e.info.status];
+    if (c.first == 0 || e.info.start_time < c.first) c.first = e.info.start_time;
+  }
+  json out = json::array();
+  for (const auto& [name, c] : s) out.push_back({{"sweep", name}, {"runs", c.runs}, {"status", c.by_status}, {"first", c.first}});
+  return {{"sweeps", out}};
+}
+
+json experiments::run(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string& id = need(p, "id");
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  (void)entry(exp, id, *all);
+  const auto rec = record(exp, id, false);
+  json fields = json::array(), series = json::array(), files = json::array(), arrays = json::array();
+  for (const auto& [path, f] : rec->fields) {
+    if (is_series(f.type)) {
+      json s = {{"path", path}, {"type", type_name(f.type)}, {"count", f.series.size()}};
+      if (f.type != field_type::string_series && f.summary.has_number) {
+        s["last"] = std::isfinite(f.summary.last) ? json(f.summary.last) : json(nullptr);
+        s["min"] = f.summary.min;
+        s["max"] = f.summary.max;
+      } else if (f.type == field_type::string_series && f.series.size()) {
+        s["last"] = f.series.s.back();
+      }
+      series.push_back(std::move(s));
+    } else if (f.type == field_type::file) {
+      files.push_back({{"path", path}, {"filename", f.file.filename}, {"size", f.file.size}});
+    } else if (f.type == field_type::array) {
+      arrays.push_back({{"path", path}, {"dtype", f.array.dtype}, {"shape", f.array.shape}, {"file", f.array.file}});
+    } else {
+      fields.push_back({{"path", path}, {"type", type_name(f.type)}, {"value", atom_json(f.atom)}});
+    }
+  }
+  json calls = json::array();
+  for (const auto& [n, c] : rec->calls) {
+    calls.push_back({{"call", n}, {"step", c.step}, {"items", c.items}, {"partitions", c.partitions}, {"signature", c.signature}});
+  }
+  return {{"info", info_json(rec->info)},
+          {"live", rec->info.status == "running"},
+          {"fields", fields},
+          {"series", series},
+          {"files", files},
+          {"arrays", arrays},
+          {"ledger", {{"rows", rec->ledger.size()}, {"calls", calls}}}};
+}
+
+std::vector<std::size_t> reduce_minmax(const std::vector<double>& y, std::size_t first, std::size_t last,
+                                       std::size_t width) {
+  std::vector<std::size_t> keep;
+  const std::size_t n = last - first;
+  if (width == 0 || n <= 2 * width) {
+    for (std::size_t k = first; k < last; ++k) keep.push_back(k);
+    return keep;
+  }
+  keep.reserve(2 * width);
+  for (std::size_t b = 0; b < width; ++b) {
+    const std::size_t lo = first + n * b / width, hi = first + n * (b + 1) / width;
+    std::size_t kmin = hi, kmax = hi;
+    for (std::size_t k = lo; k < hi; ++k) {
+      const double v = y[k];
+      if (std::isnan(v)) continue;
+      if (kmin == hi || v < y[kmin]) kmin = k;
+      if (kmax == hi || v > y[kmax]) kmax = k;
+    }
+    if (kmin == hi) {  // only NaN here: one of them shows the gap
+      keep.push_back(lo);
+      continue;
+    }
+    if (kmin == kmax) {
+      keep.push_back(kmin);
+    } else {
+      keep.push_back(std::min(kmin, kmax));
+      keep.push_back(std::max(kmin, kmax));
+    }
+  }
+  return keep;
+}
+
+json experiments::series(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string& id = need(p, "id");
+  const std::string& path = need(p, "path");
+  const std::string x = optional(p, "x", "step");
+  if (x != "step" && x != "time") throw http_error(400, "parameter 'x' must be step or time, got '" + x + "'");
+  const auto width = static_cast<std::size_t>(integer(p, "width", 800, 1, max_width));
+  const auto from = number(p, "from"), to = number(p, "to");
+  try {
+    validate_path(path);
+  } catch (const std::exception& e) {
+    throw http_error(400, e.what());
+  }
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  (void)entry(exp, id, *all);
+  const auto rec = record(exp, id, false);
+  const auto* f = rec->find(path);
+  if (!f || !is_series(f->type)) {
+    throw http_error(404, "run " + id + " has no series '" + path + "'" + (f ? " (it is a " + std::string(type_name(f->type)) + ")" : ""));
+  }
+  const auto& s = f->series;
+  const double t0 = rec->info.start_time;
+  std::vector<double> xs(s.size()), ys;
+  for (std::size_t k = 0; k < s.size(); ++k) xs[k] = x == "step" ? s.steps[k] : s.timestamps[k] - t0;
+  // The window: points are in step order, and their times follow it.
+  std::size_t first = 0, last = s.size();
+  if (from) first = static_cast<std::size_t>(std::lower_bound(xs.begin(), xs.end(), *from) - xs.begin());
+  if (to) last = static_cast<std::size_t>(std::upper_bound(xs.begin(), xs.end(), *to) - xs.begin());
+  if (last < first) last = first;
+  json points = json::array();
+  bool reduced = false;
+  if (f->type == field_type::string_series) {
+    // Text is listed, not drawn: the last `width` points of the window.
+    for (std::size_t k = last > width && last - width > first ? last - width : first; k < last; ++k) {
+      points.push_back(json::array({xs[k], s.s[k]}));
+    }
+    reduced = last - first > width;
+  } else {
+    ys.resize(s.size());
+    for (std::size_t k = 0; k < s.size(); ++k) ys[k] = y_of(s, k);
+    const auto keep = reduce_minmax(ys, first, last, width);
+    reduced = keep.size() < last - first;
+    for (const auto k : keep) {
+      points.push_back(json::array({xs[k], std::isfinite(ys[k]) ? json(ys[k]) : json(nullptr)}));
+    }
+  }
+  return {{"path", path},       {"type", type_name(f->type)}, {"count", s.size()}, {"window", last - first},
+          {"x", x},             {"reduced", reduced},          {"points", std::move(points)},
+          {"live", rec->info.status == "running"}};
+}
+
+std::pair<std::string, std::string> experiments::file(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string& id = need(p, "id");
+  const std::string& path = need(p, "path");
+  try {
+    validate_path(path);
+  } catch (const std::exception& e) {
+    throw http_error(400, e.what());
+  }
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  (void)entry(exp, id, *all);
+  const auto rec = record(exp, id, true);
+  const auto* f = rec->find(path);
+  if (!f || f->type != field_type::file) throw http_error(404, "run " + id + " has no File field '" + path + "'");
+  if (f->file.data.size() != f->file.size) {
+    throw http_error(409, "the bytes of '" + path + "' are not readable yet; try again after the run's next wait()");
+  }
+  return {f->file.data, f->file.filename.empty() ? path.substr(path.rfind('/') + 1) : f->file.filename};
+}
+
+json experiments::timeline(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string& id = need(p, "id");
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  (void)entry(exp, id, *all);
+  const auto rec = record(exp, id, false);
+  const auto& L = rec->ledger;
+  double t0 = 0, t1 = 0;
+  int ranks = std::max(rec->info.ranks, 1);
+  for (const auto& e : L) {
+    if (t0 == 0 || e.start < t0) t0 = e.start;
+    t1 = std::max(t1, e.end);
+    ranks = std::max(ranks, e.rank + 1);
+  }
+  auto step_of = [&](std::int64_t call) {
+    const auto it = rec->calls.find(call);
+    return it == rec->calls.end() ? std::string() : it->second.step;
+  };
+  auto entry_json = [&](const tr::ledger_entry& e) {
+    return json{{"rank", e.rank},         {"call", e.call},         {"step", step_of(e.call)},
+                {"partition", e.partition}, {"start", e.start - t0}, {"end", e.end - t0},
+                {"ok", e.ok},             {"attempts", e.attempts}, {"error", e.error}};
+  };
+  // The longest partitions first when there are more than can be drawn.
+  std::vector<std::size_t> order(L.size());
+  for (std::size_t k = 0; k < L.size(); ++k) order[k] = k;
+  auto longer = [&](std::size_t a, std::size_t b) { return L[a].end - L[a].start > L[b].end - L[b].start; };
+  std::vector<std::size_t> slowest = order;
+  std::partial_sort(slowest.begin(), slowest.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(10, L.size())),
+                    slowest.end(), longer);
+  slowest.resize(std::min<std::size_t>(10, L.size()));
+  if (order.size() > max_timeline) {
+    std::nth_element(order.begin(), order.begin() + max_timeline, order.end(), longer);
+    order.resize(max_timeline);
+    std::sort(order.begin(), order.end());
+  }
+  json entries = json::array(), slow = json::array(), failures = json::array();
+  for (const auto k : order) entries.push_back(entry_json(L[k]));
+  for (const auto k : slowest) slow.push_back(entry_json(L[k]));
+  std::vector<double> busy(static_cast<std::size_t>(ranks), 0.0);
+  for (const auto& e : L) {
+    if (e.rank >= 0 && e.rank < ranks) busy[static_cast<std::size_t>(e.rank)] += e.end - e.start;
+    if (!e.ok || e.attempts > 1) failures.push_back(entry_json(e));
+    if (failures.size() >= 200) break;
+  }
+  json idle = json::array();
+  for (const double b : busy) idle.push_back(std::max(0.0, (t1 - t0) - b));
+  // Progress of the last call: partitions recorded of those it has.
+  json progress = nullptr;
+  if (!rec->calls.empty()) {
+    const auto& [n, c] = *rec->calls.rbegin();
+    std::int64_t done = 0;
+    double first = 0, last = 0;
+    for (const auto& e : L) {
+      if (e.call != n || !e.ok) continue;
+      ++done;
+      if (first == 0 || e.start < first) first = e.start;
+      last = std::max(last, e.end);
+    }
+    progress = {{"call", n}, {"step", c.step}, {"done", done}, {"partitions", c.partitions}};
+    if (done > 0 && done < c.partitions && last > first) {
+      progress["eta_s"] = (last - first) / static_cast<double>(done) * static_cast<double>(c.partitions - done);
+    }
+  }
+  return {{"ranks", ranks},        {"t0", t0},           {"span", t1 - t0},
+          {"rows", L.size()},      {"drawn", order.size()}, {"entries", std::move(entries)},
+          {"slowest", std::move(slow)}, {"failures", std::move(failures)}, {"idle", idle},
+          {"progress", progress},  {"live", rec->info.status == "running"}};
+}
+
+json experiments::compare(const params& p) {
+  const std::size_t exp = exp_of(p);
+  const std::string& ids_text = need(p, "ids");
+  std::vector<std::string> ids;
+  for (std::size_t at = 0; at <= ids_text.size();) {
+    const std::size_t comma = std::min(ids_text.find(',', at), ids_text.size());
+    if (comma > at) ids.push_back(ids_text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  if (ids.size() < 2 || ids.size() > 20) throw http_error(400, "parameter 'ids' must name 2 to 20 runs, comma-separated");
+  std::lock_guard lock(mutex_);
+  const auto all = index(exp);
+  std::vector<const tr::index_entry*> runs;
+  for (const auto& id : ids) runs.push_back(&entry(exp, id, *all));
+  std::set<std::string> paths, series;
+  for (const auto* e : runs) {
+    for (const auto& [path, a] : e->scalars) paths.insert(path);
+    for (const auto& s : e->series) {
+      if (s.type != field_type::string_series) series.insert(s.path);
+    }
+  }
+  json fields = json::array();
+  auto row = [&](const std::string& name, auto&& value_of) {
+    json values = json::array();
+    std::set<std::string> distinct;
+    for (const auto* e : runs) {
+      const query::cell c = value_of(*e);
+      values.push_back(cell_json(c));
+      distinct.insert(c.k == query::cell::kind::missing ? std::string("\x01missing") : c.text);
+    }
+    fields.push_back({{"path", name}, {"values", values}, {"differs", distinct.size() > 1}});
+  };
+  for (const char* a : {"name", "status", "duration", "ranks"}) {
+    row(a, [&](const tr::index_entry& e) { return query::value_of(e, a); });
+  }
+  for (const auto& path : paths) row(path, [&](const tr::index_entry& e) { return query::value_of(e, path); });
+  for (const auto& path : series) {
+    row(path + ":last", [&](const tr::index_entry& e) { return query::value_of(e, path + ":last"); });
+  }
+  return {{"runs", ids}, {"fields", fields}, {"series", std::vector<std::string>(series.begin(), series.end())}};
+}
+
+std::string api_key(const std::string& endpoint, const std::vector<std::pair<std::string, std::string>>& query) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out = endpoint;
+  char sep = '?';
+  for (const auto& [k, v] : query) {
+    out += sep;
+    sep = '&';
+    out += k + "=";
+    for (const unsigned char c : v) {
+      if (std::isalnum(c) || std::string_view("-_.!~*'()").find(static_cast<char>(c)) != std::string_view::npos) {
+        out += static_cast<char>(c);
+      } else {
+        out += '%';
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace rankflow::ui
