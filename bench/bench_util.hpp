@@ -6,6 +6,10 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include <rankflow/rankflow.hpp>
 
@@ -20,4 +24,19 @@ double timed_max(Body&& body) {
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   return s;
+}
+
+/// A size from the environment (RANKFLOW_BENCH_*), or `fallback`.
+inline std::int64_t env_int(const char* name, std::int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoll(v) : fallback;
+}
+
+/// Removes an experiment file and its sidecar (rank 0), then a barrier.
+inline void remove_experiment(const std::string& file) {
+  if (bench_runtime().is_scheduler()) {
+    std::remove(file.c_str());
+    std::system(("rm -rf '" + file + ".d'").c_str());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }

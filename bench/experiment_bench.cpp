@@ -13,23 +13,11 @@
 #include <string>
 
 #include "bench_util.hpp"
+#include "synthetic.hpp"
 #include "experiment_io.hpp"  // tracking/src: create_experiment_file, the link layout
 #include "run_index.hpp"
 
 namespace {
-
-std::int64_t env_int(const char* name, std::int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
-void remove_experiment(const std::string& file) {
-  if (bench_runtime().is_scheduler()) {
-    std::remove(file.c_str());
-    std::system(("rm -rf '" + file + ".d'").c_str());
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
-}
 
 // One run: a series of `points` points from rank 0, then stop() (timed when asked).
 double one_run(const std::string& file, std::int64_t points, bool time_stop) {
@@ -75,56 +63,6 @@ void BM_stop_into_experiment(benchmark::State& state) {
 
 namespace tr = rankflow::tracking;
 
-// A synthetic experiment of n runs, as n stops would leave it: the index and
-// the links (the run files are not made: `runs` never opens them).
-void make_synthetic(const std::string& file, std::int64_t n) {
-  tr::experiment_paths p(file);
-  tr::make_sidecar_dir(p.dir);
-  std::vector<tr::index_entry> entries;
-  entries.reserve(static_cast<std::size_t>(n));
-  for (std::int64_t k = 1; k <= n; ++k) {
-    tr::index_entry e;
-    e.info.id = "RUN-" + std::to_string(k);
-    e.info.name = k % 3 ? "train" : "eval";
-    e.info.status = k % 17 ? "succeeded" : "failed";
-    e.info.start_time = 1.7e9 + static_cast<double>(k) * 60;
-    e.info.end_time = e.info.start_time + 3600;
-    e.info.ranks = 64;
-    e.info.hosts.assign(4, "node" + std::to_string(k % 100));
-    e.info.command_line = "train --lr " + std::to_string(k);
-    e.info.context["slurm_array_job_id"] = std::to_string(1000 + k / 1000);
-    e.info.context["slurm_array_task_id"] = std::to_string(k % 1000);
-    for (const char* name : {"lr", "momentum", "wd", "batch", "epochs", "seed", "dropout", "width"}) {
-      tr::atom_value a;
-      a.type = rankflow::field_type::float_;
-      a.d = static_cast<double>((k * 7919 + name[0]) % 100000) * 1e-5;
-      e.scalars.emplace_back(std::string("params/") + name, a);
-    }
-    for (const char* name : {"train/loss", "eval/acc", "eval/loss"}) {
-      tr::index_series s;
-      s.path = name;
-      s.type = rankflow::field_type::float_series;
-      s.count = 10000;
-      s.last_step = 9999;
-      s.summary.add(static_cast<double>(k % 1000) / 1000);
-      s.summary.add(static_cast<double>(k % 997) / 997);
-      e.series.push_back(s);
-    }
-    entries.push_back(std::move(e));
-  }
-  const auto length = tr::append_index(p.index(), 0, entries);
-  auto f = tr::create_experiment_file(file);
-  auto lcpl = tr::lcpl_intermediate();
-  for (std::int64_t k = 1; k <= n; ++k) {
-    const std::string id = "RUN-" + std::to_string(k);
-    tr::check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f.id(),
-                                 ("runs/" + id).c_str(), lcpl.id(), H5P_DEFAULT),
-              "H5Lcreate_external", id);
-  }
-  tr::check(H5Adelete(f.id(), "index_bytes"), "H5Adelete", "index_bytes");
-  tr::attr_num(f.id(), "index_bytes", static_cast<std::int64_t>(length));
-}
-
 double run_command(const std::string& args) {
   const auto t0 = std::chrono::steady_clock::now();
   const int rc = std::system((std::string(RANKFLOW_CLI_PATH) + " " + args + " > /dev/null").c_str());
@@ -138,7 +76,7 @@ void BM_index_commands(benchmark::State& state) {
   const std::string file = "bench_index.h5";
   const auto n = env_int("RANKFLOW_BENCH_INDEX_RUNS", 100000);
   remove_experiment(file);
-  if (rt.is_scheduler()) make_synthetic(file, n);
+  if (rt.is_scheduler()) make_synthetic_experiment(file, n);
   MPI_Barrier(MPI_COMM_WORLD);
   one_run(file, 1000, false);  // one real run, RUN-<n+1>, for show
   const std::string show_id = "RUN-" + std::to_string(n + 1);
@@ -192,3 +130,53 @@ BENCHMARK(BM_stop_into_experiment)
     ->Args({100, 1})
     ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_index_commands)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+
+// A synthetic experiment of n runs, as n stops would leave it: the index and
+// the links (the run files are not made: `runs` never opens them).
+void make_synthetic_experiment(const std::string& file, std::int64_t n) {
+  tr::experiment_paths p(file);
+  tr::make_sidecar_dir(p.dir);
+  std::vector<tr::index_entry> entries;
+  entries.reserve(static_cast<std::size_t>(n));
+  for (std::int64_t k = 1; k <= n; ++k) {
+    tr::index_entry e;
+    e.info.id = "RUN-" + std::to_string(k);
+    e.info.name = k % 3 ? "train" : "eval";
+    e.info.status = k % 17 ? "succeeded" : "failed";
+    e.info.start_time = 1.7e9 + static_cast<double>(k) * 60;
+    e.info.end_time = e.info.start_time + 3600;
+    e.info.ranks = 64;
+    e.info.hosts.assign(4, "node" + std::to_string(k % 100));
+    e.info.command_line = "train --lr " + std::to_string(k);
+    e.info.context["slurm_array_job_id"] = std::to_string(1000 + k / 1000);
+    e.info.context["slurm_array_task_id"] = std::to_string(k % 1000);
+    for (const char* name : {"lr", "momentum", "wd", "batch", "epochs", "seed", "dropout", "width"}) {
+      tr::atom_value a;
+      a.type = rankflow::field_type::float_;
+      a.d = static_cast<double>((k * 7919 + name[0]) % 100000) * 1e-5;
+      e.scalars.emplace_back(std::string("params/") + name, a);
+    }
+    for (const char* name : {"train/loss", "eval/acc", "eval/loss"}) {
+      tr::index_series s;
+      s.path = name;
+      s.type = rankflow::field_type::float_series;
+      s.count = 10000;
+      s.last_step = 9999;
+      s.summary.add(static_cast<double>(k % 1000) / 1000);
+      s.summary.add(static_cast<double>(k % 997) / 997);
+      e.series.push_back(s);
+    }
+    entries.push_back(std::move(e));
+  }
+  const auto length = tr::append_index(p.index(), 0, entries);
+  auto f = tr::create_experiment_file(file);
+  auto lcpl = tr::lcpl_intermediate();
+  for (std::int64_t k = 1; k <= n; ++k) {
+    const std::string id = "RUN-" + std::to_string(k);
+    tr::check(H5Lcreate_external(p.run_file_relative(id).c_str(), ("/runs/" + id).c_str(), f.id(),
+                                 ("runs/" + id).c_str(), lcpl.id(), H5P_DEFAULT),
+              "H5Lcreate_external", id);
+  }
+  tr::check(H5Adelete(f.id(), "index_bytes"), "H5Adelete", "index_bytes");
+  tr::attr_num(f.id(), "index_bytes", static_cast<std::int64_t>(length));
+}

@@ -22,11 +22,6 @@
 
 namespace {
 
-std::int64_t env_int(const char* name, std::int64_t fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::atoll(v) : fallback;
-}
-
 std::int64_t points() { return env_int("RANKFLOW_BENCH_POINTS", 1000000); }
 
 void clean(const std::string& file) {

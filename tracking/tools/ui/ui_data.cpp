@@ -127,6 +127,10 @@ json info_json(const tr::run_info& i) {
   return j;
 }
 
+// Times to the microsecond: what a clock of the ranks can tell apart, and
+// half the bytes of a full double in JSON (a report holds thousands).
+double micro(double seconds) { return std::round(seconds * 1e6) / 1e6; }
+
 double y_of(const tr::series_data& s, std::size_t k) {
   return s.type == field_type::int_series ? static_cast<double>(s.i[k]) : s.f[k];
 }
@@ -418,7 +422,7 @@ json experiments::series(const params& p) {
   const auto& s = f->series;
   const double t0 = rec->info.start_time;
   std::vector<double> xs(s.size()), ys;
-  for (std::size_t k = 0; k < s.size(); ++k) xs[k] = x == "step" ? s.steps[k] : s.timestamps[k] - t0;
+  for (std::size_t k = 0; k < s.size(); ++k) xs[k] = x == "step" ? s.steps[k] : micro(s.timestamps[k] - t0);
   // The window: points are in step order, and their times follow it.
   std::size_t first = 0, last = s.size();
   if (from) first = static_cast<std::size_t>(std::lower_bound(xs.begin(), xs.end(), *from) - xs.begin());
@@ -488,7 +492,7 @@ json experiments::timeline(const params& p) {
   };
   auto entry_json = [&](const tr::ledger_entry& e) {
     return json{{"rank", e.rank},         {"call", e.call},         {"step", step_of(e.call)},
-                {"partition", e.partition}, {"start", e.start - t0}, {"end", e.end - t0},
+                {"partition", e.partition}, {"start", micro(e.start - t0)}, {"end", micro(e.end - t0)},
                 {"ok", e.ok},             {"attempts", e.attempts}, {"error", e.error}};
   };
   // The longest partitions first when there are more than can be drawn.
