@@ -3,6 +3,7 @@
 //
 //   mpirun -n 4 rankflow-tasks                      # rank 0 drives, ranks 1-3 work
 //   mpirun -n 2 rankflow-tasks : -n 1 rankflow-tasks --labels bigmem
+//   rankflow ui rankflow.h5                         # the run; its tasks in the timeline
 //
 // Every rank runs main(); rt.drive() returns on every rank when the driver is done.
 #include <cmath>
@@ -75,6 +76,10 @@ int main(int argc, char** argv) {
   rt.define("add_up",
             [](const std::vector<double>& parts) { return std::accumulate(parts.begin(), parts.end(), 0.0); });
 
+  // The run records what the driver found, and every task's attempts in its
+  // ledger (where, when, how they ended), which `rankflow ui` draws.
+  auto run = rt.start_run("tasks");
+
   rt.drive([&](rankflow::Scheduler& s) {
     std::printf("workers:\n");
     bool bigmem = false;
@@ -95,7 +100,9 @@ int main(int argc, char** argv) {
 
     // sequence: load -> fit -> loss, each result passed on to the next task.
     auto seq = s.sequence({call("load", 1000), call("fit", 0.5), call("loss")});
-    std::printf("sequence: loss %.3g after fit\n", seq.collect<double>());
+    const double loss = seq.collect<double>();
+    std::printf("sequence: loss %.3g after fit\n", loss);
+    run["sequence/loss"] = loss;
 
     // parallel: a learning-rate sweep, one task each, two cores per fit where possible.
     const std::vector<double> rates{0.05, 0.1, 0.5, 1.0};
@@ -104,6 +111,7 @@ int main(int argc, char** argv) {
     const auto models = s.parallel(fits).getall<model>();
     for (std::size_t i = 0; i < rates.size(); ++i) {
       std::printf("parallel: lr %.2f -> slope %.3f intercept %.3f\n", rates[i], models[i].slope, models[i].intercept);
+      run["parallel/slope"].append(models[i].slope);
     }
 
     // mapreduce: sum 1/i^2 over 8 slices, then one task adds the parts.
@@ -111,6 +119,8 @@ int main(int argc, char** argv) {
     for (int k = 0; k < 8; ++k) parts.push_back(call("partial_sum", 1 + k * 125000, 1 + (k + 1) * 125000));
     const double zeta2 = s.mapreduce(parts, call("add_up")).collect<double>();
     std::printf("mapreduce: sum 1/i^2 = %.9f (pi^2/6 = %.9f)\n", zeta2, M_PI * M_PI / 6);
+    run["mapreduce/zeta2"] = zeta2;
   });
+  run.stop();
   return 0;
 }

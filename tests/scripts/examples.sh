@@ -17,6 +17,16 @@ for n in 1 3; do
   done
   workers=$(grep -c "^  rank " <<<"$OUT")
   [ "$workers" = $((n > 1 ? n - 1 : 1)) ] || fail "rankflow-tasks -n $n lists $workers workers: $OUT"
+  # Its run records every task of the drive() in the ledger (call -1, one row
+  # per attempt, named), on the ranks that ran them.
+  id=RUN-$((n == 1 ? 1 : 2))
+  LEDGER=$("$TOOL" show rankflow.h5 "$id" --ledger 2>&1) || fail "rankflow show --ledger: $LEDGER"
+  grep -qE "^  -1 +drive +17 +17 +17 +0 " <<<"$LEDGER" || fail "-n $n: no drive call of 17 tasks: $LEDGER"
+  [ "$(grep -cE "^  -1 +[0-9]+ task (load|fit|loss|partial_sum|add_up) " <<<"$LEDGER")" = 17 ] ||
+    fail "-n $n: not 17 named task rows: $LEDGER"
+  if [ "$n" -gt 1 ]; then
+    grep -qE "^  -1 +[0-9]+ task [a-z_]+ +0 " <<<"$LEDGER" && fail "-n $n: a task on rank 0 (the driver): $LEDGER"
+  fi
 done
 
 # A label given to one rank only (MPMD): the labelled task runs there.

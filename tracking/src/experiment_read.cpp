@@ -1,4 +1,7 @@
 // Reading experiment files, checked: a file that lies is a format_error.
+#include <algorithm>
+#include <cstdint>
+
 #include "experiment_io.hpp"
 
 namespace rankflow::tracking {
@@ -374,13 +377,31 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
   }
   if (start.size() != call.size() || end.size() != call.size() || error.size() != call.size())
     throw format_error("the ledger of run " + rec.info.id + " has columns of different lengths");
+  // The results: all of them for resume; otherwise only the names of the
+  // tasks (negative calls, docs/format.md "Tasks"), one range read: a
+  // drive()'s rows are recorded together.
   std::string blob;
-  if (with_results) {
+  std::uint64_t blob_at = 0;
+  std::uint64_t lo = UINT64_MAX, hi = 0;
+  for (std::size_t k = 0; k < call.size() && !with_results; ++k) {
+    if (call[k] >= 0 || offset[k] < 0 || size[k] < 0) continue;
+    lo = std::min(lo, static_cast<std::uint64_t>(offset[k]));
+    hi = std::max(hi, static_cast<std::uint64_t>(offset[k]) + static_cast<std::uint64_t>(size[k]));
+  }
+  if (with_results || hi > lo) {
     handle d(check(H5Dopen2(lg.id(), "results", H5P_DEFAULT), "H5Dopen2", "ledger/results"));
     handle sp(check(H5Dget_space(d.id()), "H5Dget_space", "ledger/results"));
-    blob.resize(static_cast<std::size_t>(H5Sget_simple_extent_npoints(sp.id())));
+    const auto total = static_cast<std::uint64_t>(H5Sget_simple_extent_npoints(sp.id()));
+    if (!with_results && hi > total) throw format_error("the ledger of run " + rec.info.id + " points past its results");
+    blob_at = with_results ? 0 : lo;
+    blob.resize(static_cast<std::size_t>(with_results ? total : hi - lo));
     if (!blob.empty()) {
-      check(H5Dread(d.id(), H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, blob.data()), "H5Dread", "ledger/results");
+      const hsize_t at[1] = {blob_at}, count[1] = {blob.size()};
+      check(H5Sselect_hyperslab(sp.id(), H5S_SELECT_SET, at, nullptr, count, nullptr), "H5Sselect_hyperslab",
+            "ledger/results");
+      handle mem(check(H5Screate_simple(1, count, nullptr), "H5Screate_simple", "ledger/results"));
+      check(H5Dread(d.id(), H5T_NATIVE_UCHAR, mem.id(), sp.id(), H5P_DEFAULT, blob.data()), "H5Dread",
+            "ledger/results");
     }
   }
   rec.ledger.resize(call.size());
@@ -402,11 +423,11 @@ void read_ledger(hid_t run, run_record& rec, bool with_results) {
                          std::to_string(k));
     }
     const auto o = static_cast<std::uint64_t>(offset[k]), n = static_cast<std::uint64_t>(size[k]);
-    if (with_results) {
+    if (with_results || (e.call < 0 && n > 0)) {
       // Compared without o + n, which could wrap.
-      if (o > blob.size() || n > blob.size() - o)
+      if (o < blob_at || o - blob_at > blob.size() || n > blob.size() - (o - blob_at))
         throw format_error("the ledger of run " + rec.info.id + " points past its results");
-      e.result.assign(blob.data() + o, n);
+      e.result.assign(blob.data() + (o - blob_at), n);
     }
     rec.ledger_bytes += n;
     auto& count = rec.ledger_counts[e.call];

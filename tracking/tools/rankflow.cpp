@@ -146,8 +146,11 @@ void print_ledger(const tr::run_record& rec, bool all_rows) {
     if (!any_failed) std::cout << "failed partitions:\n";
     any_failed = true;
     const auto& c = rec.calls.count(e.call) ? rec.calls.at(e.call).step : std::string("?");
-    std::cout << "  call " << e.call << " (" << c << ") partition " << e.partition << ", items [" << e.first << ", "
-              << e.last << ") on rank " << e.rank << " (" << host_of(rec.info, e.rank) << ") at "
+    std::cout << "  call " << e.call << " (" << c << ") "
+              << (e.call < 0 ? "task '" + e.result + "' id " + std::to_string(e.partition)
+                             : "partition " + std::to_string(e.partition) + ", items [" + std::to_string(e.first) +
+                                   ", " + std::to_string(e.last) + ")")
+              << " on rank " << e.rank << " (" << host_of(rec.info, e.rank) << ") at "
               << rankflow::format_time(e.end) << " after " << e.attempts << " attempt(s): " << e.error
               << (ok[{e.call, e.partition}] ? "  [finished later]" : "") << "\n";
   }
@@ -155,7 +158,9 @@ void print_ledger(const tr::run_record& rec, bool all_rows) {
   std::printf("  %-5s %10s %-23s %5s %-12s %-27s %9s %8s %-9s %s\n", "CALL", "PARTITION", "ITEMS", "RANK", "HOST",
               "START (UTC)", "SECONDS", "ATTEMPTS", "STATUS", "ERROR");
   for (const auto& e : rec.ledger) {
-    const std::string items = "[" + std::to_string(e.first) + ", " + std::to_string(e.last) + ")";
+    // A negative call holds the tasks of a drive(): the task's name, not items.
+    const std::string items = e.call < 0 ? "task " + e.result.substr(0, 18)
+                                         : "[" + std::to_string(e.first) + ", " + std::to_string(e.last) + ")";
     std::printf("  %-5lld %10lld %-23s %5d %-12s %-27s %9.6f %8d %-9s %s\n", static_cast<long long>(e.call),
                 static_cast<long long>(e.partition), items.c_str(), e.rank, host_of(rec.info, e.rank).c_str(),
                 rankflow::format_time(e.start).c_str(), e.end - e.start, e.attempts, e.ok ? "succeeded" : "failed",

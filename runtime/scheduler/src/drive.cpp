@@ -360,7 +360,39 @@ void Runtime::drive(const std::function<void(Scheduler&)>& driver) {
     failure = std::current_exception();
   }
   engine.shutdown(failure ? detail::describe_failure(failure) : detail::stop_info{});
+  record_tasks(engine.take_attempts());
   if (failure) std::rethrow_exception(failure);
+}
+
+// Rank 0: the tasks of this drive() into the active run's ledger, one entry
+// per attempt, under a negative call number (resume never matches them; a
+// task's result is not kept). Entries hold the task's id as their partition
+// and its name in place of a result. `rankflow ui` draws them in the run's
+// timeline. Recorded when drive() ends: the attempts are seen by the
+// engine's pump thread, and a run takes records from one thread.
+void Runtime::record_tasks(const std::vector<detail::task_attempt>& attempts) {
+  auto lg = ledger_.lock();
+  if (!lg || !lg->open() || attempts.empty()) return;
+  tracking::call_info c;
+  c.call = lg->next_task_batch();
+  c.step = "drive";
+  c.items = static_cast<std::int64_t>(attempts.size());
+  c.chunk = 1;
+  c.partitions = c.items;
+  c.signature = "drive (tasks)";
+  for (const auto& a : attempts) {
+    tracking::ledger_entry e;
+    e.partition = static_cast<std::int64_t>(a.id);
+    e.rank = a.rank;
+    e.start = a.start;
+    e.end = a.end;
+    e.attempts = a.attempt;
+    e.ok = a.ok;
+    e.error = a.error;
+    e.result = a.task;
+    lg->record(c, std::move(e));
+  }
+  lg->flush(true);
 }
 
 }  // namespace rankflow

@@ -30,6 +30,17 @@ struct task_rec {
   std::function<void()> on_end;  // compositions: what follows this task
 };
 
+// One attempt of a task, as the run's ledger records it.
+struct task_attempt {
+  std::uint64_t id = 0;
+  std::string task;
+  int rank = -1;
+  double start = 0, end = 0;  // Unix seconds, on the worker
+  int attempt = 0;
+  bool ok = false;
+  std::string error;
+};
+
 struct group_state {
   enum class kind { sequence, parallel, mapreduce } k = kind::parallel;
   std::vector<std::shared_ptr<task_rec>> recs;  // mapreduce: the combiner is last
@@ -230,6 +241,14 @@ class task_engine {
     return open_;
   }
 
+  /// The attempts that ended since the last call (the driver's thread takes
+  /// them for the run's ledger: runs are not thread-safe, so the pump thread
+  /// that sees most of them cannot record them itself).
+  std::vector<task_attempt> take_attempts() {
+    std::lock_guard lk(mu_);
+    return std::exchange(attempts_, {});
+  }
+
   /// Compositions live as long as the drive, so their continuations can run
   /// whether or not the driver still holds the group.
   void keep(std::shared_ptr<group_state> g) {
@@ -274,6 +293,12 @@ class task_engine {
     if (it == in_flight_.end()) return;  // after a shutdown: nobody waits for it
     auto rec = it->second;
     in_flight_.erase(it);
+    {
+      // Every attempt's end, for the run's ledger (drive() records them).
+      task_attempt a{rec->id, rec->def->name, rec->rank, h.start, h.end, rec->attempts, h.ok != 0,
+                     h.ok ? std::string() : payload};
+      attempts_.push_back(std::move(a));
+    }
     auto& f = free_[static_cast<std::size_t>(rec->worker)];
     if (f.cpu <= 0 && f.cpu + rec->need.cpu > 0) ++open_workers_;
     f.cpu += rec->need.cpu;
@@ -444,6 +469,7 @@ class task_engine {
   std::mutex mu_;
   std::list<std::shared_ptr<task_rec>> queue_;
   std::unordered_map<std::uint64_t, std::shared_ptr<task_rec>> in_flight_;
+  std::vector<task_attempt> attempts_;  // ended since take_attempts()
   std::list<pending_send> sends_;
   std::uint64_t next_id_ = 0;
   std::size_t open_ = 0;  // submitted and not ended

@@ -491,9 +491,11 @@ json experiments::timeline(const params& p) {
     return it == rec->calls.end() ? std::string() : it->second.step;
   };
   auto entry_json = [&](const tr::ledger_entry& e) {
-    return json{{"rank", e.rank},         {"call", e.call},         {"step", step_of(e.call)},
-                {"partition", e.partition}, {"start", micro(e.start - t0)}, {"end", micro(e.end - t0)},
-                {"ok", e.ok},             {"attempts", e.attempts}, {"error", e.error}};
+    json j{{"rank", e.rank},         {"call", e.call},         {"step", step_of(e.call)},
+           {"partition", e.partition}, {"start", micro(e.start - t0)}, {"end", micro(e.end - t0)},
+           {"ok", e.ok},             {"attempts", e.attempts}, {"error", e.error}};
+    if (e.call < 0) j["task"] = e.result;  // a drive()'s task: its id is the partition (docs/format.md)
+    return j;
   };
   // The longest partitions first when there are more than can be drawn.
   std::vector<std::size_t> order(L.size());
@@ -519,9 +521,9 @@ json experiments::timeline(const params& p) {
   }
   json idle = json::array();
   for (const double b : busy) idle.push_back(std::max(0.0, (t1 - t0) - b));
-  // Progress of the last call: partitions recorded of those it has.
+  // Progress of the last collective call: partitions recorded of those it has.
   json progress = nullptr;
-  if (!rec->calls.empty()) {
+  if (!rec->calls.empty() && rec->calls.rbegin()->first > 0) {
     const auto& [n, c] = *rec->calls.rbegin();
     std::int64_t done = 0;
     double first = 0, last = 0;

@@ -79,6 +79,7 @@ struct runtime_options {
 };
 
 namespace detail {
+struct task_attempt;  // task_engine.hpp
 
 class watchdog;
 
@@ -314,6 +315,7 @@ class Runtime {
 
  private:
   void check_task_name(const std::string& name) const;
+  void record_tasks(const std::vector<detail::task_attempt>& attempts);
   /// Collective: which ranks meet `need` (see map_options::need).
   std::vector<std::uint8_t> eligible_ranks(const resources& need, const map_options& opts, const std::string& step);
   void check_splits(std::int64_t n) const;

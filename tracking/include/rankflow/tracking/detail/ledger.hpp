@@ -37,6 +37,11 @@ class partition_ledger {
   /// (1, 2, ...). Ranks agree because every rank makes the same calls.
   std::int64_t next_call() noexcept { return ++calls_; }
 
+  /// Rank 0, at the end of each drive(): the call number its tasks are
+  /// recorded under, -1, -2, ... (negative: collective calls, which resume
+  /// matches by number, count up from 1). See docs/format.md, "Tasks".
+  std::int64_t next_task_batch() noexcept { return -(++task_batches_); }
+
   /// Every rank: calls made so far in this execution, the current one included.
   std::int64_t calls_made() const noexcept { return calls_; }
 
@@ -89,6 +94,7 @@ class partition_ledger {
   std::int64_t fresh_from_ = 0;
   bool restart_journaled_ = false;
   std::int64_t calls_ = 0;
+  std::int64_t task_batches_ = 0;
   std::map<std::int64_t, call_info> recorded_calls_;                      // rank 0, resuming
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded_;  // rank 0, resuming
   ledger_batch pending_;
