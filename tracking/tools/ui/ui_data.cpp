@@ -207,15 +207,26 @@ std::shared_ptr<const tr::run_record> experiments::record(std::size_t exp, const
   // Called with mutex_ held; `id` is a run of the index (entry() checked it),
   // so the paths below are the run's own.
   const tr::experiment_paths p(files_[exp]);
-  const std::string now = stamp(p.file) + "|" + stamp(p.run_file(id)) + "|" + stamp(p.journal(id));
+  auto stamp_of = [&] { return stamp(p.file) + "|" + stamp(p.run_file(id)) + "|" + stamp(p.journal(id)); };
+  std::string now = stamp_of();
   auto& runs = records_[exp]->runs;
   if (auto it = runs.find(id); it != runs.end() && it->second.stamp == now && (it->second.with_bytes || !with_bytes)) {
     return it->second.rec;
   }
   if (runs.size() >= 8) runs.clear();  // a few runs' points at a time
-  auto rec = std::make_shared<const tr::run_record>(tr::load_run(files_[exp], id, with_bytes));
-  runs[id] = {now, with_bytes, rec};
-  return rec;
+  // As in index(): a run merged or recovered while we read it (its journal
+  // gone, its run file renamed into place) is read again.
+  for (int attempt = 0;; ++attempt) {
+    try {
+      auto rec = std::make_shared<const tr::run_record>(tr::load_run(files_[exp], id, with_bytes));
+      runs[id] = {now, with_bytes, rec};
+      return rec;
+    } catch (const std::exception&) {
+      std::string again = stamp_of();
+      if (attempt >= 2 || again == now) throw;
+      now = std::move(again);
+    }
+  }
 }
 
 json experiments::list() {
