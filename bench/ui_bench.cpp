@@ -4,7 +4,8 @@
 // - one 10M-point series reduced to a chart's width, cold (the run read)
 //   and warm (another zoom window of the same run);
 // - `rankflow report` of a run with 10,000 partitions and 20 series.
-// The browser's part (drawing) is measured by tests/ui (docs/benchmarks.md).
+// The browser's part (drawing) is measured with RANKFLOW_BENCH_KEEP=1 (the
+// experiments stay) and bench/ui_browser_timing.py (docs/benchmarks.md).
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -59,7 +60,7 @@ void BM_ui_runs_page(benchmark::State& state) {
   state.counters["rows"] = static_cast<double>(rows);
   state.SetLabel(warm ? "warm server, page 2 of status=succeeded by -eval/acc" : "fresh server, first page");
   server.reset();
-  remove_experiment(file);
+  if (env_int("RANKFLOW_BENCH_KEEP", 0) == 0) remove_experiment(file);
 }
 
 // Arg 0: a fresh server (the run read); 1: a warm one (a zoom window).
@@ -99,7 +100,7 @@ void BM_ui_series_10M(benchmark::State& state) {
   state.counters["drawn"] = static_cast<double>(drawn);
   state.SetLabel(warm ? "warm server, a zoom window of 5M points" : "fresh server, whole series");
   server.reset();
-  remove_experiment(file);
+  if (env_int("RANKFLOW_BENCH_KEEP", 0) == 0) remove_experiment(file);
 }
 
 void BM_ui_report(benchmark::State& state) {

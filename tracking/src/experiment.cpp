@@ -171,6 +171,10 @@ std::vector<run_info> list_runs(const std::string& file) {
 }
 
 run_record load_run(const std::string& file, const std::string& id, bool with_bytes) {
+  return load_run(file, id, with_bytes, series_points{});
+}
+
+run_record load_run(const std::string& file, const std::string& id, bool with_bytes, const series_points& points) {
   experiment_paths p(file);
   if (exists(p.journal(id))) {
     auto rec = replay(p.journal(id));
@@ -196,7 +200,7 @@ run_record load_run(const std::string& file, const std::string& id, bool with_by
     const bool plain = !id.empty() && id.find('/') == std::string::npos && id != "." && id != "..";
     if (plain && H5Lexists(f.id(), "runs", H5P_DEFAULT) > 0 &&
         H5Lexists(f.id(), ("runs/" + id).c_str(), H5P_DEFAULT) > 0) {
-      return read_run_from(f.id(), p, id, with_bytes);
+      return read_run_from(f.id(), p, id, with_bytes, &points);
     }
     H5Eclear2(H5E_DEFAULT);
     ids = run_ids_in_file(f.id());

@@ -408,6 +408,8 @@ struct walk_state {
   /// Reading a run file: what `../` of its array links stands for
   /// (`<experiment>.d/`, relative to the experiment file's directory).
   std::string array_prefix = {};
+  /// Which series' points to read (load_run's series_points).
+  const series_points* points = nullptr;
 };
 void walk_group(hid_t group, const std::string& prefix, walk_state& ws);
 void read_ledger(hid_t run, run_record& rec, bool with_results);
@@ -415,7 +417,8 @@ std::vector<std::string> run_ids_in_file(hid_t f);
 /// Reads run `id` of an open experiment file: format 1 holds its group, format
 /// 2 links to the run's own file (opened and checked here; its array links
 /// are relative to it). Format errors name the file they are about.
-run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes);
+run_record read_run_from(hid_t experiment, const experiment_paths& p, const std::string& id, bool with_bytes,
+                         const series_points* points = nullptr);
 
 
 // ---- experiment.cpp, experiment_commit.cpp

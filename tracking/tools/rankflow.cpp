@@ -361,21 +361,36 @@ namespace {
 // becomes a clear error and exit code 1 here, not a core dump. Nothing is
 // initialised before the fork; the child writes to the same stdout/stderr.
 // RANKFLOW_NO_FORK=1 runs in-process (for a debugger).
+volatile sig_atomic_t guarded_child = 0;
+
+// A stop asked of the command (kill, Ctrl-C, a job's end) is the child's to
+// act on: `rankflow ui` stops its server, the others end.
+extern "C" void forward_to_child(int sig) {
+  if (guarded_child > 0) ::kill(static_cast<pid_t>(guarded_child), sig);
+}
+
 int run_guarded(int (*body)(int, char**), int argc, char** argv) {
   if (const char* e = std::getenv("RANKFLOW_NO_FORK"); e && std::string_view(e) == "1") return body(argc, argv);
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child < 0) return body(argc, argv);  // no process to spare: run unguarded
-  if (child == 0) std::_Exit(body(argc, argv));
+  if (child == 0) {
+    const int rc = body(argc, argv);
+    std::fflush(nullptr);  // _Exit flushes nothing: `rankflow --help | cat` would print nothing
+    std::_Exit(rc);
+  }
+  guarded_child = child;
+  for (const int s : {SIGINT, SIGTERM, SIGHUP}) std::signal(s, forward_to_child);
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) return body(argc, argv);
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   const int sig = WTERMSIG(status);
-  if (sig == SIGPIPE) {  // `rankflow export f RUN | head`: end as quietly as the child did
-    std::signal(SIGPIPE, SIG_DFL);
-    std::raise(SIGPIPE);
+  if (sig == SIGPIPE || sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+    // `rankflow export f RUN | head`, or a stop asked of it: end as the child did.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
   }
   std::string what;
   for (int k = 1; k < argc; ++k) what += std::string(k > 1 ? " " : "") + argv[k];

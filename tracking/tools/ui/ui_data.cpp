@@ -131,10 +131,6 @@ json info_json(const tr::run_info& i) {
 // half the bytes of a full double in JSON (a report holds thousands).
 double micro(double seconds) { return std::round(seconds * 1e6) / 1e6; }
 
-double y_of(const tr::series_data& s, std::size_t k) {
-  return s.type == field_type::int_series ? static_cast<double>(s.i[k]) : s.f[k];
-}
-
 }  // namespace
 
 struct experiments::index_cache {
@@ -162,7 +158,11 @@ experiments::experiments(std::vector<std::string> files) : files_(std::move(file
 experiments::~experiments() = default;
 
 std::size_t experiments::exp_of(const params& p) const {
-  const auto e = integer(p, "exp", 0, 0, static_cast<std::int64_t>(files_.size()) - 1);
+  const auto e = integer(p, "exp", 0, 0, INT64_MAX);
+  if (static_cast<std::uint64_t>(e) >= files_.size()) {
+    throw http_error(404, "no experiment " + std::to_string(e) + ": this server reads " + std::to_string(files_.size()) +
+                              " (0 to " + std::to_string(files_.size() - 1) + ", see /api/experiments)");
+  }
   return static_cast<std::size_t>(e);
 }
 
@@ -203,23 +203,26 @@ const tr::index_entry& experiments::entry(std::size_t exp, const std::string& id
   return all[it->second];
 }
 
-std::shared_ptr<const tr::run_record> experiments::record(std::size_t exp, const std::string& id, bool with_bytes) {
+std::shared_ptr<const tr::run_record> experiments::record(std::size_t exp, const std::string& id, bool with_bytes,
+                                                          const tr::series_points& points) {
   // Called with mutex_ held; `id` is a run of the index (entry() checked it),
   // so the paths below are the run's own.
   const tr::experiment_paths p(files_[exp]);
   auto stamp_of = [&] { return stamp(p.file) + "|" + stamp(p.run_file(id)) + "|" + stamp(p.journal(id)); };
   std::string now = stamp_of();
   auto& runs = records_[exp]->runs;
-  if (auto it = runs.find(id); it != runs.end() && it->second.stamp == now && (it->second.with_bytes || !with_bytes)) {
+  const std::string key =
+      id + "\n" + std::to_string(static_cast<int>(points.w)) + (points.timestamps ? "t" : "-") + points.path;
+  if (auto it = runs.find(key); it != runs.end() && it->second.stamp == now && (it->second.with_bytes || !with_bytes)) {
     return it->second.rec;
   }
-  if (runs.size() >= 8) runs.clear();  // a few runs' points at a time
+  if (runs.size() >= 16) runs.clear();  // a few runs (and series) at a time
   // As in index(): a run merged or recovered while we read it (its journal
   // gone, its run file renamed into place) is read again.
   for (int attempt = 0;; ++attempt) {
     try {
-      auto rec = std::make_shared<const tr::run_record>(tr::load_run(files_[exp], id, with_bytes));
-      runs[id] = {now, with_bytes, rec};
+      auto rec = std::make_shared<const tr::run_record>(tr::load_run(files_[exp], id, with_bytes, points));
+      runs[key] = {now, with_bytes, rec};
       return rec;
     } catch (const std::exception&) {
       std::string again = stamp_of();
@@ -342,18 +345,25 @@ json experiments::run(const params& p) {
   const std::string& id = need(p, "id");
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
-  (void)entry(exp, id, *all);
-  const auto rec = record(exp, id, false);
+  const auto& summary = entry(exp, id, *all);
+  const auto rec = record(exp, id, false, tr::series_points{tr::series_points::which::none, {}});
   json fields = json::array(), series = json::array(), files = json::array(), arrays = json::array();
   for (const auto& [path, f] : rec->fields) {
     if (is_series(f.type)) {
-      json s = {{"path", path}, {"type", type_name(f.type)}, {"count", f.series.size()}};
-      if (f.type != field_type::string_series && f.summary.has_number) {
-        s["last"] = std::isfinite(f.summary.last) ? json(f.summary.last) : json(nullptr);
-        s["min"] = f.summary.min;
-        s["max"] = f.summary.max;
-      } else if (f.type == field_type::string_series && f.series.size()) {
-        s["last"] = f.series.s.back();
+      const auto count = std::max<std::uint64_t>(f.points, f.series.size());
+      json s = {{"path", path}, {"type", type_name(f.type)}, {"count", count}};
+      // Last, min and max: a live run's record keeps them as points arrive;
+      // a stopped run's are in its index entry (its points were not read).
+      const tr::series_summary* sum = f.summary.has_number || !f.summary.last_text.empty() ? &f.summary : nullptr;
+      for (const auto& is : summary.series) {
+        if (!sum && is.path == path) sum = &is.summary;
+      }
+      if (sum && f.type != field_type::string_series && sum->has_number) {
+        s["last"] = number_json(sum->last);
+        s["min"] = number_json(sum->min);
+        s["max"] = number_json(sum->max);
+      } else if (sum && f.type == field_type::string_series && count) {
+        s["last"] = sum->last_text;
       }
       series.push_back(std::move(s));
     } else if (f.type == field_type::file) {
@@ -377,36 +387,69 @@ json experiments::run(const params& p) {
           {"ledger", {{"rows", rec->ledger.size()}, {"calls", calls}}}};
 }
 
-std::vector<std::size_t> reduce_minmax(const std::vector<double>& y, std::size_t first, std::size_t last,
-                                       std::size_t width) {
-  std::vector<std::size_t> keep;
-  const std::size_t n = last - first;
-  if (width == 0 || n <= 2 * width) {
-    for (std::size_t k = first; k < last; ++k) keep.push_back(k);
-    return keep;
+minmax_reducer::minmax_reducer(std::size_t width, std::optional<double> lo, std::optional<double> hi)
+    : width_(std::max<std::size_t>(width, 1)), lo_(lo), hi_(hi) {}
+
+void minmax_reducer::add(std::uint64_t k, double x, double y) {
+  if ((lo_ && x < *lo_) || (hi_ && x > *hi_)) return;
+  ++window_;
+  if (!reducing_) {
+    raw_.push_back({k, x, y});
+    if (raw_.size() <= 2 * width_) return;
+    reducing_ = true;
+    buckets_.assign(width_, bucket{});
+    for (const auto& p : raw_) to_bucket(p);
+    raw_.clear();
+    raw_.shrink_to_fit();
+    return;
   }
-  keep.reserve(2 * width);
-  for (std::size_t b = 0; b < width; ++b) {
-    const std::size_t lo = first + n * b / width, hi = first + n * (b + 1) / width;
-    std::size_t kmin = hi, kmax = hi;
-    for (std::size_t k = lo; k < hi; ++k) {
-      const double v = y[k];
-      if (std::isnan(v)) continue;
-      if (kmin == hi || v < y[kmin]) kmin = k;
-      if (kmax == hi || v > y[kmax]) kmax = k;
-    }
-    if (kmin == hi) {  // only NaN here: one of them shows the gap
-      keep.push_back(lo);
+  to_bucket({k, x, y});
+}
+
+void minmax_reducer::to_bucket(const point& p) {
+  std::size_t b = 0;
+  if (lo_ && hi_) {
+    const double span = *hi_ - *lo_;
+    b = span > 0 ? static_cast<std::size_t>((p.x - *lo_) / span * static_cast<double>(width_)) : 0;
+  } else if (n_ > 0) {
+    b = static_cast<std::size_t>(static_cast<long double>(p.k) * width_ / n_);
+  }
+  auto& q = buckets_[std::min(b, width_ - 1)];
+  if (std::isnan(p.y)) {
+    if (!q.has_nan) q.nan = p;
+    q.has_nan = true;
+    return;
+  }
+  if (!q.any) {
+    q.lo = q.hi = p;
+    q.any = true;
+  } else if (p.y < q.lo.y) {
+    q.lo = p;
+  } else if (p.y > q.hi.y) {
+    q.hi = p;
+  }
+}
+
+json minmax_reducer::points() const {
+  json out = json::array();
+  auto put = [&](const point& p) { out.push_back(json::array({p.x, std::isfinite(p.y) ? json(p.y) : json(nullptr)})); };
+  if (!reducing_) {
+    for (const auto& p : raw_) put(p);
+    return out;
+  }
+  for (const auto& q : buckets_) {
+    if (!q.any) {
+      if (q.has_nan) put(q.nan);
       continue;
     }
-    if (kmin == kmax) {
-      keep.push_back(kmin);
+    if (q.lo.k == q.hi.k) {
+      put(q.lo);
     } else {
-      keep.push_back(std::min(kmin, kmax));
-      keep.push_back(std::max(kmin, kmax));
+      put(q.lo.k < q.hi.k ? q.lo : q.hi);
+      put(q.lo.k < q.hi.k ? q.hi : q.lo);
     }
   }
-  return keep;
+  return out;
 }
 
 json experiments::series(const params& p) {
@@ -417,6 +460,8 @@ json experiments::series(const params& p) {
   if (x != "step" && x != "time") throw http_error(400, "parameter 'x' must be step or time, got '" + x + "'");
   const auto width = static_cast<std::size_t>(integer(p, "width", 800, 1, max_width));
   const auto from = number(p, "from"), to = number(p, "to");
+  if (from.has_value() != to.has_value()) throw http_error(400, "a window needs both 'from' and 'to'");
+  if (from && *to < *from) throw http_error(400, "parameter 'to' is smaller than 'from'");
   try {
     validate_path(path);
   } catch (const std::exception& e) {
@@ -424,41 +469,52 @@ json experiments::series(const params& p) {
   }
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
-  (void)entry(exp, id, *all);
-  const auto rec = record(exp, id, false);
-  const auto* f = rec->find(path);
+  const double t0 = entry(exp, id, *all).info.start_time;
+  const bool by_time = x == "time";
+  minmax_reducer red(width, from, to);
+  // The points stream from the run's file into the reducer; a live run's
+  // come from its journal, in memory.
+  tr::series_points sp{tr::series_points::which::one, path, by_time};
+  sp.total = [&](std::uint64_t n) { red.total(n); };
+  sp.chunk = [&](std::uint64_t at, const double* steps, const double* times, const double* values, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) red.add(at + i, by_time ? micro(times[i] - t0) : steps[i], values[i]);
+  };
+  const auto rec = tr::load_run(files_[exp], id, false, sp);
+  const auto* f = rec.find(path);
   if (!f || !is_series(f->type)) {
-    throw http_error(404, "run " + id + " has no series '" + path + "'" + (f ? " (it is a " + std::string(type_name(f->type)) + ")" : ""));
+    throw http_error(404, "run " + id + " has no series '" + path + "'" +
+                              (f ? " (it is a " + std::string(type_name(f->type)) + ")" : ""));
   }
   const auto& s = f->series;
-  const double t0 = rec->info.start_time;
-  std::vector<double> xs(s.size()), ys;
-  for (std::size_t k = 0; k < s.size(); ++k) xs[k] = x == "step" ? s.steps[k] : micro(s.timestamps[k] - t0);
-  // The window: points are in step order, and their times follow it.
-  std::size_t first = 0, last = s.size();
-  if (from) first = static_cast<std::size_t>(std::lower_bound(xs.begin(), xs.end(), *from) - xs.begin());
-  if (to) last = static_cast<std::size_t>(std::upper_bound(xs.begin(), xs.end(), *to) - xs.begin());
-  if (last < first) last = first;
+  auto x_of = [&](std::size_t k) { return by_time ? micro(s.timestamps[k] - t0) : s.steps[k]; };
   json points = json::array();
+  std::uint64_t count = std::max<std::uint64_t>(f->points, s.size()), window = 0;
   bool reduced = false;
   if (f->type == field_type::string_series) {
     // Text is listed, not drawn: the last `width` points of the window.
-    for (std::size_t k = last > width && last - width > first ? last - width : first; k < last; ++k) {
-      points.push_back(json::array({xs[k], s.s[k]}));
+    std::vector<std::size_t> in;
+    for (std::size_t k = 0; k < s.size(); ++k) {
+      if (!from || (x_of(k) >= *from && x_of(k) <= *to)) in.push_back(k);
     }
-    reduced = last - first > width;
+    window = in.size();
+    reduced = in.size() > width;
+    for (std::size_t j = in.size() > width ? in.size() - width : 0; j < in.size(); ++j) {
+      points.push_back(json::array({x_of(in[j]), s.s[in[j]]}));
+    }
   } else {
-    ys.resize(s.size());
-    for (std::size_t k = 0; k < s.size(); ++k) ys[k] = y_of(s, k);
-    const auto keep = reduce_minmax(ys, first, last, width);
-    reduced = keep.size() < last - first;
-    for (const auto k : keep) {
-      points.push_back(json::array({xs[k], std::isfinite(ys[k]) ? json(ys[k]) : json(nullptr)}));
+    if (s.size() > 0) {  // in memory (a live run): fed here
+      red.total(s.size());
+      for (std::size_t k = 0; k < s.size(); ++k) {
+        red.add(k, x_of(k), f->type == field_type::int_series ? static_cast<double>(s.i[k]) : s.f[k]);
+      }
     }
+    points = red.points();
+    window = red.window();
+    reduced = red.reduced();
   }
-  return {{"path", path},       {"type", type_name(f->type)}, {"count", s.size()}, {"window", last - first},
-          {"x", x},             {"reduced", reduced},          {"points", std::move(points)},
-          {"live", rec->info.status == "running"}};
+  return {{"path", path}, {"type", type_name(f->type)}, {"count", count}, {"window", window},
+          {"x", x},       {"reduced", reduced},          {"points", std::move(points)},
+          {"live", rec.info.status == "running"}};
 }
 
 std::pair<std::string, std::string> experiments::file(const params& p) {
@@ -473,7 +529,7 @@ std::pair<std::string, std::string> experiments::file(const params& p) {
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
   (void)entry(exp, id, *all);
-  const auto rec = record(exp, id, true);
+  const auto rec = record(exp, id, true, tr::series_points{tr::series_points::which::none, {}});
   const auto* f = rec->find(path);
   if (!f || f->type != field_type::file) throw http_error(404, "run " + id + " has no File field '" + path + "'");
   if (f->file.data.size() != f->file.size) {
@@ -488,7 +544,7 @@ json experiments::timeline(const params& p) {
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
   (void)entry(exp, id, *all);
-  const auto rec = record(exp, id, false);
+  const auto rec = record(exp, id, false, tr::series_points{tr::series_points::which::none, {}});
   const auto& L = rec->ledger;
   double t0 = 0, t1 = 0;
   int ranks = std::max(rec->info.ranks, 1);
@@ -568,31 +624,44 @@ json experiments::compare(const params& p) {
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
   std::vector<const tr::index_entry*> runs;
+  std::vector<std::shared_ptr<const tr::run_record>> recs;
   for (const auto& id : ids) runs.push_back(&entry(exp, id, *all));
+  // Every field of every run (the index keeps some only): the runs' files,
+  // without their series' points.
+  for (const auto& id : ids) recs.push_back(record(exp, id, false, tr::series_points{tr::series_points::which::none, {}}));
   std::set<std::string> paths, series;
-  for (const auto* e : runs) {
-    for (const auto& [path, a] : e->scalars) paths.insert(path);
-    for (const auto& s : e->series) {
-      if (s.type != field_type::string_series) series.insert(s.path);
+  for (const auto& r : recs) {
+    for (const auto& [path, f] : r->fields) {
+      if (is_series(f.type)) {
+        if (f.type != field_type::string_series) series.insert(path);
+      } else if (f.type != field_type::file && f.type != field_type::array) {
+        paths.insert(path);
+      }
     }
   }
   json fields = json::array();
-  auto row = [&](const std::string& name, auto&& value_of) {
-    json values = json::array();
+  auto row = [&](const std::string& name, json values) {
     std::set<std::string> distinct;
-    for (const auto* e : runs) {
-      const query::cell c = value_of(*e);
-      values.push_back(cell_json(c));
-      distinct.insert(c.k == query::cell::kind::missing ? std::string("\x01missing") : c.text);
-    }
-    fields.push_back({{"path", name}, {"values", values}, {"differs", distinct.size() > 1}});
+    for (const auto& v : values) distinct.insert(v.dump());
+    fields.push_back({{"path", name}, {"values", std::move(values)}, {"differs", distinct.size() > 1}});
   };
   for (const char* a : {"name", "status", "duration", "ranks"}) {
-    row(a, [&](const tr::index_entry& e) { return query::value_of(e, a); });
+    json values = json::array();
+    for (const auto* e : runs) values.push_back(cell_json(query::value_of(*e, a)));
+    row(a, std::move(values));
   }
-  for (const auto& path : paths) row(path, [&](const tr::index_entry& e) { return query::value_of(e, path); });
+  for (const auto& path : paths) {
+    json values = json::array();
+    for (const auto& r : recs) {
+      const auto* f = r->find(path);
+      values.push_back(f && !is_series(f->type) ? atom_json(f->atom) : json(nullptr));
+    }
+    row(path, std::move(values));
+  }
   for (const auto& path : series) {
-    row(path + ":last", [&](const tr::index_entry& e) { return query::value_of(e, path + ":last"); });
+    json values = json::array();
+    for (const auto* e : runs) values.push_back(cell_json(query::value_of(*e, path + ":last")));
+    row(path + ":last", std::move(values));
   }
   return {{"runs", ids}, {"fields", fields}, {"series", std::vector<std::string>(series.begin(), series.end())}};
 }

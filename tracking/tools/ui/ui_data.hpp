@@ -75,7 +75,10 @@ class experiments {
   std::shared_ptr<const std::vector<tracking::index_entry>> index(std::size_t exp);
   const tracking::index_entry& entry(std::size_t exp, const std::string& id,
                                      const std::vector<tracking::index_entry>& all) const;
-  std::shared_ptr<const tracking::run_record> record(std::size_t exp, const std::string& id, bool with_bytes);
+  /// A run as read for one request: `points` names the series whose points
+  /// it needs (none for listing a run: a run of long series is not read whole).
+  std::shared_ptr<const tracking::run_record> record(std::size_t exp, const std::string& id, bool with_bytes,
+                                                     const tracking::series_points& points);
 
   std::vector<std::string> files_;
   std::mutex mutex_;  // every read of the files, and the caches
@@ -89,12 +92,43 @@ class experiments {
 /// is found under the very URL the page builds.
 std::string api_key(const std::string& endpoint, const std::vector<std::pair<std::string, std::string>>& query);
 
-/// Reduces points to at most 2 * width: the smallest and the largest of
-/// each of `width` buckets of consecutive points, in their order, so that
-/// spikes survive. Points whose y is NaN are kept only where a bucket has
-/// nothing else.
-std::vector<std::size_t> reduce_minmax(const std::vector<double>& y, std::size_t first, std::size_t last,
-                                       std::size_t width);
+/// Reduces a series for a chart `width` buckets wide to at most 2 * width
+/// points: the smallest and the largest of each bucket, in their order, so
+/// that spikes survive. Fed one point at a time (a 10M-point series is never
+/// held). Without a window the buckets split the points by position; with
+/// one (a zoom, [lo, hi] of x), by x. A window of at most 2 * width points is
+/// kept whole. A bucket of NaN only keeps one of them (a gap in the line).
+class minmax_reducer {
+ public:
+  minmax_reducer(std::size_t width, std::optional<double> lo, std::optional<double> hi);
+  /// The series' length (before the points; positions are bucketed by it).
+  void total(std::uint64_t n) { n_ = n; }
+  /// Point k of the series.
+  void add(std::uint64_t k, double x, double y);
+  /// Points in the window, and whether they were reduced.
+  std::uint64_t window() const { return window_; }
+  bool reduced() const { return reducing_; }
+  /// The kept points as [[x, y], ...], in series order (y null for NaN).
+  json points() const;
+
+ private:
+  struct point {
+    std::uint64_t k;
+    double x, y;
+  };
+  struct bucket {
+    bool any = false;
+    point lo{}, hi{}, nan{};
+    bool has_nan = false;
+  };
+  void to_bucket(const point& p);
+  std::size_t width_;
+  std::optional<double> lo_, hi_;
+  std::uint64_t n_ = 0, window_ = 0;
+  bool reducing_ = false;
+  std::vector<point> raw_;
+  std::vector<bucket> buckets_;
+};
 
 /// The page, with Chart.js inline (embedded at build time).
 const std::string& page_html();

@@ -2,7 +2,11 @@
 // with its data inline, one file that opens from disk with no server (for
 // sharing, or a paper's supplement). The data are the API's answers for the
 // views the report holds, stored under the URLs the page asks for them by.
-#include <fstream>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <set>
 
@@ -18,6 +22,7 @@ namespace {
 
 constexpr int page_size = 100;          // the page's PAGE
 constexpr int report_width = 800;       // the page's WIDTH
+constexpr int text_rows = 50;           // the page's TEXT_ROWS
 constexpr std::size_t max_pages = 20;   // runs table: the first 2000 runs
 
 using query_list = std::vector<std::pair<std::string, std::string>>;
@@ -31,6 +36,31 @@ std::string script_safe(const std::string& s) {
     if (s[k] == '<' && k + 1 < s.size() && s[k + 1] == '/') out += '\\';
   }
   return out;
+}
+
+// Writes `text` to `out`. A regular file (or a new one) is written beside it
+// and renamed over it, so a reader never sees half a report and a failed
+// write leaves the old one; anything else (a pipe, /dev/stdout, a device) is
+// written in place. Either way a short write is an error (exit 1, as a
+// failed export), never exit 0.
+void write_output(const std::string& out, const std::string& text) {
+  struct stat st {};
+  const bool regular = ::stat(out.c_str(), &st) != 0 || S_ISREG(st.st_mode);
+  const std::string target = regular ? out + ".tmp" : out;
+  std::FILE* f = std::fopen(target.c_str(), "wb");
+  if (!f) throw usage_error("cannot write '" + target + "': " + std::strerror(errno) + "; pass another path with -o");
+  const bool wrote = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const bool closed = std::fclose(f) == 0;
+  if (!wrote || !closed) {
+    const std::string why = std::strerror(errno);
+    if (regular) std::remove(target.c_str());
+    throw error("writing '" + target + "' failed (" + why + "): free some space or pass another path with -o");
+  }
+  if (regular && std::rename(target.c_str(), out.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(target.c_str());
+    throw error("cannot rename '" + target + "' to '" + out + "': " + why);
+  }
 }
 
 std::string now_text() {
@@ -69,7 +99,12 @@ int cmd_report(const std::string& file, const std::vector<std::string>& wanted, 
     json run = exps.run({rq.begin(), rq.end()});
     put("/api/timeline", rq, exps.timeline({rq.begin(), rq.end()}));
     for (const auto& s : run["series"]) {
-      if (s["type"] == "StringSeries") continue;
+      if (s["type"] == "StringSeries") {  // listed, its last text_rows points
+        const query_list sq = {{"exp", "0"}, {"id", id}, {"path", s["path"].get<std::string>()}, {"x", "step"},
+                               {"width", std::to_string(text_rows)}};
+        put("/api/series", sq, exps.series({sq.begin(), sq.end()}));
+        continue;
+      }
       // By step only: with time on x as well a report of 20 series doubles
       // (the page offers time in `rankflow ui`).
       for (const char* x : {"step"}) {
@@ -95,15 +130,7 @@ int cmd_report(const std::string& file, const std::vector<std::string>& wanted, 
   page.replace(at, marker.size(),
                "<script id=\"rf-data\" type=\"application/json\">" +
                    script_safe(data.dump(-1, ' ', false, json::error_handler_t::replace)) + "</script>");
-  const std::string temp = out + ".tmp";
-  {
-    std::ofstream f(temp, std::ios::binary | std::ios::trunc);
-    if (!f) throw usage_error("cannot write '" + temp + "': pass another path with -o");
-    f << page;
-    f.flush();
-    if (!f) throw usage_error("writing '" + temp + "' failed (disk full?)");
-  }
-  if (std::rename(temp.c_str(), out.c_str()) != 0) throw usage_error("cannot rename '" + temp + "' to '" + out + "'");
+  write_output(out, page);
   std::cout << "rankflow report: " << out << " (" << page.size() / 1024 << " KiB; runs table of " << ids_all.size()
             << " runs" << (ids.empty() ? "" : ", details of " + cli::join(ids, ", ")) << ")\n";
   return 0;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <httplib.h>
 
@@ -100,8 +101,19 @@ int cmd_ui(const std::vector<std::string>& files, int port, const std::string& b
             res.set_content(std::move(bytes), "application/octet-stream");
           }));
   // Everything else, and methods other than GET: nothing to find here.
+  // httplib's own refusals (a URI too long, a bad request) get a JSON body too.
   srv.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (res.status == 404 && res.body.empty()) send_error(res, 404, "nothing at " + req.path + " (the page is at /)");
+    if (!res.body.empty()) return;
+    if (res.status == 404) {
+      send_error(res, 404, "nothing at " + req.path + " (the page is at /)");
+    } else {
+      const int s = res.status;
+      send_error(res, s,
+                 s == 414 || s == 413 ? "the request is too long"
+                 : s == 405           ? "only GET is served"
+                 : s == 400           ? "a malformed request"
+                                      : "HTTP " + std::to_string(s));
+    }
   });
   srv.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     std::string why = "internal error";
@@ -115,6 +127,12 @@ int cmd_ui(const std::vector<std::string>& files, int port, const std::string& b
   });
   // A client that goes away mid-answer must not kill the server.
   std::signal(SIGPIPE, SIG_IGN);
+  // SO_REUSEADDR only: httplib also sets SO_REUSEPORT, with which a second
+  // server on the same port starts too and the two share its requests.
+  srv.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   const int bound = port == 0 ? srv.bind_to_any_port(bind) : (srv.bind_to_port(bind, port) ? port : -1);
   if (bound < 0) {
     throw usage_error("cannot listen on " + bind + ":" + std::to_string(port) +

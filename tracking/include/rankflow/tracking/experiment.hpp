@@ -8,6 +8,8 @@
 // time, under the sidecar's lock, and replaced atomically.
 #pragma once
 
+#include <functional>
+
 #include <string>
 #include <vector>
 
@@ -76,6 +78,29 @@ std::vector<run_info> list_runs(const std::string& file);
 /// File artifacts are loaded when `with_bytes`. Throws usage_error naming the
 /// runs there are when `id` is not one of them.
 run_record load_run(const std::string& file, const std::string& id, bool with_bytes = true);
+
+/// Which series' points load_run reads from a run's file: all of them, none
+/// (each series' type, count and last step only: a run of long series is
+/// listed without reading them), or only those of `path`. A live or killed
+/// run read from its journal has all of them either way.
+struct series_points {
+  enum class which { all, none, one } w = which::all;
+  std::string path;  ///< which::one
+  /// false: the series read leave their timestamps out (a chart by step
+  /// needs steps and values only: a third less to read).
+  bool timestamps = true;
+  /// which::one, numeric series: instead of keeping the points, hand them
+  /// over in chunks as they are read (a 10M-point series is reduced without
+  /// holding it): first `total` with the count, then `chunk` with points
+  /// [at, at + n): steps, timestamps (nullptr unless `timestamps`) and values
+  /// as doubles. The record keeps the series' count and last step.
+  std::function<void(std::uint64_t count)> total;
+  std::function<void(std::uint64_t at, const double* steps, const double* times, const double* values, std::size_t n)>
+      chunk;
+};
+
+/// load_run, reading only the series points `points` asks for.
+run_record load_run(const std::string& file, const std::string& id, bool with_bytes, const series_points& points);
 
 /// Reads an array field's data as doubles (for tools and tests).
 std::vector<double> read_array(const std::string& file, const array_info& a,
