@@ -3,8 +3,9 @@
 fresh server: the runs table's first rows, and one run's view with its charts
 drawn. Usage: ui_browser_timing.py RANKFLOW EXPERIMENT.h5 VIEW [REPEATS]
 where VIEW is a page hash such as '#/runs' or '#/run/0/RUN-1'. Prints one
-line per repeat: the page's own time (view start to last chart drawn) and the
-wall time from the request of the page."""
+line per repeat: the view's own time (its start to its last chart drawn), the
+time from the browser's request of the page to then (performance.now()), and
+the wall time seen here (selenium's own overhead included)."""
 import re, subprocess, sys, time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -27,8 +28,10 @@ try:
                 time.sleep(0.005)
             wall = time.monotonic() - t0
             page = d.execute_script("return document.body.dataset.readyMs")
+            since_nav = d.execute_script("return document.body.dataset.readyAtMs")
             err = d.execute_script("return document.getElementById('error').textContent")
-            print(f"{view}: page {page} ms, wall {wall * 1e3:.0f} ms{' ERROR ' + err if err else ''}")
+            print(f"{view}: view {page} ms, from the page's request {since_nav} ms, wall {wall * 1e3:.0f} ms"
+                  f"{' ERROR ' + err if err else ''}")
         finally:
             server.terminate()
             server.wait()

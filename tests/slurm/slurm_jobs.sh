@@ -80,14 +80,35 @@ for name in sys.argv[1:]:
         own.append(float(m.group(1)) + float(m.group(3)))
 assert len(waits) == 32, f"{len(waits)} stops logged their lock wait"
 # The lock is held for commits only: a stop waits for the commits queued
-# before it, never for another job's whole stop, so no more than its own stop
-# takes (50 ms of slack for this oversubscribed box's scheduling).
-late = [(w, o) for w, o in zip(waits, own) if w > o + 50]
-assert not late, f"waited longer than their own stop (wait, own stop ms): {late}"
-assert max(waits) <= 31 * max(commits) + 50, (max(waits), max(commits))
+# before it, never for another job's whole stop (its run file is written
+# outside the lock). So no wait exceeds the other stops' commits together
+# (100 ms of slack for the scheduling of 32 jobs on this box). Comparing a
+# wait with the waiter's own stop, as this did, failed once at 194 against
+# 76 + 50 ms: a bound on timing, not on the design.
+for k, w in enumerate(waits):
+    others = sum(commits) - commits[k]
+    assert w <= others + 100, f"stop {k} waited {w:.1f} ms, more than the other 31 commits together ({others:.1f} ms)"
 print(f"32 stops: lock wait median {sorted(waits)[16]:.1f} ms, max {max(waits):.1f} ms; own stop median "
       f"{sorted(own)[16]:.1f} ms; commit max {max(commits):.1f} ms")
 PY
+# Issue 16: the web view of that experiment shows the array as one sweep of
+# 32 runs (its API), and the static report holds it.
+"$RF" ui slurm.h5 --port 0 > ui.out 2> ui.err &
+uipid=$!
+for _ in $(seq 100); do grep -q "^rankflow ui: serving" ui.out && break; sleep 0.1; done
+/usr/bin/python3 - "$(grep -o 'http://[^ ]*' ui.out)" "slurm-$many" <<'PY' || fail "rankflow ui on the array's experiment: $(cat ui.err)"
+import json, sys, urllib.request
+url, sweep = sys.argv[1], sys.argv[2]
+get = lambda q: json.load(urllib.request.urlopen(url + q, timeout=30))
+s = {x["sweep"]: x for x in get("api/sweeps?exp=0")["sweeps"]}
+assert s[sweep]["runs"] == 32 and s[sweep]["status"] == {"succeeded": 32}, s.get(sweep)
+rows = get(f"api/runs?exp=0&sweep={sweep}&sort=params/seed&cols=id,params/seed&limit=100")["rows"]
+assert [r["cells"]["params/seed"] for r in rows] == list(range(32)), rows[:3]
+assert all(r["sweep"] == sweep and r["status"] == "succeeded" for r in rows)
+PY
+kill "$uipid"; wait "$uipid" 2>/dev/null
+"$RF" report slurm.h5 -o array.html > /dev/null || fail "rankflow report of the array's experiment"
+grep -q "slurm-$many" array.html || fail "the report lacks the sweep slurm-$many"
 
 # --with slurm: bigsum, started outside any job as on a login node, writes
 # and submits its own batch script, follows the log with --wait and exits

@@ -65,14 +65,14 @@ timeout 10 "$RF" ui --help > /dev/null 2>&1 || fail "'rankflow ui --help' fails:
 W=$(mktemp -d /tmp/rankflow-ui.XXXXXX)
 rm -rf "$ART"
 mkdir -p "$ART"
-SERVER="" LIVEPID="" OTHER=""
+SERVER="" LIVEPID="" OTHER="" HAMMER=""
 cleanup() {
   local p
   for p in $SERVER $OTHER; do kill -- "-$p" 2> /dev/null; done  # the servers' process groups
-  for p in $LIVEPID; do kill "$p" 2> /dev/null; done
+  for p in $LIVEPID $HAMMER; do kill "$p" 2> /dev/null; done
   sleep 0.3
   for p in $SERVER $OTHER; do kill -9 -- "-$p" 2> /dev/null; done
-  for p in $LIVEPID; do kill -9 "$p" 2> /dev/null; done
+  for p in $LIVEPID $HAMMER; do kill -9 "$p" 2> /dev/null; done
   [ "$FAILED" = 0 ] && rm -rf "$W" || echo "(work directory kept: $W)"
 }
 trap cleanup EXIT
@@ -180,7 +180,37 @@ timeout 180 "$PY" "$HERE/ui_browser_test.py" --url "$URL" --artifacts "$ART" --r
   --report-runs RUN-1,RUN-2 --latest-report latest.html || soft "ui_browser_test.py (exit $?)"
 kill -0 "$SERVER" 2> /dev/null || fail "the server died during the browser test: $(tail -5 server.err)"
 
-step "the live run ends"
+step "the live run ends and the killed one is recovered, while clients read L.h5"
+# Its stop replaces L.h5 (a rename) and removes the journal; recover does the
+# same for RUN-3. Every answer meanwhile must be whole: JSON, never a 5xx.
+"$PY" - "$URL" stop-hammer > hammer.log 2>&1 << 'PY' &
+import json, os, sys, threading, urllib.error, urllib.request
+url, stop = sys.argv[1], sys.argv[2]
+bad, n = [], [0]
+def get(q):
+    try:
+        with urllib.request.urlopen(url + q, timeout=30) as r:
+            json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        if e.code >= 500: bad.append(f"{q}: {e.code} {e.read()[:200]!r}")
+        else: json.loads(e.read())
+    except Exception as e:  # a cut answer, bad JSON, a refused connection
+        bad.append(f"{q}: {e!r}")
+    n[0] += 1
+def loop():
+    while not os.path.exists(stop):
+        for q in ["api/runs?exp=2", "api/run?exp=2&id=RUN-4", "api/run?exp=2&id=RUN-5",
+                  "api/series?exp=2&id=RUN-4&path=live/loss", "api/timeline?exp=2&id=RUN-4", "api/sweeps?exp=2"]:
+            get(q)
+ts = [threading.Thread(target=loop) for _ in range(3)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(f"{n[0]} requests, {len(bad)} bad")
+for b in bad[:10]: print(b)
+sys.exit(1 if bad or n[0] < 20 else 0)
+PY
+HAMMER=$!
+sleep 1
 touch stop-live
 wait_exit "$LIVEPID" 30 || soft "live_writer did not stop within 30 s of stop-live"
 [ "$RC" -eq 0 ] || soft "live_writer exit $RC: $(tail -5 live.log)"
@@ -194,6 +224,27 @@ sys.exit(0 if r["status"] == "succeeded" and r["live"] is False else 1)' && { ok
   sleep 0.1
 done
 [ "$ok" = 1 ] || soft "4 s after the live run stopped, /api/runs?exp=2 still says: $(curl -s --max-time 5 "${URL}api/runs?exp=2" | head -c 600)"
+# A run killed now (RUN-5), then recovered, both while the clients read.
+"${DFL[@]}" "$MPIEXEC" -n 1 "$LIVE" --experiment L.h5 --until-file never --max-seconds 30 > killed2.log 2>&1 &
+OTHER=$!
+wait_for "started" killed2.log 20 || soft "live_writer L.h5 RUN-5 did not start: $(cat killed2.log)"
+sleep 0.5
+kill -9 $(pgrep -P "$OTHER" -x ui_live_writer) 2> /dev/null || soft "no ui_live_writer rank under mpiexec $OTHER"
+wait_exit "$OTHER" 20 || soft "mpiexec did not end after its rank was killed"
+OTHER=""
+"$RF" recover L.h5 > recover.out 2>&1 || soft "rankflow recover L.h5 while served: $(cat recover.out)"
+grep -q "recovered RUN-5 (status killed)" recover.out || soft "recover did not restore RUN-5: $(cat recover.out)"
+sleep 1
+touch stop-hammer
+wait_exit "$HAMMER" 60 || soft "the clients did not finish"
+[ "$RC" -eq 0 ] || soft "reading L.h5 while it was replaced and recovered: $(cat hammer.log)"
+echo "   clients while replaced and recovered: $(head -1 hammer.log)"
+curl -sf --max-time 5 "${URL}api/run?exp=2&id=RUN-5" | "$PY" -c '
+import json, sys
+r = json.load(sys.stdin)
+i = r["info"]
+sys.exit(0 if i["status"] == "killed" and i["reason"] != "not recovered yet" and r["series"] else 1)' ||
+  soft "after recover, RUN-5 reads: $(curl -s --max-time 5 "${URL}api/run?exp=2&id=RUN-5" | head -c 400)"
 
 step "--bind 0.0.0.0 warns; SIGINT stops"
 "${DFL[@]}" "$RF" ui E.h5 --port 0 --bind 0.0.0.0 > bind.out 2> bind.err &
