@@ -22,17 +22,13 @@ HERE=$SRC/tests/ui
 ART=$BUILD/ui-artifacts
 T0=$SECONDS
 FAILED=0
+# run, wait_for, BIGSUM: the script tests' own (BIN is the build directory).
+BIN=${BIN:-$BUILD}
+. "$SRC/tests/scripts/common.sh"
+RUN_TIMEOUT=60
 fail() { echo "FAIL: $*" >&2; FAILED=1; exit 1; }
 soft() { echo "FAIL: $*" >&2; FAILED=1; }  # a failure after which the other checks still say something
 step() { echo "== [$((SECONDS - T0))s] $*"; }
-wait_for() {  # wait_for PATTERN FILE SECONDS
-  local i
-  for ((i = 0; i < $3 * 20; i++)); do
-    grep -q "$1" "$2" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
 wait_exit() {  # wait_exit PID SECONDS: the exit code in $RC, 124 if still running
   local i
   for ((i = 0; i < $2 * 20; i++)); do
@@ -46,12 +42,6 @@ wait_exit() {  # wait_exit PID SECONDS: the exit code in $RC, 124 if still runni
 # behind even if a server leaves children) with SIGINT at its default (bash ignores it
 # in background jobs); the tests signal the server's own pid, as `kill PID` would.
 DFL=("$PY" -c 'import os, signal, sys; os.setsid(); signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])')
-run() {  # run N ARGS...: mpiexec under a timeout, output in $OUT, exit code in $RC
-  local n=$1
-  shift
-  OUT=$(timeout 60 "$MPIEXEC" --oversubscribe -n "$n" "$@" 2>&1)
-  RC=$?
-}
 
 for x in "$RF" "$BIGSUM" "$SWEEP" "$LIVE"; do [ -n "$x" ] && [ -x "$x" ] || fail "missing program '$x' (build first)"; done
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! "$PY" -c 'import selenium, h5py' 2>/dev/null; then
@@ -97,14 +87,18 @@ run 1 "$LIVE" --experiment L.h5 --points 3 --interval 0 --lr 0.5
 [ "$RC" -eq 0 ] || fail "live_writer L.h5 RUN-1: exit $RC: $OUT"
 run 2 "$LIVE" --experiment L.h5 --points 3 --interval 0.1 --fail "loss diverged"
 [ "$RC" -eq 0 ] || fail "live_writer --fail L.h5 RUN-2: exit $RC: $OUT"
-# L.h5 RUN-3 is killed (kill -9 of its rank) after a few durable points.
-"$MPIEXEC" -n 1 "$LIVE" --experiment L.h5 --until-file never --max-seconds 30 > killed.log 2>&1 &
-OTHER=$!
-wait_for "started" killed.log 20 || fail "live_writer L.h5 RUN-3 did not start: $(cat killed.log)"
-sleep 0.7
-kill -9 $(pgrep -P "$OTHER" -x ui_live_writer) 2> /dev/null || fail "no ui_live_writer rank under mpiexec $OTHER"
-wait_exit "$OTHER" 20 || fail "mpiexec did not end after its rank was killed"
-OTHER=""
+# killed_run ID LOG: a live writer into L.h5 (run ID) whose rank is killed
+# with kill -9 after a few durable points: its journal stays, not recovered.
+killed_run() {
+  "${DFL[@]}" "$MPIEXEC" -n 1 "$LIVE" --experiment L.h5 --until-file never --max-seconds 30 > "$2" 2>&1 &
+  OTHER=$!
+  wait_for "started" "$2" 20 || fail "live_writer L.h5 $1 did not start: $(cat "$2")"
+  sleep 0.7
+  kill -9 $(pgrep -P "$OTHER" -x ui_live_writer) 2> /dev/null || fail "no ui_live_writer rank under mpiexec $OTHER"
+  wait_exit "$OTHER" 20 || fail "mpiexec did not end after its rank was killed"
+  OTHER=""
+}
+killed_run RUN-3 killed.log
 "$PY" - "$RF" << 'PY' || fail "the experiments are not as made"
 import json, subprocess, sys
 want = {"E.h5": ["succeeded"] * 3 + ["failed", "succeeded"], "S.h5": ["succeeded"], "L.h5": ["succeeded", "failed", "killed"]}
@@ -225,13 +219,7 @@ sys.exit(0 if r["status"] == "succeeded" and r["live"] is False else 1)' && { ok
 done
 [ "$ok" = 1 ] || soft "4 s after the live run stopped, /api/runs?exp=2 still says: $(curl -s --max-time 5 "${URL}api/runs?exp=2" | head -c 600)"
 # A run killed now (RUN-5), then recovered, both while the clients read.
-"${DFL[@]}" "$MPIEXEC" -n 1 "$LIVE" --experiment L.h5 --until-file never --max-seconds 30 > killed2.log 2>&1 &
-OTHER=$!
-wait_for "started" killed2.log 20 || soft "live_writer L.h5 RUN-5 did not start: $(cat killed2.log)"
-sleep 0.5
-kill -9 $(pgrep -P "$OTHER" -x ui_live_writer) 2> /dev/null || soft "no ui_live_writer rank under mpiexec $OTHER"
-wait_exit "$OTHER" 20 || soft "mpiexec did not end after its rank was killed"
-OTHER=""
+killed_run RUN-5 killed2.log
 "$RF" recover L.h5 > recover.out 2>&1 || soft "rankflow recover L.h5 while served: $(cat recover.out)"
 grep -q "recovered RUN-5 (status killed)" recover.out || soft "recover did not restore RUN-5: $(cat recover.out)"
 sleep 1

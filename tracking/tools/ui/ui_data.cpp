@@ -67,6 +67,18 @@ std::int64_t integer(const params& p, const char* name, std::int64_t fallback, s
   return v;
 }
 
+// The `path` parameter, checked as a program's field names are (no "..",
+// no empty parts): it is looked up among the run's fields, never opened.
+const std::string& field_path(const params& p) {
+  const std::string& path = need(p, "path");
+  try {
+    validate_path(path);
+  } catch (const std::exception& e) {
+    throw http_error(400, e.what());
+  }
+  return path;
+}
+
 std::optional<double> number(const params& p, const char* name) {
   const auto it = p.find(name);
   if (it == p.end() || it->second.empty()) return std::nullopt;
@@ -455,18 +467,13 @@ json minmax_reducer::points() const {
 json experiments::series(const params& p) {
   const std::size_t exp = exp_of(p);
   const std::string& id = need(p, "id");
-  const std::string& path = need(p, "path");
+  const std::string& path = field_path(p);
   const std::string x = optional(p, "x", "step");
   if (x != "step" && x != "time") throw http_error(400, "parameter 'x' must be step or time, got '" + x + "'");
   const auto width = static_cast<std::size_t>(integer(p, "width", 800, 1, max_width));
   const auto from = number(p, "from"), to = number(p, "to");
   if (from.has_value() != to.has_value()) throw http_error(400, "a window needs both 'from' and 'to'");
   if (from && *to < *from) throw http_error(400, "parameter 'to' is smaller than 'from'");
-  try {
-    validate_path(path);
-  } catch (const std::exception& e) {
-    throw http_error(400, e.what());
-  }
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
   const double t0 = entry(exp, id, *all).info.start_time;
@@ -520,12 +527,7 @@ json experiments::series(const params& p) {
 std::pair<std::string, std::string> experiments::file(const params& p) {
   const std::size_t exp = exp_of(p);
   const std::string& id = need(p, "id");
-  const std::string& path = need(p, "path");
-  try {
-    validate_path(path);
-  } catch (const std::exception& e) {
-    throw http_error(400, e.what());
-  }
+  const std::string& path = field_path(p);
   std::lock_guard lock(mutex_);
   const auto all = index(exp);
   (void)entry(exp, id, *all);
