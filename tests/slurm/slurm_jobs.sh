@@ -193,4 +193,47 @@ assert len(parts) == n == len(set(parts.tolist())), (len(parts), n)
 print("long job", job, "finished after", restarts, "requeue(s):", int(r.attrs["resumes"]), "resume(s)")
 PY
 [ $? -eq 0 ] || exit 1
+# Issue 17: a job that knows its own end. No --signal this time: rankflow asks
+# Slurm (squeue) when the job ends and, before that minus its margin, stops
+# handing out partitions that could not finish, checkpoints and exits 75 by
+# itself, before the limit. Twice the long job's work does not fit in 1 minute.
+DROWS=$((LROWS * 2))
+dl_job() {  # dl_job TIME EXTRA-ARGS: runs bigsum into dl.h5 in a batch job, its id in $dl, its log in $log
+  out=$(timeout 300 sbatch --wait --time="$1" -n 2 -o 'dl-%j.out' --wrap "export OMPI_ALLOW_RUN_AS_ROOT=1 \
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; mpirun $BIGSUM --rows $DROWS --cols $LCOLS --mode stream --progress off \
+    --experiment $PWD/dl.h5 $2; echo \"bigsum exit \$?\"" 2>&1)
+  dl=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
+  [ -n "$dl" ] || fail "sbatch (deadline job): $out"
+  log=$(cat "dl-$dl.out")
+}
+dl_job 1 ""
+printf '%s\n' "$log" | grep -q "^bigsum exit 75$" || fail "the 1-minute job did not checkpoint and exit 75 by itself: $log"
+printf '%s\n' "$log" | grep -q "the job ends at .* (Slurm job $dl)" || fail "rankflow did not learn the job's end: $log"
+printf '%s\n' "$log" | grep -q "stopped before the job's time limit" || fail "no deadline stop in: $log"
+scontrol show job "$dl" | grep -q "JobState=TIMEOUT" && fail "Slurm ended the job at its limit first: $log"
+/usr/bin/python3 - <<'PY' || fail "dl.h5 after the deadline: $log"
+import h5py
+r = h5py.File("dl.h5", "r")["runs/RUN-1"]
+assert r.attrs["status"] == "killed", dict(r.attrs)
+assert "stopped before the job's time limit" in r.attrs["reason"], r.attrs["reason"]
+left = float(r["sys/deadline/left_s"][()])
+# The margin is a tenth of the ~58 s left at start (5.8 s): what was left is
+# about that, never negative (the job ended before its limit).
+assert 0 < left < 20, left
+ok = r["_rankflow/ledger/ok"][()].astype(bool)
+n = int(r["_rankflow/calls/partitions"][0])
+assert 0 < ok.sum() < n, (ok.sum(), n)
+print(f"deadline job: {ok.sum()} of {n} partitions, {left:.1f} s of the allocation left")
+PY
+dl_job 5 --resume
+printf '%s\n' "$log" | grep -q "^bigsum exit 0$" || fail "the resumed job did not finish: $log"
+/usr/bin/python3 - <<'PY' || fail "dl.h5 after the resume: $log"
+import h5py
+r = h5py.File("dl.h5", "r")["runs/RUN-1"]
+assert r.attrs["status"] == "succeeded", dict(r.attrs)
+led = r["_rankflow/ledger"]
+parts = led["partition"][()][led["ok"][()].astype(bool)]
+n = int(r["_rankflow/calls/partitions"][0])
+assert len(parts) == n == len(set(parts.tolist())), (len(parts), n)
+PY
 echo OK

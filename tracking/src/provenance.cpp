@@ -1,7 +1,6 @@
 #include "provenance.hpp"
 
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <map>
 #include <set>
 
+#include <rankflow/core/detail/spawn.hpp>
 #include <rankflow/core/detail/transport.hpp>
 #include <rankflow/core/error.hpp>
 
@@ -87,43 +87,8 @@ std::string host_hardware() {
          std::to_string(mem_kb / 1024) + " MB";
 }
 
-// Runs a command (no shell: argv), its stdout up to `cap` bytes; "" on any
-// failure. posix_spawn, not fork: an MPI process must not fork (Open MPI warns,
-// and InfiniBand's registered memory does not survive it); glibc spawns with
-// CLONE_VFORK, which copies nothing.
 std::string capture(const std::vector<std::string>& argv, std::size_t cap, bool* cut = nullptr) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return "";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  ::close(fds[1]);
-  if (rc != 0) {
-    ::close(fds[0]);
-    return "";
-  }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::read(fds[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (out.size() < cap) out.append(buf, std::min(static_cast<std::size_t>(n), cap - out.size()));
-    if (out.size() >= cap && cut) *cut = true;  // keep reading: the child must not block on a full pipe
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "";
-  return out;
+  return detail::capture_output(argv, cap, cut);  // core's: posix_spawn, never fork
 }
 
 // Text for a String field: rankflow stores UTF-8 without NUL, so other bytes

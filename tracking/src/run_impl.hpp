@@ -266,9 +266,24 @@ class run_impl {
       end.info.reason = reason;
       end.info.end_time = end.time;
       std::vector<rejection> none;
+      const bool journaled = mode == tracking_mode::async || mode == tracking_mode::sync;
+      std::string enc;
+      if (const double job_end = detail::deadline(); job_end > 0) {
+        // The allocation's end (--deadline, or Slurm's), and how much of it
+        // this run left unused: what stopping early cost, or what was spare.
+        for (const auto& [path, value] : {std::pair<const char*, double>{"sys/deadline/end", job_end},
+                                          {"sys/deadline/left_s", job_end - end.time}}) {
+          op a;
+          a.kind = op_kind::assign;
+          a.time = end.time;
+          a.path = path;
+          a.atom.type = path == std::string_view("sys/deadline/end") ? field_type::datetime : field_type::float_;
+          a.atom.d = value;
+          if (svc->rec.apply(a, none) && journaled) encode(a, enc);
+        }
+      }
       svc->rec.apply(end, none);
-      if (mode == tracking_mode::async || mode == tracking_mode::sync) {
-        std::string enc;
+      if (journaled) {
         encode(end, enc);
         // Handed to the kernel (survives kill -9) but not fsync'd: the merge
         // below fsyncs what matters, the file itself.
@@ -374,7 +389,11 @@ class run_impl {
     svc->abort();
     svc_thread.join();
     const int sig = pending_signal();
-    if (sig != 0) {
+    if (sig == deadline_signal) {
+      reason = "stopped before the job's time limit: no partition that could not finish by then was started "
+               "(--deadline; sys/deadline/left_s says how much of the allocation was left); everything tracked "
+               "until then was kept";
+    } else if (sig != 0) {
       reason = std::string("interrupted by ") + signal_name(sig) +
                " (a time limit, scancel or preemption); "
                "everything tracked until then was kept";

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "deadline.hpp"
+
 namespace rankflow {
 
 namespace {
@@ -71,6 +73,20 @@ table scheduler_table(scheduler_flags& c) {
        "a call measured (at its last execution) to take at most this much work per rank runs as one static "
        "split and one exchange, without the scheduling protocol; 0: never (default 50)",
        [&c](std::string_view f, std::string_view v) { c.small_call_us = micros(f, v); }},
+      {"deadline", "RANKFLOW_DEADLINE", "WHEN",
+       "when the job's allocation ends: auto (ask Slurm), off, or a time (Unix seconds, ISO 8601); no partition "
+       "that could not finish before it is started, and the call ends as at a time-limit signal (default auto)",
+       [&c](std::string_view f, std::string_view v) {
+         if (v != "auto" && v != "off") (void)detail::parse_time_point(f, v);
+         c.deadline = std::string(v);
+       }},
+      {"time-left", "RANKFLOW_TIME_LEFT", "DURATION",
+       "the allocation ends this long after the start (3600, 90m, 2h, 01:30:00), instead of --deadline",
+       [&c](std::string_view f, std::string_view v) { c.time_left_s = detail::parse_duration(f, v); }},
+      {"deadline-margin", "RANKFLOW_DEADLINE_MARGIN", "DURATION",
+       "stop handing out work this long before the deadline, for the checkpoint (default: a tenth of the time "
+       "left at start, 5 to 60 s)",
+       [&c](std::string_view f, std::string_view v) { c.deadline_margin_s = detail::parse_duration(f, v); }},
   };
 }
 

@@ -89,6 +89,11 @@ failure_info read_failure(const char* d, std::size_t n) {
 
 // The signal number travels in `attempts` (unused for an interruption).
 failure_info interruption(int rank, int sig) {
+  if (sig == deadline_signal) {
+    return {rank, sig, -1, interrupted_partition,
+            "stopped before the job's time limit: rank " + std::to_string(rank) +
+                " started no partition that could not finish by then (--deadline)"};
+  }
   return {rank, sig, -1, interrupted_partition,
           std::string("interrupted by ") + signal_name(sig) + " on rank " + std::to_string(rank)};
 }

@@ -1,4 +1,6 @@
 // Rank 0's side of the scheduling protocol (engine.cpp describes it).
+#include <cmath>
+
 #include "engine_wire.hpp"
 
 namespace rankflow::detail {
@@ -120,6 +122,11 @@ class scheduler {
                          : std::clamp<std::int64_t>(
                                static_cast<std::int64_t>(batch_work_s / std::max(mean_cost_, 1e-9)), 1, max_batch);
       want = std::min(want, by_cost);
+      // Before the job's end: no more in one batch than can run by then.
+      if (const double to_stop = detail::seconds_to_stop(); mean_cost_ > 0 && std::isfinite(to_stop)) {
+        want = std::min<std::int64_t>(want, std::max<std::int64_t>(
+                                                1, static_cast<std::int64_t>(std::min(std::max(0.0, to_stop) / mean_cost_, 1e15))));
+      }
       bytes f = frame_with(j_, {kind::assign, 0, st_.op, -1, j_.plan.count});
       const std::size_t count_at = f.size();
       encode(f, std::uint32_t{0});
@@ -195,7 +202,11 @@ class scheduler {
   }
 
   // A signal on rank 0: stop handing out work, as after a final failure.
+  // The job's end counts as one once a partition of the usual length could
+  // no longer finish before it (minus the checkpoint margin; pending_signal
+  // reports it from the margin on by itself).
   void check_signal(int active) {
+    if (!failure_ && mean_cost_ > 0 && detail::seconds_to_stop() < mean_cost_) note_signal(deadline_signal);
     if (const int sig = pending_signal(); sig != 0 && !failure_) failed(interruption(0, sig), active);
   }
 

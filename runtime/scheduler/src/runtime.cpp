@@ -1,7 +1,9 @@
+#include <rankflow/core/clock.hpp>
 #include <rankflow/core/signals.hpp>
 #include <rankflow/runtime/runtime.hpp>
 #include <rankflow/runtime/with_slurm.hpp>
 
+#include "deadline.hpp"
 #include "watchdog.hpp"
 
 #include <unistd.h>
@@ -89,6 +91,17 @@ Runtime::Runtime(int& argc, char**& argv, runtime_options opts) : uncaught_at_st
   }
   std::set_terminate(abort_job_on_terminate);
   if (opts.handle_signals) detail::install_signal_handlers();
+  if (st_.rank == 0) {
+    // Only rank 0 hands out work, so only it needs the job's end: the ranks
+    // learn of it as of a signal, inside the protocol (no clock to agree on).
+    const auto end = detail::find_job_end(st_.cfg, detail::unix_now());
+    if (end.end > 0) {
+      detail::set_deadline(end.end, end.margin);
+      log::info() << "the job ends at " << format_time(end.end) << " (" << end.source
+                  << "): no partition that could not finish is started after " << format_time(end.end - end.margin)
+                  << " (--deadline-margin " << end.margin << " s)";
+    }
+  }
   // Its thread makes MPI calls: only when MPI allows threads (a program that
   // initialised MPI itself may not have asked for that).
   if (st_.size > 1 && st_.thread_level == MPI_THREAD_MULTIPLE) {

@@ -36,6 +36,15 @@ struct scheduler_flags {
   /// to take at most this long per rank runs as a small call: a static split
   /// and one exchange instead of the scheduling protocol. 0: never.
   unsigned small_call_us = 50;
+  /// --deadline: when the job's allocation ends: "auto" (ask Slurm in a
+  /// Slurm job), "off", or a time (Unix seconds or ISO 8601). Rank 0 stops
+  /// handing out work that could not finish before it (docs/usage.md).
+  std::string deadline = "auto";
+  /// --time-left: the allocation ends this many seconds after the start (0: not given).
+  double time_left_s = 0;
+  /// --deadline-margin: seconds before the end to stop (the checkpoint);
+  /// < 0: a tenth of the time left at start, from 5 to 60 s.
+  double deadline_margin_s = -1;
 };
 
 struct config : core_flags, tracking_flags, scheduler_flags {
