@@ -138,9 +138,12 @@ TEST(Deadline, RankZeroStopsTheCallBeforeTheJobsEnd) {
   MPI_Allreduce(MPI_IN_PLACE, &last_start, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
   EXPECT_GT(total, 0);
   EXPECT_LT(total, 400);
-  // Started before the stop time, less a partition: one of the usual length
-  // could still finish. (Same host, one clock.)
-  EXPECT_LE(last_start, stop_at) << "a partition started " << last_start - stop_at << " s after the stop time";
+  // Started before the stop time: rank 0 stops a partition's length before
+  // it and cancels what workers hold queued. Slack of 2.5 partitions for a
+  // rank 0 that the OS did not run for a while (4 ranks on 2 cores, under
+  // ASan); without the deadline every one of the 400 would start.
+  // (Same host, one clock.)
+  EXPECT_LE(last_start, stop_at + 0.05) << "a partition started " << last_start - stop_at << " s after the stop time";
   rankflow::detail::clear_pending_signal();
 }
 
