@@ -120,7 +120,9 @@ job_end find_job_end(const config& c, double now) {
     if (const char* e = std::getenv("SLURM_JOB_END_TIME"); e && digits(e)) {
       j.end = std::strtod(e, nullptr);
     } else {
-      std::string out = capture_output({"squeue", "-h", "-j", id, "-o", "%e"}, 256);
+      // Under coreutils' timeout: a slurmctld that does not answer must not
+      // hold the program's start (no answer in 10 s: no deadline).
+      std::string out = capture_output({"timeout", "10", "squeue", "-h", "-j", id, "-o", "%e"}, 256);
       while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
       double t = 0;
       if (iso_time(out, t)) j.end = t;  // "Unknown", "NONE", "N/A": no limit

@@ -3,7 +3,11 @@
 // at 1-4 ranks: every rank leaves with rankflow::interrupted naming the time
 // limit, no partition starts after the stop time, and a tracked run records
 // how much of the allocation it left.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -98,7 +102,31 @@ TEST(Deadline, FlagsSlurmAndTheMargin) {
   const std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
   ::setenv("PATH", "/nonexistent", 1);  // no squeue to ask: no deadline, no error
   EXPECT_EQ(find_job_end(with({}), now).end, 0);
-  ::setenv("PATH", path.c_str(), 1);
+  // An squeue on PATH (a script standing in for Slurm's): its end time, in
+  // local time as squeue prints it; "Unknown" (no limit) is no deadline.
+  char dir[] = "/tmp/rankflow-squeue-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string fake = std::string(dir) + "/squeue";
+  for (const char* answer : {"2026-12-07T13:00:00", "Unknown"}) {
+    {
+      std::FILE* f = std::fopen(fake.c_str(), "w");
+      ASSERT_NE(f, nullptr);
+      std::fprintf(f, "#!/bin/sh\n[ \"$*\" = \"-h -j 812 -o %%e\" ] || exit 3\necho %s\n", answer);
+      std::fclose(f);
+      ::chmod(fake.c_str(), 0755);
+    }
+    ::setenv("PATH", (std::string(dir) + ":" + path).c_str(), 1);
+    j = find_job_end(with({}), now);
+    ::setenv("PATH", path.c_str(), 1);
+    if (std::string(answer) == "Unknown") {
+      EXPECT_EQ(j.end, 0) << "no limit: no deadline";
+    } else {
+      EXPECT_EQ(j.end, parse_time_point("--deadline", answer)) << "squeue's end, as local time";
+      EXPECT_EQ(j.source, "Slurm job 812");
+    }
+  }
+  std::remove(fake.c_str());
+  ::rmdir(dir);
   ::unsetenv("SLURM_JOB_ID");
   EXPECT_THROW_WITH(with({"--deadline", "soon"}), rankflow::usage_error, "--deadline expects a time", "'soon'");
   EXPECT_THROW_WITH(with({"--deadline-margin", "x"}), rankflow::usage_error, "--deadline-margin expects a duration");
