@@ -4,6 +4,7 @@
 // views the report holds, stored under the URLs the page asks for them by.
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -68,6 +69,28 @@ std::string now_text() {
 }
 
 }  // namespace
+
+// The page builds the same keys (page.html, key()): encodeURIComponent.
+std::string api_key(const std::string& endpoint, const std::vector<std::pair<std::string, std::string>>& query) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out = endpoint;
+  char sep = '?';
+  for (const auto& [k, v] : query) {
+    out += sep;
+    sep = '&';
+    out += k + "=";
+    for (const unsigned char c : v) {
+      if (std::isalnum(c) || std::string_view("-_.!~*'()").find(static_cast<char>(c)) != std::string_view::npos) {
+        out += static_cast<char>(c);
+      } else {
+        out += '%';
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+  }
+  return out;
+}
 
 int cmd_report(const std::string& file, const std::vector<std::string>& wanted, const std::string& out) {
   if (!tracking::check_file(file)) {
