@@ -62,6 +62,19 @@ int main(int argc, char** argv) {
   app.add_option("--block-rows", p.block_rows, "rows per partition (0: automatic, about 2048 partitions)")
       ->capture_default_str()
       ->check(whole_number<std::int64_t>(0, int_max, "give rows per partition (0: automatic)"));
+  app.add_option_function<std::string>(
+         "--isa",
+         [&p](const std::string& v) { bigsum::parse_isa(v, p.generator); },  // checked below, before this runs
+         "generator path: auto (each rank's best), scalar, avx2 or avx512. The matrix and the sum are the same "
+         "on every path; only the speed differs (tests pin scalar to keep their timings)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            std::optional<bigsum::isa> ignored;
+            return bigsum::parse_isa(v, ignored) ? std::string()
+                                                 : "'" + v + "' is not one of auto, scalar, avx2, avx512";
+          },
+          "auto|scalar|avx2|avx512"))
+      ->default_str("auto");
   app.add_flag("--save", p.save,
                "store the materialised matrix in the run as the Array 'matrix' (collective parallel HDF5 write)");
   app.footer("\n" + rankflow::help_text());
@@ -85,10 +98,11 @@ int main(int argc, char** argv) {
     bigsum::track(rt, run, p, r);
     run.stop();
     if (root) {
-      std::printf("bigsum: %lld x %lld doubles (%s), seed %llu, %s mode, %d ranks, %lld partitions\n",
+      std::printf("bigsum: %lld x %lld doubles (%s), seed %llu, %s mode, %d ranks, %lld partitions, %s generator\n",
                   static_cast<long long>(p.rows), static_cast<long long>(p.cols),
                   rankflow::format_bytes(r.bytes).c_str(), static_cast<unsigned long long>(p.seed),
-                  bigsum::to_string(r.used), rt.size(), static_cast<long long>(r.partitions));
+                  bigsum::to_string(r.used), rt.size(), static_cast<long long>(r.partitions),
+                  bigsum::to_string(r.generator));
       std::printf("The sum is %.6f.\n", r.sum);
       std::printf("Exact sum: %a\n", r.sum);
       std::printf("Computing it took %.0fms.\n", r.sum_ms);

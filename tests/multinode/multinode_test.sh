@@ -95,7 +95,7 @@ grep -qE "per_rank +IntSeries +4 points" <<<"$SHOW" || fail "series points from 
 echo "all features across hosts: OK"
 
 # ---- 3. resume of a multi-node run ---------------------------------------------------
-BIG=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --progress off)  # 3000 partitions
+BIG=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --isa scalar --progress off)  # 3000 partitions
 step "reference sum for the resume and fault runs"
 run 4 "$BIGSUM" "${BIG[@]}" --tracking-mode debug
 [ "$RC" -eq 0 ] || fail "reference bigsum exited $RC: $OUT"

@@ -56,7 +56,7 @@ kill_after() {
   wait "$job" 2>/dev/null
   sleep 0.5
 }
-args=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --experiment r.h5)
+args=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --isa scalar --experiment r.h5)
 run 2 "$BIGSUM" "${args[@]}" --seed 42 --experiment ref.h5
 [ "$RC" -eq 0 ] || fail "reference run failed: $OUT"
 ref=$(exact_sum)

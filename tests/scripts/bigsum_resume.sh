@@ -8,7 +8,7 @@ RF="$BIN/tracking/rankflow"
 rm -rf resume && mkdir resume && cd resume || exit 1
 ROWS=120000
 COLS=40000
-ARGS=(--rows $ROWS --cols $COLS --block-rows 40)  # 3000 partitions, ~2.5 s at -n 2
+ARGS=(--rows $ROWS --cols $COLS --block-rows 40 --isa scalar)  # 3000 partitions, ~2.5 s at -n 2
 
 run 2 "$BIGSUM" "${ARGS[@]}" --mode stream --tracking-mode debug
 [ "$RC" -eq 0 ] || fail "reference bigsum exited $RC: $OUT"

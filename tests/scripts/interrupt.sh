@@ -10,7 +10,7 @@ n=0
 for how in usr1-mpirun term-ranks; do
   n=$((n + 1))
   # 80000 x 80000 streamed: ~4 s of work on 2 cores, plenty of time to cut it.
-  timeout 120 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" --mode stream --experiment interrupt/exp.h5 \
+  timeout 120 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" --mode stream --isa scalar --experiment interrupt/exp.h5 \
     > interrupt/out$n.txt 2>&1 &
   pid=$!
   for ((i = 0; i < 400; i++)); do

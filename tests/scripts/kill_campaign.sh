@@ -18,7 +18,7 @@ rm -rf kill_campaign && mkdir kill_campaign && cd kill_campaign || exit 1
 # 600 partitions of 40 rows: about 0.5 s of summing at -n 2 on 2 cores (1.2 s
 # with MPI start-up), so a kill lands in start-up, mid-run or in the end-of-run
 # merge.
-ARGS=(--rows 24000 --cols 40000 --block-rows 40 --mode stream --progress off)
+ARGS=(--rows 24000 --cols 40000 --block-rows 40 --mode stream --isa scalar --progress off)
 PARTS=600
 
 run 2 "$BIGSUM" "${ARGS[@]}" --tracking-mode debug

@@ -70,7 +70,7 @@ PY
 rm -rf command/k && mkdir command/k
 # About 2 s of summing (streamed, in constant memory) leaves time to take the lock.
 timeout 120 "$MPIEXEC" --oversubscribe -n 2 "$BIGSUM" --rows 40000 --cols 40000 --mode stream \
-  --experiment command/k/exp.h5 \
+  --experiment command/k/exp.h5 --isa scalar \
   > command/k/log.txt 2>&1 &
 pid=$!
 # Once the journal exists the run has its id; holding the lock from then on

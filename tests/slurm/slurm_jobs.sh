@@ -144,7 +144,7 @@ LROWS=960000 LCOLS=80000
 run 2 "$BIGSUM" --rows $LROWS --cols $LCOLS --mode stream --tracking-mode debug --progress off
 [ "$RC" -eq 0 ] || fail "mpirun bigsum (long) exited $RC: $OUT"
 want_long=$(exact_sum)
-out=$(BIGSUM_ROWS=$LROWS BIGSUM_COLS=$LCOLS RANKFLOW_EXPERIMENT=$PWD/long.h5 \
+out=$(BIGSUM_ROWS=$LROWS BIGSUM_COLS=$LCOLS BIGSUM_ISA=scalar RANKFLOW_EXPERIMENT=$PWD/long.h5 \
       sbatch --time=1 --signal=B:USR1@30 -n 2 -o 'long-%j.out' "$SRC/slurm/long-job.sbatch" 2>&1)
 long=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
 [ -n "$long" ] || fail "sbatch long-job.sbatch: $out"
@@ -200,7 +200,7 @@ PY
 DROWS=$((LROWS * 2))
 dl_job() {  # dl_job TIME EXTRA-ARGS: runs bigsum into dl.h5 in a batch job, its id in $dl, its log in $log
   out=$(timeout 300 sbatch --wait --time="$1" -n 2 -o 'dl-%j.out' --wrap "export OMPI_ALLOW_RUN_AS_ROOT=1 \
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; mpirun $BIGSUM --rows $DROWS --cols $LCOLS --mode stream --progress off \
+    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; mpirun $BIGSUM --rows $DROWS --cols $LCOLS --mode stream --isa scalar --progress off \
     --experiment $PWD/dl.h5 $2; echo \"bigsum exit \$?\"" 2>&1)
   dl=$(printf '%s\n' "$out" | sed -n 's/^Submitted batch job \([0-9]*\).*/\1/p')
   [ -n "$dl" ] || fail "sbatch (deadline job): $out"

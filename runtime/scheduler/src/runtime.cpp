@@ -252,6 +252,7 @@ detail::call_signature Runtime::signature_of(const char* call, range r, bool con
   s.result = &result;
   s.step = opts.step;
   if (opts.need) s.extra = "need " + to_string(*opts.need);
+  if (!opts.record) s.extra += s.extra.empty() ? "not recorded" : ", not recorded";
   return s;
 }
 
@@ -297,7 +298,9 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
     j.active_ranks = st_.size;
   }
   auto lg = ledger_.lock();
-  if (!lg || !lg->open()) return j;
+  // An unrecorded call takes no number either: the recorded calls keep the
+  // numbers a run made before or without it had.
+  if (!lg || !lg->open() || !opts.record) return j;
   // Every rank numbers the call (they make the same calls); only rank 0
   // records and recalls.
   tracking::call_info call{lg->next_call(), j.step, plan.items, plan.chunk, plan.count};

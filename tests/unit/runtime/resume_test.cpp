@@ -675,3 +675,72 @@ TEST(Resume, LedgerRestartRecord) {
     EXPECT_THROW((void)tr::decode(enc, pos), rankflow::format_error);
   }
 }
+
+// map_options::record = false (bigsum's generation): the call fills memory a
+// resumed program needs again, so it is not in the ledger, takes no call
+// number, and runs in full on --resume while the recorded call after it
+// reuses its finished partitions.
+TEST(Resume, UnrecordedCallRunsInFullAgainAndTakesNoCallNumber) {
+  auto& rt = test_runtime();
+  const auto file = fresh_experiment("resume_unrecorded");
+  const auto plus = [](double a, double b) { return a + b; };
+  const rankflow::map_options fill_opts{
+      .chunk_size = chunk, .sched = rankflow::schedule::blocked, .step = "fill", .record = false};
+  const rankflow::map_options sum_opts{.chunk_size = chunk, .sched = rankflow::schedule::blocked, .step = "sum"};
+  const double want = rt.mapreduce(rankflow::range(0, items), f, plus, sum_opts);
+  // Each rank's own items, filled by the unrecorded call and read by the recorded one.
+  const auto mine = rt.owned_items(rankflow::range(0, items), chunk);
+  std::vector<double> memory;
+  std::int64_t filled = 0;
+  auto fill = [&] {
+    memory.assign(static_cast<std::size_t>(mine.size()), 0.0);
+    rt.parallel_map(
+        rankflow::range(0, items),
+        [&](std::int64_t i) {
+          ++filled;
+          memory[static_cast<std::size_t>(i - mine.first)] = f(i);
+        },
+        fill_opts);
+  };
+  auto from_memory = [&](std::int64_t i) { return memory[static_cast<std::size_t>(i - mine.first)]; };
+
+  std::string id;
+  {
+    auto run = rt.start_run("unrecorded", tracked_in(file));
+    id = run.id();
+    fill();
+    EXPECT_THROW(rt.mapreduce(
+                     rankflow::range(0, items),
+                     [&](std::int64_t i) {
+                       if (i == poison) throw std::runtime_error("node lost");
+                       return from_memory(i);
+                     },
+                     plus, sum_opts),
+                 rankflow::task_error);
+    run.fail("interrupted for the test");
+  }
+  EXPECT_EQ(total(filled), items);
+  filled = 0;
+  std::int64_t summed = 0;
+  {
+    auto run = rt.start_run("unrecorded", resume_in(file));
+    EXPECT_EQ(run.id(), id);
+    fill();
+    const double got = rt.mapreduce(
+        rankflow::range(0, items),
+        [&](std::int64_t i) {
+          ++summed;
+          return from_memory(i);
+        },
+        plus, sum_opts);
+    EXPECT_EQ(std::memcmp(&got, &want, sizeof got), 0) << got << " vs " << want;
+    run.stop();
+  }
+  EXPECT_EQ(total(filled), items) << "an unrecorded call runs in full on --resume";
+  EXPECT_LT(total(summed), items) << "the recorded call after it reuses its finished partitions";
+  if (!rt.is_scheduler()) return;
+  const auto rec = load(file, id);
+  ASSERT_EQ(rec.calls.size(), 1u) << "only the recorded call is in the ledger";
+  EXPECT_EQ(rec.calls.begin()->first, 1) << "and it keeps number 1";
+  EXPECT_EQ(rec.calls.begin()->second.step, "sum");
+}

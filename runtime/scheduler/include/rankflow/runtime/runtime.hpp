@@ -66,6 +66,12 @@ struct map_options {
   /// meets throws resource_error on every rank, naming the largest rank.
   /// schedule::dynamic only when some rank falls short.
   std::optional<resources> need;
+  /// false: the call is left out of the run's partition ledger, so a
+  /// --resume runs it again in full instead of reusing its partitions. For
+  /// calls whose work is an effect the resumed program needs again, such as
+  /// filling each rank's memory with its share of the input (bigsum's
+  /// generation); a call whose results are what matters should stay recorded.
+  bool record = true;
 };
 
 /// What the Runtime constructor should do beyond parsing rankflow's flags.
