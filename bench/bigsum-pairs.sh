@@ -5,11 +5,12 @@
 # wall time as a user sees it (mpirun start to exit) and each program's own
 # generation and sum times.
 #   bench/bigsum-pairs.sh BUILD_DIR [RANKS] [ROWS] [COLS] [PAIRS]
-# Root needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 in the environment.
+# RF_ARGS adds flags to bigsum (RF_ARGS="--tracking-mode debug": untracked, as the
+# hand-written program is). Root needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 in the environment.
 set -u
 BUILD=$(cd "${1:?BUILD_DIR}" && pwd)
 N=${2:-2} ROWS=${3:-20000} COLS=${4:-20000} PAIRS=${5:-9}
-HW=$BUILD/bench/bigsum_handwritten RF=$BUILD/examples/bigsum/bigsum
+HW=${HW:-$BUILD/bench/bigsum_handwritten} RF=$BUILD/examples/bigsum/bigsum  # HW=.../bigsum_handwritten_native: -march=native
 WORK=$(mktemp -d) && trap 'rm -rf "$WORK"' EXIT
 cd "$WORK" || exit 1
 HW_ALL=() RF_ALL=()
@@ -24,12 +25,12 @@ run_rf() {
   local t0 t1 out
   t0=$(ms)
   out=$(RANKFLOW_PROGRESS=off mpirun -n "$N" "$RF" --rows "$ROWS" --cols "$COLS" --seed 42 --mode materialize \
-        --experiment "$WORK/bench.h5") || exit 1
+        --experiment "$WORK/bench.h5" ${RF_ARGS:-}) || exit 1
   t1=$(ms)
   RF_SUM=$(sed -n 's/^The sum is \(.*\)\.$/\1/p' <<< "$out")
   RF_LINE="$((t1 - t0)) $(sed -n 's/^Generating the matrix took \([0-9]*\)ms; summing it took \([0-9]*\)ms.*/\1 \2/p' <<< "$out")"
 }
-echo "# bigsum -n $N, $ROWS x $COLS materialised, $PAIRS pairs; wall = the whole mpirun command"
+echo "# bigsum -n $N, $ROWS x $COLS materialised, $PAIRS pairs, against $(basename "$HW"); wall = the whole mpirun command"
 printf '%-5s %28s %28s %7s\n' pair "hand-written wall/gen/sum ms" "rankflow wall/gen/sum ms" ratio
 for p in $(seq 1 "$PAIRS"); do
   if (( p % 2 )); then run_hw; run_rf; else run_rf; run_hw; fi
