@@ -1,4 +1,4 @@
-// mpirun -n N bigsum [--rows 80000] [--cols 80000] [--seed S] [--mode auto|materialize|stream] [--block-rows B]
+// mpirun -n N bigsum [--rows 80000] [--cols 80000] [--seed S] [--mode auto|materialize|stream] [--block-rows B] [--isa auto|scalar|avx2|avx512]
 #include <charconv>
 #include <cstdio>
 #include <limits>
