@@ -117,7 +117,7 @@ void print_ledger(const tr::run_record& rec, bool all_rows) {
   if (rec.calls.empty()) return;
   std::map<std::pair<std::int64_t, std::int64_t>, bool> ok;  // (call, partition) -> finished
   struct call_stats {
-    std::int64_t done = 0, failed = 0;
+    std::int64_t done = 0, failed = 0, lost = 0;
     double first = 0, last = 0;
     std::set<int> ranks;
   };
@@ -126,23 +126,28 @@ void print_ledger(const tr::run_record& rec, bool all_rows) {
     auto& st = stats[e.call];
     if (e.ok && !ok[{e.call, e.partition}]) ++st.done;
     if (e.ok) ok[{e.call, e.partition}] = true;
-    if (!e.ok) ++st.failed;
+    if (tr::lost_copy(e)) {
+      ++st.lost;  // a backup's loser: another copy of the partition was kept
+    } else if (!e.ok) {
+      ++st.failed;
+    }
     st.first = st.first == 0 ? e.start : std::min(st.first, e.start);
     st.last = std::max(st.last, e.end);
     st.ranks.insert(e.rank);
   }
   std::cout << "ledger (collective calls and their partitions):\n";
-  std::printf("  %-5s %-20s %10s %10s %8s %8s %6s %9s\n", "CALL", "STEP", "ITEMS", "PARTITIONS", "DONE", "FAILED",
-              "RANKS", "SECONDS");
+  std::printf("  %-5s %-20s %10s %10s %8s %8s %6s %6s %9s\n", "CALL", "STEP", "ITEMS", "PARTITIONS", "DONE", "FAILED",
+              "LOST", "RANKS", "SECONDS");
   for (const auto& [k, c] : rec.calls) {
     const auto& st = stats[k];
-    std::printf("  %-5lld %-20s %10lld %10lld %8lld %8lld %6zu %9.3f\n", static_cast<long long>(k), c.step.c_str(),
+    std::printf("  %-5lld %-20s %10lld %10lld %8lld %8lld %6lld %6zu %9.3f\n", static_cast<long long>(k), c.step.c_str(),
                 static_cast<long long>(c.items), static_cast<long long>(c.partitions), static_cast<long long>(st.done),
-                static_cast<long long>(st.failed), st.ranks.size(), st.last > st.first ? st.last - st.first : 0.0);
+                static_cast<long long>(st.failed), static_cast<long long>(st.lost), st.ranks.size(),
+                st.last > st.first ? st.last - st.first : 0.0);
   }
   bool any_failed = false;
   for (const auto& e : rec.ledger) {
-    if (e.ok) continue;
+    if (e.ok || tr::lost_copy(e)) continue;
     if (!any_failed) std::cout << "failed partitions:\n";
     any_failed = true;
     const auto& c = rec.calls.count(e.call) ? rec.calls.at(e.call).step : std::string("?");
@@ -163,7 +168,8 @@ void print_ledger(const tr::run_record& rec, bool all_rows) {
                                          : "[" + std::to_string(e.first) + ", " + std::to_string(e.last) + ")";
     std::printf("  %-5lld %10lld %-23s %5d %-12s %-27s %9.6f %8d %-9s %s\n", static_cast<long long>(e.call),
                 static_cast<long long>(e.partition), items.c_str(), e.rank, host_of(rec.info, e.rank).c_str(),
-                rankflow::format_time(e.start).c_str(), e.end - e.start, e.attempts, e.ok ? "succeeded" : "failed",
+                rankflow::format_time(e.start).c_str(), e.end - e.start, e.attempts,
+                e.ok ? "succeeded" : tr::lost_copy(e) ? "lost" : "failed",
                 e.error.c_str());
   }
 }

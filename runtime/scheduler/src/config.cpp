@@ -16,6 +16,13 @@ progress_mode parse_progress(std::string_view flag, std::string_view v) {
   throw usage_error(std::string(flag) + " expects one of auto|on|off, got '" + std::string(v) + "'");
 }
 
+backup_mode parse_backups(std::string_view flag, std::string_view v) {
+  if (v == "auto") return backup_mode::automatic;
+  if (v == "on") return backup_mode::on;
+  if (v == "off") return backup_mode::off;
+  throw usage_error(std::string(flag) + " expects one of auto|on|off, got '" + std::string(v) + "'");
+}
+
 std::vector<std::string> parse_labels(std::string_view flag, std::string_view v) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -62,6 +69,10 @@ table scheduler_table(scheduler_flags& c) {
       {"progress-interval", "RANKFLOW_PROGRESS_INTERVAL", "SECONDS",
        "seconds between progress lines when not on a terminal (default 5)",
        [&c](std::string_view f, std::string_view v) { c.progress_interval_s = seconds(f, v); }},
+      {"backups", "RANKFLOW_BACKUPS", "MODE",
+       "auto|on|off: near a dynamic call's end, give partitions running far longer than usual also to an idle "
+       "rank; the first copy to finish wins (default auto: on for calls with retries)",
+       [&c](std::string_view f, std::string_view v) { c.backups = parse_backups(f, v); }},
       {"labels", "RANKFLOW_LABELS", "A,B",
        "tasks: extra labels of this rank's worker (besides default, its host name and gpu), for require()",
        [&c](std::string_view f, std::string_view v) { c.labels = parse_labels(f, v); }},

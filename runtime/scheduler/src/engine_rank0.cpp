@@ -1,5 +1,9 @@
 // Rank 0's side of the scheduling protocol (engine.cpp describes it).
+#include <array>
 #include <cmath>
+#include <tuple>
+#include <utility>
+#include <unordered_map>
 
 #include "engine_wire.hpp"
 
@@ -17,9 +21,22 @@ class scheduler {
         reused_(reused),
         progress_(st.cfg, j.step, j.plan.count, true),
         inflight_(st.size, 0),
-        last_batch_(st.size, 0) {
+        last_batch_(st.size, 0),
+        cancels_to_(st.size, 0),
+        backups_on_(j.backups && j.sched == schedule::dynamic && st.size > 1) {
     for (auto r : reused_) completed_ += r;
     if (completed_) progress_.update(completed_);
+    if (backups_on_) {
+      const auto n = static_cast<std::size_t>(j.plan.count);
+      finished_.assign(n, 0);
+      for (std::size_t p = 0; p < reused_.size(); ++p) finished_[p] = reused_[p];
+      copies_.assign(n, 0);
+      backed_up_.assign(n, 0);
+      held_.resize(static_cast<std::size_t>(st.size));
+      head_since_.assign(static_cast<std::size_t>(st.size), 0);
+      lost_.assign(static_cast<std::size_t>(st.size), 0);
+      if (st_.lost_copies.size() != static_cast<std::size_t>(st.size)) st_.lost_copies.assign(st.size, 0);
+    }
   }
 
   void run() {
@@ -30,6 +47,7 @@ class scheduler {
     }
     // The STOP's `start` carries what the call's partitions cost, so that
     // every rank learns the same value (is_small_call decides with it).
+    if (backups_ > 0) report_backups();
     const double cost = failure_ ? -1.0 : mean_cost_;
     bytes stop = frame_with(j_, {kind::stop, 0, st_.op, -1, j_.plan.count, cost});
     encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
@@ -62,6 +80,7 @@ class scheduler {
           for (int r = 1; r < active; ++r) {
             if (eligible(r)) feed(r, active);
           }
+          if (backups_on_) maybe_backup(active);
         }
       }
       if (inflight_total_ == 0 && cancels_out_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
@@ -111,6 +130,7 @@ class scheduler {
   // than its share: a call of 2 partitions at -n 2 runs one here and one on
   // rank 1 at once, instead of both on rank 1 while rank 0 waits.
   void feed(int r, int active) {
+    if (cancels_to_[r] > 0) return;  // its DONE must name exactly what it dropped
     for (;;) {
       const std::int64_t left = j_.plan.count - next_ + static_cast<std::int64_t>(retry_.size());
       if (left <= 0) return;
@@ -136,6 +156,7 @@ class scheduler {
       while (n < want && take(r, active, p, attempt)) {
         encode(f, p);
         encode(f, static_cast<std::uint32_t>(attempt));
+        if (backups_on_) hold(r, p, attempt);
         ++n;
       }
       if (n == 0) return;
@@ -147,10 +168,198 @@ class scheduler {
     }
   }
 
+  // ---- backup copies ------------------------------------------------------
+  //
+  // A rank on a throttled or shared node holds the tail of every dynamic
+  // call: the others finish and wait for its last partitions. Once nothing
+  // is left to hand out, a partition that has been running on its rank for
+  // more than twice the call's typical partition time (the median of recent
+  // ones, so the slow rank does not set it) is given to an idle rank as
+  // well, and so is every partition queued behind it on that rank, which is
+  // then told to drop what it has not started (CANCEL; it answers DONE with
+  // how many). The first copy to finish is accepted; a later one is
+  // discarded and recorded in the ledger as lost. The call still ends only
+  // once every copy in flight has answered (a late result must not reach
+  // the next call), so it ends after at most the slow rank's current
+  // partition instead of its whole queue. Rank 0's own partition cannot be
+  // backed up while it runs it: rank 0 does not poll meanwhile.
+
+  static constexpr double backup_factor = 2.0;       // Cubed's "more than twice the usual time"
+  // Below this a partition is late by noise (a rank descheduled for a
+  // time slice on a shared or oversubscribed node), not by a slow node.
+  static constexpr double backup_min_s = 10e-3;
+  static constexpr std::int64_t backup_every_ns = 200'000;
+
+  void hold(int r, std::int64_t p, int attempt) {
+    auto& h = held_[static_cast<std::size_t>(r)];
+    if (h.empty()) head_since_[static_cast<std::size_t>(r)] = steady_ns();
+    h.emplace_back(p, attempt);
+    ++copies_[static_cast<std::size_t>(p)];
+  }
+
+  // Worker r answered partition p (a result or a failure): the next one it
+  // holds starts now.
+  void answered(int r, std::int64_t p) {
+    auto& h = held_[static_cast<std::size_t>(r)];
+    for (auto it = h.begin(); it != h.end(); ++it) {
+      if (it->first == p) {
+        h.erase(it);
+        --copies_[static_cast<std::size_t>(p)];
+        break;
+      }
+    }
+    head_since_[static_cast<std::size_t>(r)] = steady_ns();
+  }
+
+  // Worker r dropped the last `n` partitions it held (its answer to a
+  // CANCEL). Any without another copy goes back to be handed out again.
+  void dropped(int r, std::int64_t n) {
+    auto& h = held_[static_cast<std::size_t>(r)];
+    for (; n > 0 && !h.empty(); --n) {
+      const auto [p, attempt] = h.back();
+      h.pop_back();
+      const auto i = static_cast<std::size_t>(p);
+      --copies_[i];
+      if (!finished_[i] && copies_[i] == 0 && !failure_) retry_.push_front({p, attempt - 1, r});
+    }
+  }
+
+  bool all_handed_out() {
+    while (next_ < j_.plan.count && is_reused(next_)) ++next_;
+    return next_ >= j_.plan.count && retry_.empty();
+  }
+
+  double typical_cost() {
+    const auto n = static_cast<int>(std::min<std::int64_t>(recent_n_, static_cast<std::int64_t>(recent_.size())));
+    std::array<double, 64> v{};
+    std::copy(recent_.begin(), recent_.begin() + n, v.begin());
+    std::nth_element(v.begin(), v.begin() + n / 2, v.begin() + n);
+    return v[static_cast<std::size_t>(n / 2)];
+  }
+
+  // An idle rank other than `slow` for a backup copy: a worker holding
+  // nothing first (rank 0 stops polling while it runs one), else rank 0.
+  int idle_rank(int slow, int active) const {
+    for (int b = 1; b < active; ++b) {
+      if (b != slow && eligible(b) && inflight_[b] == 0 && cancels_to_[b] == 0) return b;
+    }
+    return eligible(0) && backup_here_.empty() ? 0 : -1;
+  }
+
+  void maybe_backup(int active) {
+    if (recent_n_ == 0 || !all_handed_out()) return;
+    const std::int64_t now = steady_ns();
+    if (now - last_backup_check_ < backup_every_ns) return;
+    last_backup_check_ = now;
+    const double limit_s = std::max(backup_factor * typical_cost(), backup_min_s);
+    for (int s = 1; s < active; ++s) {
+      const auto& h = held_[static_cast<std::size_t>(s)];
+      if (h.empty()) continue;
+      if (static_cast<double>(now - head_since_[static_cast<std::size_t>(s)]) * 1e-9 < limit_s) continue;
+      bool any = false;
+      for (const auto& [p, attempt] : h) {
+        const auto i = static_cast<std::size_t>(p);
+        if (finished_[i] || backed_up_[i]) continue;
+        const int b = idle_rank(s, active);
+        if (b < 0) break;
+        backed_up_[i] = 1;
+        ++backups_;
+        ++copies_[i];
+        any = true;
+        log::debug() << j_.step << ": partition " << p << " has run on rank " << s << " for "
+                     << static_cast<double>(now - head_since_[static_cast<std::size_t>(s)]) * 1e-6 << " ms (typical "
+                     << typical_cost() * 1e3 << " ms): a backup copy goes to rank " << b;
+        if (b == 0) {
+          backup_here_.emplace_back(p, attempt);
+          continue;
+        }
+        bytes f = frame_with(j_, {kind::assign, 0, st_.op, -1, j_.plan.count});
+        encode(f, std::uint32_t{1});
+        encode(f, p);
+        encode(f, static_cast<std::uint32_t>(attempt));
+        send_small(st_, b, tag_ctrl, std::move(f));
+        auto& hb = held_[static_cast<std::size_t>(b)];
+        if (hb.empty()) head_since_[static_cast<std::size_t>(b)] = now;
+        hb.emplace_back(p, attempt);
+        ++inflight_[b];
+        ++inflight_total_;
+      }
+      // What the slow rank has not started, it need not run at all now.
+      // (Partitions it still holds get copies in later rounds as ranks
+      // free up; until its DONE, it is fed nothing.)
+      if (any && h.size() > 1 && cancels_to_[s] == 0) cancel(s);
+    }
+  }
+
+  void cancel(int r) {
+    send_small(st_, r, tag_ctrl, frame_with(j_, {kind::cancel, 0, st_.op, -1, j_.plan.count}));
+    ++cancels_out_;
+    ++cancels_to_[r];
+  }
+
+  // Rank r's copy of p finished after another copy had: discarded, and
+  // recorded as lost. Returns true when p was already finished.
+  bool lost_copy(int r, std::int64_t p, int attempt, double start, double end, const std::string& how) {
+    const auto i = static_cast<std::size_t>(p);
+    if (!backups_on_ || !finished_[i]) return false;
+    ++lost_[static_cast<std::size_t>(r)];
+    const int w = winner_.count(p) ? winner_.at(p) : -1;
+    if (j_.record) {
+      partition_outcome o{p, r, start, end, attempt, false, -1, {}};
+      o.lost = true;
+      o.message = how + "; the copy on rank " + std::to_string(w) + " finished first and was kept";
+      j_.record(o, nullptr, 0);
+    }
+    return true;
+  }
+
+  // p's first result, from rank r: accepted by the caller.
+  void won(int r, std::int64_t p) {
+    const auto i = static_cast<std::size_t>(p);
+    finished_[i] = 1;
+    if (backed_up_[i]) winner_[p] = r;
+  }
+
+  void report_backups() {
+    std::int64_t lost = 0;
+    std::string who;
+    for (int r = 0; r < st_.size; ++r) {
+      const auto n = lost_[static_cast<std::size_t>(r)];
+      if (n == 0) continue;
+      lost += n;
+      who += (who.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + ": " + std::to_string(n);
+      auto& total = st_.lost_copies[static_cast<std::size_t>(r)];
+      const auto before = total;
+      total += n;
+      // Said once at 3 lost copies and again at each tenfold: a node that
+      // keeps losing is slow (throttled, shared, failing), not unlucky.
+      for (std::int64_t at = 3; at <= total; at *= 10) {
+        if (before < at) {
+          log::warn() << "rank " << r << " (host " << st_.hosts[static_cast<std::size_t>(r)] << ") keeps losing: "
+                      << total << " of its partitions were finished first by backup copies on other ranks "
+                      << "so far; its node may be slow (throttled, shared or failing)";
+          break;
+        }
+      }
+    }
+    log::info() << j_.step << ": " << backups_ << " backup cop" << (backups_ == 1 ? "y" : "ies")
+                << " of partitions running long; " << lost << " cop" << (lost == 1 ? "y" : "ies")
+                << " discarded as finished second" << (who.empty() ? "" : " (" + who + ")");
+  }
+
   // Next partition for rank r: a retry that last failed elsewhere, else a new one.
   bool eligible(int r) const { return j_.eligible.empty() || j_.eligible[static_cast<std::size_t>(r)] != 0; }
 
   bool take(int r, int active, std::int64_t& p, int& attempt) {
+    while (r == 0 && !backup_here_.empty()) {
+      std::tie(p, attempt) = backup_here_.front();
+      backup_here_.pop_front();
+      if (!finished_[static_cast<std::size_t>(p)]) {
+        running_copy_ = true;
+        return true;
+      }
+      --copies_[static_cast<std::size_t>(p)];  // the original won meanwhile
+    }
     const bool only_one =
         active == 1 || (!j_.eligible.empty() && std::count(j_.eligible.begin(), j_.eligible.end(), 1) == 1);
     for (auto it = retry_.begin(); it != retry_.end(); ++it) {
@@ -176,11 +385,18 @@ class scheduler {
   bool run_here(std::int64_t p, int attempt, int active) {
     log::set_partition(p);
     const double t0 = unix_now();
+    // A backup copy rank 0 runs itself was counted when it was made.
+    const bool copy = std::exchange(running_copy_, false);
+    if (backups_on_ && !copy) ++copies_[static_cast<std::size_t>(p)];
     try {
       encoded_.clear();
       j_.run_local(p, j_.record ? &encoded_ : nullptr);
       log::set_partition(-1);
       learn_cost(unix_now() - t0);
+      if (backups_on_) {
+        --copies_[static_cast<std::size_t>(p)];
+        won(0, p);
+      }
       if (j_.record) {
         j_.record({p, 0, t0, unix_now(), attempt, true, -1, {}}, encoded_.data(), encoded_.size());
       }
@@ -191,9 +407,25 @@ class scheduler {
       failure_info fi{0, attempt, f.item, p, f.message};
       fi.start = t0;
       fi.end = j_.record ? unix_now() : 0.0;
+      if (backups_on_) {
+        --copies_[static_cast<std::size_t>(p)];
+        if (copy_failed(fi)) return false;
+      }
       failed(fi, active);
       return false;
     }
+  }
+
+  // A copy of fi.partition failed while another copy finished (recorded as
+  // lost) or still runs (logged: the other decides, and the ledger, which
+  // holds final outcomes, gets that one). Not retried. True when handled.
+  bool copy_failed(const failure_info& fi) {
+    const std::string what = "failed (item " + std::to_string(fi.item) + ": " + fi.message + ")";
+    if (lost_copy(fi.rank, fi.partition, fi.attempts, fi.start, fi.end, what)) return true;
+    if (copies_[static_cast<std::size_t>(fi.partition)] == 0) return false;
+    log::warn() << j_.step << ": a copy of partition " << fi.partition << " failed on rank " << fi.rank << ", item "
+                << fi.item << ": " << fi.message << "; another copy is still running";
+    return true;
   }
 
   void completed() {
@@ -239,10 +471,7 @@ class scheduler {
       // Batches may hold many partitions: workers drop what they have not
       // started and answer with a DONE saying how many.
       for (int r = 1; r < st_.size; ++r) {
-        if (inflight_[r] > 0) {
-          send_small(st_, r, tag_ctrl, frame_with(j_, {kind::cancel, 0, st_.op, -1, j_.plan.count}));
-          ++cancels_out_;
-        }
+        if (inflight_[r] > 0) cancel(r);
       }
     }
   }
@@ -265,6 +494,11 @@ class scheduler {
             const result_entry e = next_result(d, n, j_.plan.count, r);
             if (j_.sched == schedule::dynamic) release(r, 1);
             learn_cost(e.end - e.start);
+            if (backups_on_) {
+              answered(r, e.partition);
+              if (lost_copy(r, e.partition, static_cast<int>(e.attempt), e.start, e.end, "finished")) continue;
+              won(r, e.partition);
+            }
             log::set_partition(e.partition);
             j_.accept(e.partition, e.data, e.size);
             log::set_partition(-1);
@@ -281,14 +515,21 @@ class scheduler {
           failure_info fi = read_failure(body(in), body_size(in));
           fi.start = h.start;
           fi.end = h.end;
+          if (backups_on_ && fi.partition != interrupted_partition) {
+            answered(r, fi.partition);
+            if (copy_failed(fi)) break;
+          }
           failed(fi, std::max(1, std::min(j_.active_ranks, st_.size)));
           break;
         }
         case kind::done:
           if (j_.sched == schedule::dynamic) {
             // The answer to a CANCEL: partitions the worker dropped unstarted.
-            release(r, body_size(in) >= 8 ? decode<std::int64_t>(body(in), 8) : 0);
+            const std::int64_t n = body_size(in) >= 8 ? decode<std::int64_t>(body(in), 8) : 0;
+            release(r, n);
+            if (backups_on_) dropped(r, n);
             --cancels_out_;
+            --cancels_to_[r];
           } else {
             ++done_workers_;
           }
@@ -305,6 +546,7 @@ class scheduler {
   // Mean seconds per partition (moving average), for batch sizes.
   void learn_cost(double s) {
     if (!(s >= 0)) return;
+    if (backups_on_) recent_[static_cast<std::size_t>(recent_n_++ % static_cast<std::int64_t>(recent_.size()))] = s;
     mean_cost_ = mean_cost_ < 0 ? s : 0.8 * mean_cost_ + 0.2 * s;
   }
 
@@ -328,6 +570,23 @@ class scheduler {
   std::int64_t completed_ = 0;
   std::deque<retry> retry_;
   std::optional<failure_info> failure_;
+  std::vector<int> cancels_to_;  // per worker: CANCELs whose DONE has not come
+
+  // Backup copies (dynamic calls with job::backups; all empty otherwise).
+  bool backups_on_;
+  std::vector<std::uint8_t> finished_;   // per partition: a result was accepted
+  std::vector<std::uint8_t> copies_;     // per partition: copies in flight
+  std::vector<std::uint8_t> backed_up_;  // per partition: a backup copy was made
+  std::vector<std::deque<std::pair<std::int64_t, int>>> held_;  // per worker: (partition, attempt) unanswered, in order
+  std::vector<std::int64_t> head_since_;  // per worker: steady ns since its first held partition runs
+  std::deque<std::pair<std::int64_t, int>> backup_here_;  // copies rank 0 runs itself
+  std::unordered_map<std::int64_t, int> winner_;           // backed-up partition -> rank whose copy was kept
+  std::array<double, 64> recent_{};  // seconds of the latest partitions (the typical one is their median)
+  std::int64_t recent_n_ = 0;
+  bool running_copy_ = false;  // take() handed rank 0 one of backup_here_
+  std::int64_t last_backup_check_ = 0;
+  std::int64_t backups_ = 0;
+  std::vector<std::int64_t> lost_;  // per rank: copies that finished second in this call
 };
 
 }  // namespace

@@ -286,6 +286,10 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   j.plan = plan;
   j.sched = opts.sched;
   j.retries = opts.retries;
+  j.backups = opts.sched == schedule::dynamic &&
+              (opts.backups ? *opts.backups
+                            : st_.cfg.backups == backup_mode::on ||
+                                  (st_.cfg.backups == backup_mode::automatic && opts.retries > 0));
   j.active_ranks =
       opts.max_workers == 0 ? st_.size : static_cast<int>(std::min<std::size_t>(opts.max_workers, st_.size));
   if (opts.need) {
@@ -329,7 +333,11 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
     e.end = o.end;
     e.attempts = o.attempts;
     e.ok = o.ok;
-    if (!o.ok) e.error = "item " + std::to_string(o.item) + ": " + o.message;
+    if (o.lost) {
+      e.error = std::string(tracking::lost_copy_prefix) + o.message;
+    } else if (!o.ok) {
+      e.error = "item " + std::to_string(o.item) + ": " + o.message;
+    }
     if (n) e.result.assign(data, n);
     lg->record(call, std::move(e));
   };

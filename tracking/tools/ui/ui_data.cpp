@@ -520,7 +520,7 @@ json experiments::timeline(const params& p) {
   std::vector<double> busy(static_cast<std::size_t>(ranks), 0.0);
   for (const auto& e : L) {
     if (e.rank >= 0 && e.rank < ranks) busy[static_cast<std::size_t>(e.rank)] += e.end - e.start;
-    if (!e.ok || e.attempts > 1) failures.push_back(entry_json(e));
+    if ((!e.ok && !tr::lost_copy(e)) || e.attempts > 1) failures.push_back(entry_json(e));
     if (failures.size() >= 200) break;
   }
   json idle = json::array();

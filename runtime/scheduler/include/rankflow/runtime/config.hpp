@@ -16,6 +16,11 @@ namespace rankflow {
 
 enum class progress_mode { automatic, on, off };
 
+/// --backups: backup copies of partitions on slow ranks (dynamic calls).
+/// automatic: on for calls with retries > 0, whose partitions may already run
+/// more than once; on: every dynamic call; off: never.
+enum class backup_mode { automatic, on, off };
+
 /// The flags the scheduler reads.
 struct scheduler_flags {
   /// foreach: how many ranks may run splits at once (Metaflow's --max-workers).
@@ -42,6 +47,7 @@ struct scheduler_flags {
   std::string deadline = "auto";
   /// --time-left: the allocation ends this many seconds after the start (0: not given).
   double time_left_s = 0;
+  backup_mode backups = backup_mode::automatic;
   /// --deadline-margin: seconds before the end to stop (the checkpoint);
   /// < 0: a tenth of the time left at start, from 5 to 60 s.
   double deadline_margin_s = -1;

@@ -72,6 +72,13 @@ struct map_options {
   /// filling each rank's memory with its share of the input (bigsum's
   /// generation); a call whose results are what matters should stay recorded.
   bool record = true;
+  /// Backup copies (schedule::dynamic): once every partition is handed out,
+  /// one that has run more than twice the call's typical partition time on
+  /// its rank is also given to an idle rank; the first copy to finish is
+  /// kept, the other discarded, so results stay bit-identical. Partitions
+  /// must then tolerate running twice, as they must for retries. nullopt
+  /// follows --backups (auto: on when retries > 0).
+  std::optional<bool> backups;
 };
 
 /// What the Runtime constructor should do beyond parsing rankflow's flags.

@@ -139,6 +139,11 @@ struct ledger_entry {
   std::string result;  ///< successes: the encoded partition result (may be empty)
 };
 
+/// A backup copy's loser (docs/format.md, "Ledger"): not a failure. Another
+/// copy of the same partition finished first and its result was kept.
+inline constexpr std::string_view lost_copy_prefix = "lost: ";
+inline bool lost_copy(const ledger_entry& e) noexcept { return !e.ok && e.error.rfind(lost_copy_prefix, 0) == 0; }
+
 /// Ledger entries of one call, as journaled together.
 struct ledger_batch {
   call_info call;

@@ -35,6 +35,9 @@ struct runtime_state {
   /// the same on every rank: it decides which calls are small (small_call.cpp).
   std::unordered_map<std::uint64_t, double> call_cost;
   std::uint64_t small_calls = 0;  ///< calls that ran as small calls
+  /// Rank 0: per rank, its partition copies that a backup elsewhere beat,
+  /// over the whole program (a rank that keeps losing is logged).
+  std::vector<std::int64_t> lost_copies;
 };
 
 /// A call site: the call's signature hash and the type of its function (a
@@ -63,6 +66,9 @@ struct partition_outcome {
   bool ok = true;
   std::int64_t item = -1;  ///< failures: the item that threw
   std::string message;     ///< failures: what it threw
+  /// A backup copy that lost (ok is false): another copy of the partition
+  /// finished first; `message` says which.
+  bool lost = false;
 };
 
 struct job {
@@ -74,6 +80,8 @@ struct job {
   partition_plan plan;
   schedule sched = schedule::dynamic;
   int retries = 0;
+  /// Backup copies of slow partitions (dynamic only; map_options::backups).
+  bool backups = false;
   int active_ranks = 1;  ///< ranks [0, active_ranks) run partitions (dynamic only)
   /// Ranks whose capacity meets map_options::need (1 each); empty: every rank.
   std::vector<std::uint8_t> eligible;
