@@ -46,3 +46,26 @@ void BM_backups_slow_rank(benchmark::State& st) {
 }  // namespace
 
 BENCHMARK(BM_backups_slow_rank)->Arg(0)->Arg(1)->Arg(2)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+
+namespace {
+
+// What the bookkeeping costs a healthy call: 100,000 trivial partitions
+// (chunk 1, the protocol's worst case), backups off and on. Run with
+// --small-call-us 0, or the second iteration on is a small call.
+void BM_backups_overhead(benchmark::State& st) {
+  auto& rt = bench_runtime();
+  const rankflow::map_options opts{.chunk_size = 1, .backups = st.range(0) == 1};
+  std::int64_t n = 0;
+  for (auto _ : st) {
+    st.SetIterationTime(timed_max([&] {
+      n = rt.mapreduce(rankflow::range(0, 100000), [](std::int64_t i) { return i & 1; },
+                       [](std::int64_t a, std::int64_t b) { return a + b; }, opts);
+    }));
+  }
+  benchmark::DoNotOptimize(n);
+  st.SetLabel(st.range(0) == 1 ? "backups on" : "backups off");
+}
+
+}  // namespace
+
+BENCHMARK(BM_backups_overhead)->Arg(0)->Arg(1)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(10);

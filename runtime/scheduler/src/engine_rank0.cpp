@@ -74,6 +74,7 @@ class scheduler {
       bool busy = false;
       if (const std::int64_t now = steady_ns(); !ran_last || now - last_poll >= poll_every_ns) {
         last_poll = now;
+        now_ns_ = now;
         busy = poll();
         check_signal(active);
         if (!failure_) {
@@ -192,7 +193,7 @@ class scheduler {
 
   void hold(int r, std::int64_t p, int attempt) {
     auto& h = held_[static_cast<std::size_t>(r)];
-    if (h.empty()) head_since_[static_cast<std::size_t>(r)] = steady_ns();
+    if (h.empty()) head_since_[static_cast<std::size_t>(r)] = now_ns_;
     h.emplace_back(p, attempt);
     ++copies_[static_cast<std::size_t>(p)];
   }
@@ -208,7 +209,7 @@ class scheduler {
         break;
       }
     }
-    head_since_[static_cast<std::size_t>(r)] = steady_ns();
+    head_since_[static_cast<std::size_t>(r)] = now_ns_;  // when this poll began: one clock read for all
   }
 
   // Worker r dropped the last `n` partitions it held (its answer to a
@@ -585,6 +586,7 @@ class scheduler {
   std::int64_t recent_n_ = 0;
   bool running_copy_ = false;  // take() handed rank 0 one of backup_here_
   std::int64_t last_backup_check_ = 0;
+  std::int64_t now_ns_ = 0;  // steady ns at the start of the current poll round
   std::int64_t backups_ = 0;
   std::vector<std::int64_t> lost_;  // per rank: copies that finished second in this call
 };
