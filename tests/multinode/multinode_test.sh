@@ -94,6 +94,16 @@ grep -qE "hosts_seen +StringSet +.*rfn1.*rfn2" <<<"$SHOW" || fail "StringSet fro
 grep -qE "per_rank +IntSeries +4 points" <<<"$SHOW" || fail "series points from all ranks: $SHOW"
 echo "all features across hosts: OK"
 
+# ---- 2b. backup copies across hosts (issue 17 item 1) --------------------------------
+# backup_test slows the last rank (rank 3, on rfn2) 15x; its partitions get copies on
+# idle ranks of both hosts, the first copy wins, the sums stay bit-identical and the
+# ledger holds the lost copies (the test checks all of it).
+step "backup copies of a slow rank's partitions over rfn1:2,rfn2:2"
+across rfn1:2,rfn2:2 "$BIN/tests/backup_test" --gtest_filter='Backups.*'
+[ "$RC" -eq 0 ] || fail "backup_test over 2 hosts exited $RC: $OUT"
+grep -E "^-n 4: .* without backups, .* with$" <<<"$OUT" || fail "backup_test printed no timing: $OUT"
+grep -q "PASSED.*3 tests" <<<"$OUT" || fail "backup_test over 2 hosts did not pass its 3 tests: $OUT"
+
 # ---- 3. resume of a multi-node run ---------------------------------------------------
 BIG=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --isa scalar --progress off)  # 3000 partitions
 step "reference sum for the resume and fault runs"
