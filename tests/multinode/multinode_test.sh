@@ -103,6 +103,7 @@ across rfn1:2,rfn2:2 "$BIN/tests/backup_test" --gtest_filter='Backups.*'
 [ "$RC" -eq 0 ] || fail "backup_test over 2 hosts exited $RC: $OUT"
 grep -E "^-n 4: .* without backups, .* with$" <<<"$OUT" || fail "backup_test printed no timing: $OUT"
 grep -q "PASSED.*3 tests" <<<"$OUT" || fail "backup_test over 2 hosts did not pass its 3 tests: $OUT"
+grep -q "WARNING: rank 3 (host rfn2) keeps losing" <<<"$OUT" || fail "no warning naming the slow rank and its host: $OUT"
 
 # ---- 3. resume of a multi-node run ---------------------------------------------------
 BIG=(--rows 120000 --cols 40000 --block-rows 40 --mode stream --isa scalar --progress off)  # 3000 partitions

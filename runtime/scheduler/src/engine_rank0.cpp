@@ -75,6 +75,7 @@ class scheduler {
       if (const std::int64_t now = steady_ns(); !ran_last || now - last_poll >= poll_every_ns) {
         last_poll = now;
         now_ns_ = now;
+        const std::uint64_t messages = st_.rank0_messages;
         busy = poll();
         check_signal(active);
         if (!failure_) {
@@ -83,6 +84,7 @@ class scheduler {
           }
           if (backups_on_) maybe_backup(active);
         }
+        if (st_.rank0_messages != messages) st_.rank0_busy_ns += steady_ns() - now;
       }
       if (inflight_total_ == 0 && cancels_out_ == 0 && (failure_ || completed_ == j_.plan.count)) return;
       std::int64_t p = 0;
@@ -141,7 +143,8 @@ class scheduler {
       const std::int64_t by_cost =
           mean_cost_ < 0 ? window
                          : std::clamp<std::int64_t>(
-                               static_cast<std::int64_t>(batch_work_s / std::max(mean_cost_, 1e-9)), 1, max_batch);
+                               static_cast<std::int64_t>(batch_work_for(active) / std::max(mean_cost_, 1e-9)), 1,
+                               max_batch);
       want = std::min(want, by_cost);
       // Before the job's end: no more in one batch than can run by then.
       if (const double to_stop = detail::seconds_to_stop(); mean_cost_ > 0 && std::isfinite(to_stop)) {
@@ -163,6 +166,7 @@ class scheduler {
       if (n == 0) return;
       std::memcpy(f.data() + count_at, &n, sizeof n);
       send_small(st_, r, tag_ctrl, std::move(f));
+      ++st_.rank0_messages;
       inflight_[r] += n;
       inflight_total_ += n;
       last_batch_[r] = n;
@@ -431,6 +435,7 @@ class scheduler {
 
   void completed() {
     ++completed_;
+    if (j_.sched == schedule::dynamic) ++st_.rank0_partitions;
     progress_.update(completed_);
   }
 
@@ -483,6 +488,7 @@ class scheduler {
     frame_in in;
     while (try_recv_frame(st_.comm, MPI_ANY_SOURCE, tag_data, st_.cfg.segment_bytes, in)) {
       any = true;
+      if (j_.sched == schedule::dynamic) ++st_.rank0_messages;
       const header h = read_header(in);
       if (h.k == kind::fail && h.partition == interrupted_partition && h.op < st_.op) continue;  // late report
       if (h.op != st_.op || h.site != j_.site) protocol_error(st_, h, j_);

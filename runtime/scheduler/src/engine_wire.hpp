@@ -46,6 +46,16 @@ constexpr std::int64_t max_batch = 1024;
 // slower; by time, a slow rank holds at most ~0.25 ms of the others' work
 // (1 ms made the tail of parallel_map over 1M items, auto chunk, 15% slower).
 constexpr double batch_work_s = 250e-6;
+// ... or, with many workers, this much per worker: rank 0 serves every
+// worker, so each one's batches must carry enough work that the messages of
+// all of them fit in rank 0's time (docs/design.md, "Rank 0 at scale"). At
+// 1,024 workers a batch holds ~16 ms of work (164 partitions of 100 us),
+// where 250 us would be 2-3 partitions and a message or more for each.
+// Below 16 workers nothing changes.
+constexpr double batch_work_per_worker_s = 16e-6;
+inline double batch_work_for(int workers) noexcept {
+  return std::max(batch_work_s, batch_work_per_worker_s * workers);
+}
 // A worker sends the results it holds when its queue is empty, or when the
 // oldest has waited this long, or when they grow past these sizes: trivial
 // partitions share one message, and a partition that takes milliseconds is
@@ -54,6 +64,12 @@ constexpr double batch_work_s = 250e-6;
 // fragments that need both sides in MPI, and rank 0 waited in MPI_Mrecv for
 // a worker busy computing (1 MiB batches: parallel_map 1M items 40% slower).
 constexpr double result_batch_s = 200e-6;
+// With many workers, half a batch's work (batch_work_for): two result
+// messages per batch, the first early enough for rank 0 to refill before the
+// worker runs dry.
+inline double result_batch_for(int workers) noexcept {
+  return std::max(result_batch_s, 0.5 * batch_work_for(workers));
+}
 constexpr std::int64_t result_batch_entries = 256;
 // A poll for messages (MPI_Improbe) costs ~2 us here (MPI_THREAD_MULTIPLE,
 // every transport progressed), 20 times a trivial partition: a rank with

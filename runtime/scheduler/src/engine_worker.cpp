@@ -9,7 +9,8 @@ namespace {
 
 class worker {
  public:
-  worker(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused) : st_(st), j_(j), reused_(reused) {}
+  worker(runtime_state& st, const job& j, const std::vector<std::uint8_t>& reused)
+      : st_(st), j_(j), reused_(reused), result_every_s_(result_batch_for(std::min(j.active_ranks, st.size))) {}
 
   void run() {
     if (j_.sched == schedule::blocked) run_blocked();
@@ -64,7 +65,7 @@ class worker {
     log::set_partition(-1);
     ++entries_;
     if ((j_.sched == schedule::dynamic && queue_.empty()) || entries_ >= result_batch_entries ||
-        results_.size() >= result_batch_bytes || unix_now() - oldest_ >= result_batch_s) {
+        results_.size() >= result_batch_bytes || unix_now() - oldest_ >= result_every_s_) {
       flush_results();
     }
     return true;
@@ -173,6 +174,7 @@ class worker {
   bytes results_;             // batched results not yet sent (a frame), or empty
   std::int64_t entries_ = 0;  // results in results_
   double oldest_ = 0;         // when the first of them started
+  double result_every_s_;     // send held results once the oldest is this old
   bool stopped_ = false;
   bool cancelled_ = false;
   bool signal_reported_ = false;

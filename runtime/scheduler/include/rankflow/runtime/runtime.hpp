@@ -82,6 +82,15 @@ struct map_options {
 };
 
 /// What the Runtime constructor should do beyond parsing rankflow's flags.
+/// Rank 0's work as the scheduler of dynamic calls, over the program so far
+/// (Runtime::rank0_load; zeros on other ranks): what docs/design.md's model
+/// of rank 0 at 1,024 ranks is fitted to (bench/scale_bench.cpp).
+struct protocol_load {
+  std::uint64_t messages = 0;    ///< assignment batches sent, result/failure/done frames received
+  std::uint64_t partitions = 0;  ///< partitions completed (by any rank)
+  double busy_s = 0;             ///< time in poll rounds that handled or sent a message
+};
+
 struct runtime_options {
   /// true: the program prints its own --help (and appends help_text());
   /// false: on --help, rank 0 prints rankflow's help and the program exits 0.
@@ -97,19 +106,28 @@ struct task_attempt;  // task_engine.hpp
 class watchdog;
 
 /// Results arriving out of order on rank 0, emitted in partition order.
-/// Holds at most the partitions that are ahead of the first missing one.
+/// Partitions ahead of the first missing one wait in a slot indexed by
+/// partition (made at the first out-of-order arrival: 24 bytes a partition),
+/// not in a tree: with many workers nearly every result arrives out of
+/// order, and a std::map node per partition cost rank 0 more than the rest of
+/// a trivial partition's handling (docs/design.md, "Rank 0 at scale").
 template <class R>
 class ordered_results {
  public:
-  void reserve(std::int64_t n) { out_.reserve(static_cast<std::size_t>(n)); }
+  void reserve(std::int64_t items, std::int64_t partitions) {
+    out_.reserve(static_cast<std::size_t>(items));
+    partitions_ = partitions;
+  }
+  /// v is never empty: a partition holds at least one item.
   void put(std::int64_t p, std::vector<R>&& v) {
     if (p != next_) {
-      pending_.emplace(p, std::move(v));
+      if (slots_.empty()) slots_.resize(static_cast<std::size_t>(partitions_));
+      slots_[static_cast<std::size_t>(p)] = std::move(v);
       return;
     }
     append(std::move(v));
-    for (auto it = pending_.begin(); it != pending_.end() && it->first == next_; it = pending_.erase(it)) {
-      append(std::move(it->second));
+    while (next_ < static_cast<std::int64_t>(slots_.size()) && !slots_[static_cast<std::size_t>(next_)].empty()) {
+      append(std::move(slots_[static_cast<std::size_t>(next_)]));
     }
   }
   std::vector<R> take() { return std::move(out_); }
@@ -121,10 +139,12 @@ class ordered_results {
     } else {
       for (auto& x : v) out_.push_back(std::move(x));
     }
+    v = std::vector<R>();  // a moved-from slot must read as empty, and free its buffer
     ++next_;
   }
   std::vector<R> out_;
-  std::map<std::int64_t, std::vector<R>> pending_;
+  std::vector<std::vector<R>> slots_;
+  std::int64_t partitions_ = 0;
   std::int64_t next_ = 0;
 };
 
@@ -201,6 +221,9 @@ class Runtime {
   /// Collective calls so far that ran as small calls (--small-call-us): a
   /// static split and one exchange instead of the scheduling protocol.
   std::uint64_t small_calls() const noexcept { return st_.small_calls; }
+  protocol_load rank0_load() const noexcept {
+    return {st_.rank0_messages, st_.rank0_partitions, static_cast<double>(st_.rank0_busy_ns) * 1e-9};
+  }
   const std::string& host() const noexcept { return st_.host; }
   /// Host name of every rank, indexed by rank.
   const std::vector<std::string>& hosts() const noexcept { return st_.hosts; }
@@ -362,7 +385,7 @@ class Runtime {
 
     const auto plan = make_plan(n, opts.chunk_size);
     detail::ordered_results<V> results;
-    if (is_scheduler()) results.reserve(plan.items);  // plan.items >= 0, unlike n for an overflowing range
+    if (is_scheduler()) results.reserve(plan.items, plan.count);  // plan.items >= 0, unlike n for an overflowing range
     auto run_part = [&](std::int64_t p) {
       std::vector<V> out;
       out.reserve(static_cast<std::size_t>(plan.end(p) - plan.begin(p)));

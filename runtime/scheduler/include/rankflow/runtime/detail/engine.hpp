@@ -38,6 +38,13 @@ struct runtime_state {
   /// Rank 0: per rank, its partition copies that a backup elsewhere beat,
   /// over the whole program (a rank that keeps losing is logged).
   std::vector<std::int64_t> lost_copies;
+  /// Rank 0, over the program, in dynamic calls: protocol messages (batches
+  /// of assignments sent; result, failure and done frames received),
+  /// partitions completed, and the time spent in poll rounds that handled or
+  /// sent a message (serving, not waiting). Read by Runtime::rank0_load().
+  std::uint64_t rank0_messages = 0;
+  std::uint64_t rank0_partitions = 0;
+  std::int64_t rank0_busy_ns = 0;
 };
 
 /// A call site: the call's signature hash and the type of its function (a
