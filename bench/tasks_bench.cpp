@@ -63,6 +63,39 @@ void BM_tasks_round_trip(benchmark::State& st) {
   report(st, total, round_trips);
 }
 
+// A multi-rank task's start latency (issue 17 item 3): round trips of an
+// empty task on `ranks` workers at once (each member makes the task's
+// communicator with MPI_Comm_create_group and frees it), against the same
+// empty task on one rank, one after another. Needs ranks + 1 MPI ranks.
+void BM_tasks_gang_round_trip(benchmark::State& st) {
+  auto& rt = bench_runtime();
+  const int ranks = static_cast<int>(st.range(0));
+  rt.define("empty_member", [](rankflow::task_context& c, int x) { return x + c.member(); });
+  if (rt.size() < ranks + 1 || (ranks > 1 && rt.size() < 3)) {
+    st.SkipWithError("needs more ranks");
+    for (auto _ : st) {
+    }
+    return;
+  }
+  constexpr int trips = 500;
+  double total = 0;
+  for (auto _ : st) {
+    double t = 0;
+    rt.drive([&](rankflow::Scheduler& s) {
+      auto sub = s.with({.ranks = ranks});
+      sub.submit<int>("empty_member", 0).get();  // warm
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < trips; ++i) benchmark::DoNotOptimize(sub.submit<int>("empty_member", i).get());
+      t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+    t = rank0_seconds(t);
+    st.SetIterationTime(t);
+    total += t;
+  }
+  report(st, total, trips);
+  st.SetLabel(std::to_string(ranks) + " rank(s) per task");
+}
+
 // MPI_Send/MPI_Recv ping-pong between rank 0 and rank 1 carrying the same
 // few bytes a task and its result do.
 void BM_tasks_mpi_pingpong(benchmark::State& st) {
@@ -163,5 +196,6 @@ void BM_tasks_mpi_master_worker(benchmark::State& st) {
 BENCHMARK(BM_tasks_serial_calls)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 BENCHMARK(BM_tasks_mpi_pingpong)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 BENCHMARK(BM_tasks_round_trip)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(BM_tasks_gang_round_trip)->Arg(1)->Arg(2)->Arg(3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_tasks_mpi_master_worker)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 BENCHMARK(BM_tasks_throughput)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);

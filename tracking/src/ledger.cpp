@@ -58,6 +58,7 @@ void partition_ledger::start_afresh(std::int64_t call) {
   if (fresh_from_ == 0 || call < fresh_from_) fresh_from_ = call;
   recorded_calls_.erase(recorded_calls_.lower_bound(call), recorded_calls_.end());
   recorded_.erase(recorded_.lower_bound(call), recorded_.end());
+  recorded_seconds_.erase(recorded_seconds_.lower_bound(call), recorded_seconds_.end());
 }
 
 void partition_ledger::journal_restart() {

@@ -34,6 +34,7 @@ struct opening {
   tracking::run_record old;  // the run being resumed
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded;
   std::map<std::int64_t, tracking::call_info> recorded_calls;
+  std::map<std::int64_t, std::pair<double, std::int64_t>> recorded_seconds;  // call -> (sum, successes)
   std::map<std::string, std::string> inputs_of_old;  // params/ and declared inputs
 };
 
@@ -111,6 +112,11 @@ void carry_resumed(const tracking::run_impl& r, const run_options& opts, opening
   }
   for (const auto& e : o.old.ledger) {
     if (e.ok) o.recorded[e.call][e.partition] = e.result;
+    if (e.ok && e.end >= e.start) {
+      auto& [sum, n] = o.recorded_seconds[e.call];
+      sum += e.end - e.start;
+      ++n;
+    }
   }
   o.recorded_calls = o.old.calls;
   for (const auto& [path, f] : o.old.fields) {
@@ -243,6 +249,7 @@ Run::Run(const tracking::run_context& ctx, std::string name, const run_options& 
     r.ledger->on_change_ = r.on_change;
     r.ledger->recorded_ = std::move(o.recorded);
     r.ledger->recorded_calls_ = std::move(o.recorded_calls);
+    r.ledger->recorded_seconds_ = std::move(o.recorded_seconds);
   }
   if (r.rank == 0) {
     const bool journaling = r.mode == tracking_mode::async || r.mode == tracking_mode::sync;

@@ -341,11 +341,19 @@ void Runtime::drive(const std::function<void(Scheduler&)>& driver) {
     MPI_Comm& c;
     ~comm_free() { MPI_Comm_free(&c); }
   } free_comm{comm};
+  // Multi-rank tasks make their communicators here (MPI_Comm_create_group
+  // over their members only), apart from the task messages on `comm`.
+  MPI_Comm gang_comm = MPI_COMM_NULL;
+  detail::check_mpi(MPI_Comm_dup(st_.comm, &gang_comm), "MPI_Comm_dup");
+  struct gang_free {
+    MPI_Comm& c;
+    ~gang_free() { MPI_Comm_free(&c); }
+  } free_gang{gang_comm};
   const worker_info me = detect_worker(comm, st_.rank, st_.host, st_.cfg.labels);
   auto all = detail::gather_workers(comm, st_.rank, st_.size, me);
 
   if (st_.rank != 0) {
-    const auto stop = detail::serve(st_, comm, tasks_, me);
+    const auto stop = detail::serve(st_, comm, gang_comm, tasks_, me);
     if (stop.kind != detail::stop_kind::ok) detail::rethrow_stop(stop);
     return;
   }

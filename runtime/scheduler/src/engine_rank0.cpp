@@ -26,6 +26,10 @@ class scheduler {
         backups_on_(j.backups && j.sched == schedule::dynamic && st.size > 1) {
     for (auto r : reused_) completed_ += r;
     if (completed_) progress_.update(completed_);
+    // A resumed call starts from what its partitions took before the kill:
+    // the job's end is judged from the first partition on, and batches are
+    // sized by it (the moving average takes over as results come).
+    if (j.recorded_cost > 0) mean_cost_ = j.recorded_cost;
     if (backups_on_) {
       const auto n = static_cast<std::size_t>(j.plan.count);
       finished_.assign(n, 0);

@@ -322,6 +322,7 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   j.resuming = lg->resuming();
   if (j.resuming) refuse_changed_inputs(*lg, j.step);
   if (!is_scheduler()) return j;
+  if (j.resuming) j.recorded_cost = lg->recorded_seconds_per_partition(call.call);
   j.recall = [lg, call] { return lg->take_recorded(call); };
   j.record = [lg, call, plan](const detail::partition_outcome& o, const char* data, std::size_t n) {
     tracking::ledger_entry e;
@@ -391,6 +392,11 @@ std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const m
                                                   const std::string& step) {
   if (need.cpu < 1 || need.memory_mb < 0 || need.gpu < 0) {
     throw usage_error(step + ": map_options::need needs cpu >= 1, memory_mb >= 0 and gpu >= 0");
+  }
+  if (need.ranks != 1) {
+    throw usage_error(step + ": map_options::need.ranks is " + std::to_string(need.ranks) +
+                      ": a partition runs on one rank; for a step on several ranks at once with its own "
+                      "communicator, use a task with resources{.ranks = k} (docs/tasks.md, \"Multi-rank tasks\")");
   }
   const worker_info me = detect_worker(st_.comm, st_.rank, st_.host, st_.cfg.labels);
   std::vector<resources> all(static_cast<std::size_t>(st_.size));

@@ -64,8 +64,8 @@ const std::string& name_of(const task_rec& rec) { return rec.def->name; }
 
 // A worker rank's side of drive(): receive tasks, run them, send results,
 // until rank 0 says stop. Returns how the driver ended.
-stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, task_def, std::less<>>& defs,
-                const worker_info& me) {
+stop_info serve(runtime_state& st, MPI_Comm comm, MPI_Comm gang_comm,
+                const std::map<std::string, task_def, std::less<>>& defs, const worker_info& me) {
   std::mutex send_m;  // segments of two large results must not interleave
   executor exec(defs, me, [&](const result_header& h, const std::string& payload) {
     bytes f = new_frame();
@@ -75,7 +75,7 @@ stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, ta
     f.insert(f.end(), payload.begin(), payload.end());
     std::lock_guard lk(send_m);
     isend_frame(comm, 0, tag_up, std::move(f), st.cfg.segment_bytes).wait();
-  });
+  }, gang_comm);
   backoff bo(1000, 200);  // a driver that waits on each result sends the next task within microseconds
   stop_info stop;
   for (;;) {
@@ -87,7 +87,21 @@ stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, ta
     bo.reset();
     const auto kind = static_cast<msg>(f.payload()[0]);
     if (kind == msg::task) {
-      exec.post_or_run(parse_task(std::move(f)), me.capacity.cpu);
+      incoming_task t = parse_task(std::move(f));
+      // A member of a multi-rank task never runs on this (receiving) thread:
+      // blocked in the task's communicator, it would stop this rank from
+      // hearing that another member failed.
+      if (t.h.members > 1) {
+        exec.post(std::move(t));
+      } else {
+        exec.post_or_run(std::move(t), me.capacity.cpu);
+      }
+    } else if (kind == msg::abandon) {
+      std::uint64_t id = 0;
+      std::int32_t attempt = 0;
+      std::memcpy(&id, f.payload() + 1, sizeof id);
+      std::memcpy(&attempt, f.payload() + 1 + sizeof id, sizeof attempt);
+      exec.abandon(id, attempt);
     } else if (kind == msg::stop) {
       stop = decode<stop_info>(f.payload() + 1, f.payload_size() - 1);
       break;

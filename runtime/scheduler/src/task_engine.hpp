@@ -7,6 +7,23 @@ namespace rankflow::detail {
 
 // ------------------------------------------------------------ rank 0 state
 
+// One attempt of a multi-rank task: its members (worker indices, member 0
+// first) and how they ended. The attempt ends at its first failure (the
+// others are told to abandon) or when every member succeeded; members still
+// running after that keep their workers until they report.
+struct gang_attempt {
+  std::vector<int> workers;
+  std::vector<char> reported;
+  int left = 0;
+  bool failed = false;
+  bool final = false;
+  bool ended = false;
+  std::string result;  // member 0's
+  double start = 0, end = 0;
+  int failed_worker = -1;
+  std::string error;
+};
+
 struct task_rec {
   std::uint64_t id = 0;
   const task_def* def = nullptr;
@@ -28,6 +45,7 @@ struct task_rec {
   std::string result;
   std::optional<task_error::details> error;
   std::function<void()> on_end;  // compositions: what follows this task
+  std::map<int, gang_attempt> gang_attempts;  // multi-rank tasks: attempts with members still out
 };
 
 // One attempt of a task, as the run's ledger records it.
@@ -118,13 +136,28 @@ class task_engine {
     rec->backoff_s = ov.backoff_s.value_or(d.defaults.backoff_s);
     rec->from = ov.from ? ov.from : d.defaults.from;
     const auto& n = rec->need;
-    if (n.cpu < 1 || n.memory_mb < 0 || n.gpu < 0) {
-      throw usage_error("task '" + d.name + "': resources need cpu >= 1, memory_mb >= 0 and gpu >= 0, got " +
-                        std::to_string(n.cpu) + ", " + std::to_string(n.memory_mb) + ", " + std::to_string(n.gpu));
+    if (n.cpu < 1 || n.memory_mb < 0 || n.gpu < 0 || n.ranks < 1) {
+      throw usage_error("task '" + d.name + "': resources need cpu >= 1, memory_mb >= 0, gpu >= 0 and ranks >= 1, got " +
+                        std::to_string(n.cpu) + ", " + std::to_string(n.memory_mb) + ", " + std::to_string(n.gpu) +
+                        ", " + std::to_string(n.ranks));
     }
     if (rec->retries < 0) throw usage_error("task '" + d.name + "': retries must be >= 0");
     check_labels(rec->labels);
     rec->candidates = candidates_for(d, rec->labels, n);
+    if (n.ranks > 1) {
+      const auto m = rec->candidates->size();
+      if (m < static_cast<std::size_t>(n.ranks)) {
+        throw resource_error("task '" + d.name + "' needs " + std::to_string(n.ranks) + " ranks at once (resources::ranks) but only " +
+                             std::to_string(m) + " worker rank" + (m == 1 ? "" : "s") +
+                             " can run it (rank 0 drives; the workers are ranks 1 to " + std::to_string(st_.size - 1) +
+                             "): run with at least " + std::to_string(n.ranks + 1) + " ranks, or ask for fewer");
+      }
+      if (st_.thread_level != MPI_THREAD_MULTIPLE) {
+        throw usage_error("task '" + d.name + "': multi-rank tasks need MPI_THREAD_MULTIPLE (tasks make their "
+                          "communicator on a worker thread); this MPI provided level " +
+                          std::to_string(st_.thread_level));
+      }
+    }
     return rec;
   }
 
@@ -280,8 +313,10 @@ class task_engine {
       sends_.push_back(isend_frame(comm_, w.rank, tag_down, std::move(f), st_.cfg.segment_bytes));
     }
     backoff bo(2000);
+    const auto stop_at = std::chrono::steady_clock::now();
     while (byes_ < static_cast<int>(workers_.size())) {
       progress_locked() ? bo.reset() : bo.wait();
+      if (!gangs_.empty()) stuck_members(stop_at);
     }
     for (auto& s : sends_) s.wait();
     sends_.clear();
@@ -289,6 +324,10 @@ class task_engine {
 
  private:
   void finish(const result_header& h, std::string&& payload) {
+    if (auto g = gangs_.find(h.id); g != gangs_.end()) {
+      finish_member(g->second, h, std::move(payload));
+      return;
+    }
     auto it = in_flight_.find(h.id);
     if (it == in_flight_.end()) return;  // after a shutdown: nobody waits for it
     auto rec = it->second;
@@ -299,11 +338,7 @@ class task_engine {
                      h.ok ? std::string() : payload};
       attempts_.push_back(std::move(a));
     }
-    auto& f = free_[static_cast<std::size_t>(rec->worker)];
-    if (f.cpu <= 0 && f.cpu + rec->need.cpu > 0) ++open_workers_;
-    f.cpu += rec->need.cpu;
-    f.memory_mb += rec->need.memory_mb;
-    f.gpu += rec->need.gpu;
+    give_back(rec->worker, rec->need);
     const auto& w = workers_[static_cast<std::size_t>(rec->worker)];
     if (h.ok) {
       rec->status = task_status::SUCCESS;
@@ -334,6 +369,156 @@ class task_engine {
     if (rec->on_end) rec->on_end();
   }
 
+  void give_back(int worker, const resources& need) {
+    auto& f = free_[static_cast<std::size_t>(worker)];
+    if (f.cpu <= 0 && f.cpu + need.cpu > 0) ++open_workers_;
+    f.cpu += need.cpu;
+    f.memory_mb += need.memory_mb;
+    f.gpu += need.gpu;
+  }
+  void take(int worker, const resources& need) {
+    auto& f = free_[static_cast<std::size_t>(worker)];
+    const bool was_open = f.cpu > 0;
+    f.cpu -= need.cpu;
+    f.memory_mb -= need.memory_mb;
+    f.gpu -= need.gpu;
+    if (was_open && f.cpu <= 0) --open_workers_;
+  }
+
+  // ---- multi-rank tasks ----------------------------------------------------
+
+  // One member of a multi-rank task reported. Its worker is free again; the
+  // attempt ends at its first failure (the members still running are told to
+  // abandon) or once every member succeeded.
+  void finish_member(const std::shared_ptr<task_rec>& rec, const result_header& h, std::string&& payload) {
+    auto at = rec->gang_attempts.find(h.attempt);
+    if (at == rec->gang_attempts.end() || h.member < 0 ||
+        h.member >= static_cast<int>(at->second.workers.size())) {
+      return;
+    }
+    auto& ga = at->second;
+    const int w = ga.workers[static_cast<std::size_t>(h.member)];
+    if (ga.reported[static_cast<std::size_t>(h.member)]) return;
+    ga.reported[static_cast<std::size_t>(h.member)] = 1;
+    --ga.left;
+    give_back(w, rec->need);
+    ga.start = ga.start == 0 ? h.start : std::min(ga.start, h.start);
+    ga.end = std::max(ga.end, h.end);
+    if (!h.ok && !ga.failed) {
+      ga.failed = true;
+      ga.final = h.final != 0;
+      ga.failed_worker = w;
+      ga.error = "member " + std::to_string(h.member) + " of " + std::to_string(ga.workers.size()) + ": " + payload;
+      for (std::size_t m = 0; m < ga.workers.size(); ++m) {
+        if (!ga.reported[m]) send_abandon(ga.workers[m], rec->id, h.attempt);
+      }
+    } else if (h.ok && h.member == 0) {
+      ga.result = std::move(payload);
+    }
+    if (!ga.ended && (ga.failed || ga.left == 0)) {
+      ga.ended = true;
+      end_gang_attempt(rec, h.attempt, ga);
+    }
+    if (ga.left == 0) {
+      rec->gang_attempts.erase(at);
+      if (rec->gang_attempts.empty() && ended(*rec)) gangs_.erase(rec->id);
+    }
+  }
+
+  void end_gang_attempt(const std::shared_ptr<task_rec>& rec, int attempt, gang_attempt& ga) {
+    const auto& first = workers_[static_cast<std::size_t>(ga.workers.front())];
+    attempts_.push_back(task_attempt{rec->id, rec->def->name, first.rank, ga.start, ga.end, attempt, !ga.failed,
+                                     ga.failed ? ga.error : std::string()});
+    if (!ga.failed) {
+      rec->status = task_status::SUCCESS;
+      rec->result = std::move(ga.result);
+    } else {
+      const auto& fw = workers_[static_cast<std::size_t>(ga.failed_worker)];
+      if (!ga.final && rec->attempts <= rec->retries && !stopping_) {
+        const double wait_s = std::min(60.0, rec->backoff_s * std::pow(2.0, rec->attempts - 1));
+        log::warn() << "task '" << rec->def->name << "' (id " << rec->id << ", " << ga.workers.size()
+                    << " ranks) failed on rank " << fw.rank << " (host " << fw.host << "), attempt " << rec->attempts
+                    << " of " << rec->retries + 1 << ": " << ga.error << "; retrying all its ranks in " << wait_s
+                    << " s";
+        rec->status = task_status::RETRY;
+        rec->not_before =
+            std::chrono::steady_clock::now() +
+            std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(wait_s));
+        queue_.push_back(rec);
+        return;
+      }
+      rec->status = task_status::FAILURE;
+      rec->error = task_error::details{rec->def->name, fw.rank, fw.host, -1, -1, rec->attempts, ga.error,
+                                       static_cast<std::int64_t>(rec->id)};
+    }
+    --open_;
+    if (rec->on_end) rec->on_end();
+  }
+
+  void send_abandon(int worker, std::uint64_t id, int attempt) {
+    if (local_) return;
+    bytes f = new_frame();
+    f.push_back(static_cast<char>(msg::abandon));
+    put(f, id);
+    put(f, static_cast<std::int32_t>(attempt));
+    sends_.push_back(
+        isend_frame(comm_, workers_[static_cast<std::size_t>(worker)].rank, tag_down, std::move(f), st_.cfg.segment_bytes));
+  }
+
+  // Places a multi-rank task: `ranks` candidates with room now, first fit
+  // from the rotating start. Returns false when fewer have room: the caller
+  // then reserves the best ones for the rest of the pass, so that single-rank
+  // tasks behind it fill the other workers but not those (a gang never starves).
+  bool place_gang(const std::shared_ptr<task_rec>& rec) {
+    const auto& cand = *rec->candidates;
+    const std::size_t m = cand.size();
+    const auto k = static_cast<std::size_t>(rec->need.ranks);
+    std::vector<int> picked;
+    for (std::size_t j = 0; j < m && picked.size() < k; ++j) {
+      const int w = cand[(cursor_ + j) % m];
+      const auto i = static_cast<std::size_t>(w);
+      if (!reserved_[i] && fits(rec->need, free_[i])) picked.push_back(w);
+    }
+    if (picked.size() < k) {
+      std::vector<int> by_free;
+      for (int w : cand) {
+        if (!reserved_[static_cast<std::size_t>(w)]) by_free.push_back(w);
+      }
+      std::sort(by_free.begin(), by_free.end(), [&](int a, int b) {
+        return free_[static_cast<std::size_t>(a)].cpu > free_[static_cast<std::size_t>(b)].cpu;
+      });
+      for (std::size_t j = 0; j < by_free.size() && j < k; ++j) reserve(by_free[j]);
+      return false;
+    }
+    cursor_ = (cursor_ + 1) % m;
+    ++rec->attempts;
+    rec->status = task_status::STARTED;
+    rec->worker = picked.front();
+    rec->rank = workers_[static_cast<std::size_t>(picked.front())].rank;
+    gang_attempt ga;
+    ga.workers = picked;
+    ga.reported.assign(k, 0);
+    ga.left = static_cast<int>(k);
+    rec->gang_attempts[rec->attempts] = std::move(ga);
+    gangs_[rec->id] = rec;
+    std::vector<int> ranks;
+    for (int w : picked) ranks.push_back(workers_[static_cast<std::size_t>(w)].rank);
+    for (std::size_t member = 0; member < k; ++member) {
+      take(picked[member], rec->need);
+      sends_.push_back(isend_frame(comm_, ranks[member], tag_down,
+                                   task_frame(rec, static_cast<int>(member), ranks), st_.cfg.segment_bytes));
+    }
+    return true;
+  }
+
+  void reserve(int w) {
+    const auto i = static_cast<std::size_t>(w);
+    if (reserved_[i]) return;
+    reserved_[i] = 1;
+    if (free_[i].cpu > 0) --open_workers_;  // for this pass only
+    held_.push_back(w);
+  }
+
   // Places queued tasks in order. A task that fits nowhere now reserves the
   // candidate with the most free CPUs for the rest of the pass, so smaller
   // tasks behind it cannot keep that worker busy forever: large requests are
@@ -349,6 +534,15 @@ class task_engine {
       auto& rec = *it;
       if (rec->not_before > now) {
         ++it;
+        continue;
+      }
+      if (rec->need.ranks > 1) {
+        if (place_gang(rec)) {
+          it = queue_.erase(it);
+          did = true;
+        } else {
+          ++it;
+        }
         continue;
       }
       // First fit from a rotating start (spreads tasks, and stops at the
@@ -381,11 +575,7 @@ class task_engine {
         const auto i = static_cast<std::size_t>(w);
         if (!reserved_[i] && (hold < 0 || free_[i].cpu > free_[static_cast<std::size_t>(hold)].cpu)) hold = w;
       }
-      if (hold >= 0) {
-        reserved_[static_cast<std::size_t>(hold)] = 1;
-        if (free_[static_cast<std::size_t>(hold)].cpu > 0) --open_workers_;  // for this pass only
-        held_.push_back(hold);
-      }
+      if (hold >= 0) reserve(hold);
       ++it;
     }
     for (int h : held_) {
@@ -398,18 +588,24 @@ class task_engine {
 
   void send(const std::shared_ptr<task_rec>& rec, int w) {
     const auto i = static_cast<std::size_t>(w);
-    auto& f = free_[i];
-    const bool was_open = f.cpu > 0;
-    f.cpu -= rec->need.cpu;
-    f.memory_mb -= rec->need.memory_mb;
-    f.gpu -= rec->need.gpu;
-    if (was_open && f.cpu <= 0) --open_workers_;
+    take(w, rec->need);
     rec->status = task_status::STARTED;
     rec->worker = w;
     rec->rank = workers_[i].rank;
     ++rec->attempts;
     in_flight_[rec->id] = rec;
+    bytes frame = task_frame(rec, 0, {});
+    if (local_) {
+      frame_in in;
+      in.buf = std::move(frame);
+      exec_->post(parse_task(std::move(in)));
+    } else {
+      sends_.push_back(isend_frame(comm_, workers_[i].rank, tag_down, std::move(frame), st_.cfg.segment_bytes));
+    }
+  }
 
+  // The task message for one member (ranks empty: a one-rank task).
+  bytes task_frame(const std::shared_ptr<task_rec>& rec, int member, const std::vector<int>& ranks) {
     std::string from;
     if (rec->from) from = rec->from->experiment + '\0' + rec->from->run;
     task_header h{};
@@ -420,20 +616,50 @@ class task_engine {
     h.gpu = rec->need.gpu;
     h.name_len = static_cast<std::uint32_t>(rec->def->name.size());
     h.from_len = static_cast<std::uint32_t>(from.size());
+    h.members = ranks.empty() ? 1 : static_cast<std::int32_t>(ranks.size());
+    h.member = member;
     bytes frame = new_frame();
-    frame.reserve(frame_header_bytes + 1 + sizeof h + h.name_len + from.size() + rec->args.size());
+    frame.reserve(frame_header_bytes + 1 + sizeof h + ranks.size() * sizeof(int) + h.name_len + from.size() +
+                  rec->args.size());
     frame.push_back(static_cast<char>(msg::task));
     put(frame, h);
+    for (int r : ranks) put(frame, r);
     frame.insert(frame.end(), rec->def->name.begin(), rec->def->name.end());
     frame.insert(frame.end(), from.begin(), from.end());
     frame.insert(frame.end(), rec->args.begin(), rec->args.end());
-    if (local_) {
-      frame_in in;
-      in.buf = std::move(frame);
-      exec_->post(parse_task(std::move(in)));
-    } else {
-      sends_.push_back(isend_frame(comm_, workers_[i].rank, tag_down, std::move(frame), st_.cfg.segment_bytes));
+    return frame;
+  }
+
+  // At the drive's end, members of a failed multi-rank task that never
+  // reported are blocked in an MPI call on the task's communicator, waiting
+  // for the member that failed: nothing can interrupt them, and their ranks
+  // would never leave drive(). After --peer-timeout (at least 5 s) the job
+  // ends with an error that names them, instead of hanging.
+  void stuck_members(std::chrono::steady_clock::time_point since) {
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+    if (waited < std::max(5.0, st_.cfg.peer_timeout_s)) return;
+    bool any = false;
+    for (const auto& [id, rec] : gangs_) any |= !rec->gang_attempts.empty();
+    if (!any) return;
+    std::string what;
+    for (const auto& [id, rec] : gangs_) {
+      for (const auto& [attempt, ga] : rec->gang_attempts) {
+        std::string ranks;
+        for (std::size_t m = 0; m < ga.workers.size(); ++m) {
+          if (ga.reported[m]) continue;
+          const auto& w = workers_[static_cast<std::size_t>(ga.workers[m])];
+          ranks += (ranks.empty() ? "" : ", ") + std::to_string(w.rank) + " (host " + w.host + ")";
+        }
+        what += (what.empty() ? "" : "; ") + std::string("task '") + rec->def->name + "' (id " + std::to_string(id) +
+                ", attempt " + std::to_string(attempt) + ", " + (ga.failed ? ga.error : "not failed") +
+                "): members on rank(s) " + ranks + " still running";
+      }
     }
+    log::error() << "drive() ended " << waited << " s ago but members of multi-rank tasks never returned: " << what
+                 << ". They are blocked in an MPI call on the task's communicator, waiting for a member that "
+                    "failed; MPI cannot interrupt them. Ending the job. (Operations on ctx.comm() finished with "
+                    "ctx.wait(request) or ctx.barrier() end when another member fails: docs/tasks.md)";
+    MPI_Abort(MPI_COMM_WORLD, 70);
   }
 
   // Keeps workers fed while the driver computes between calls.
@@ -490,11 +716,12 @@ class task_engine {
   std::vector<int> held_;
   std::mutex classes_m_;
   std::map<std::string, std::shared_ptr<const std::vector<int>>> classes_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<task_rec>> gangs_;  // multi-rank tasks with members out
 };
 
 /// A worker rank's side of drive() (task_engine.cpp).
-stop_info serve(runtime_state& st, MPI_Comm comm, const std::map<std::string, task_def, std::less<>>& defs,
-                const worker_info& me);
+stop_info serve(runtime_state& st, MPI_Comm comm, MPI_Comm gang_comm,
+                const std::map<std::string, task_def, std::less<>>& defs, const worker_info& me);
 /// Every rank's worker_info, on rank 0 (empty elsewhere). Collective.
 std::vector<worker_info> gather_workers(MPI_Comm comm, int rank, int size, const worker_info& me);
 /// How the driver ended, for every rank.

@@ -22,6 +22,8 @@
 #include <cstdlib>
 #include <deque>
 #include <list>
+#include <map>
+#include <set>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -33,7 +35,10 @@ namespace rankflow::detail {
 constexpr int tag_down = 40;  // rank 0 -> worker (segments on 41)
 constexpr int tag_up = 42;    // worker -> rank 0 (segments on 43)
 
-enum class msg : std::uint8_t { task = 1, stop = 2, result = 3, bye = 4 };
+// abandon: rank 0 -> the other members of a multi-rank task one of whose
+// members failed (body: the task id and attempt), so that their
+// task_context::wait() throws instead of waiting for the failed member.
+enum class msg : std::uint8_t { task = 1, stop = 2, result = 3, bye = 4, abandon = 5 };
 
 struct task_header {
   std::uint64_t id;
@@ -43,7 +48,9 @@ struct task_header {
   std::int32_t gpu;
   std::uint32_t name_len;
   std::uint32_t from_len;  // "experiment\0run", 0 for none
-  std::uint32_t pad;
+  std::int32_t members;    // ranks of the task; > 1: that many int32 ranks follow the header, member 0 first
+  std::int32_t member;     // this rank's place among them
+  std::int32_t pad;
 };
 
 struct result_header {
@@ -52,7 +59,10 @@ struct result_header {
   double end;
   std::uint8_t ok;
   std::uint8_t final;  // a failure retries cannot fix
-  std::uint8_t pad[6];
+  std::uint8_t pad[2];
+  std::int32_t member;   // multi-rank tasks: which member reports
+  std::int32_t attempt;  // the attempt it belongs to
+  std::int32_t pad2;
 };
 
 template <class T>
@@ -64,6 +74,7 @@ inline void put(bytes& out, const T& v) {
 // A task as a worker receives it; `args` point into `frame`.
 struct incoming_task {
   task_header h{};
+  std::vector<int> ranks;  // multi-rank tasks: the members' ranks, member 0 first
   std::string name;
   std::optional<source> from;
   bytes frame;
@@ -75,6 +86,11 @@ inline incoming_task parse_task(frame_in&& f) {
   const char* p = f.payload() + 1;
   std::memcpy(&t.h, p, sizeof t.h);
   p += sizeof t.h;
+  if (t.h.members > 1) {
+    t.ranks.resize(static_cast<std::size_t>(t.h.members));
+    std::memcpy(t.ranks.data(), p, t.ranks.size() * sizeof(int));
+    p += t.ranks.size() * sizeof(int);
+  }
   t.name.assign(p, t.h.name_len);
   p += t.h.name_len;
   if (t.h.from_len) {
@@ -97,8 +113,22 @@ using done_fn = std::function<void(const result_header&, const std::string& payl
 // a new thread is started only when every existing one is busy.
 class executor {
  public:
-  executor(const std::map<std::string, task_def, std::less<>>& defs, const worker_info& me, done_fn done)
-      : defs_(defs), me_(me), done_(std::move(done)), free_gpus_(me.gpu_ids) {}
+  /// gang_comm: where multi-rank tasks' communicators are made (a
+  /// duplicate of the job's ranks for this drive; MPI_COMM_NULL: none).
+  executor(const std::map<std::string, task_def, std::less<>>& defs, const worker_info& me, done_fn done,
+           MPI_Comm gang_comm = MPI_COMM_NULL)
+      : defs_(defs), me_(me), done_(std::move(done)), free_gpus_(me.gpu_ids), gang_comm_(gang_comm) {}
+
+  /// A member of a multi-rank task failed elsewhere: this rank's member, if
+  /// it runs, sees task_context::abandoned() (and wait() throws).
+  void abandon(std::uint64_t id, int attempt) {
+    std::lock_guard lk(m_);
+    if (auto it = gangs_.find({id, attempt}); it != gangs_.end()) {
+      it->second->store(true);
+    } else {
+      early_abandon_.insert({id, attempt});  // before this member started
+    }
+  }
   ~executor() { join(); }
 
   /// A task that takes every CPU of this rank runs on the calling thread
@@ -192,10 +222,43 @@ class executor {
     return take_gpus_locked(n);
   }
 
+  // A multi-rank task's communicator: MPI_Comm_create_group over the
+  // members only (the other ranks take no part), tagged by the task's id
+  // and attempt so that two tasks forming at once do not mix.
+  MPI_Comm make_gang_comm(const incoming_task& t) {
+    if (gang_comm_ == MPI_COMM_NULL) throw error("rankflow: multi-rank task without a communicator to split");
+    MPI_Group world_group = MPI_GROUP_NULL, group = MPI_GROUP_NULL;
+    check_mpi(MPI_Comm_group(gang_comm_, &world_group), "MPI_Comm_group");
+    const int rc = MPI_Group_incl(world_group, static_cast<int>(t.ranks.size()), t.ranks.data(), &group);
+    MPI_Group_free(&world_group);
+    check_mpi(rc, "MPI_Group_incl");
+    void* attr = nullptr;
+    int flag = 0;
+    MPI_Comm_get_attr(gang_comm_, MPI_TAG_UB, &attr, &flag);
+    const std::uint64_t tag_ub = flag && attr ? static_cast<std::uint64_t>(*static_cast<int*>(attr)) : 32767;
+    const int tag = static_cast<int>((t.h.id * 64 + static_cast<std::uint64_t>(t.h.attempt)) % tag_ub);
+    MPI_Comm c = MPI_COMM_NULL;
+    const int rc2 = MPI_Comm_create_group(gang_comm_, group, tag, &c);
+    MPI_Group_free(&group);
+    check_mpi(rc2, "MPI_Comm_create_group");
+    return c;
+  }
+
   void run(incoming_task& t, std::vector<int>& gpus, result_header& r, std::string& payload) {
     r.id = t.h.id;
+    r.member = t.h.member;
+    r.attempt = t.h.attempt;
     r.start = now_unix_seconds();
     bytes out;
+    const bool gang = t.h.members > 1;
+    std::shared_ptr<std::atomic<bool>> abandoned;
+    MPI_Comm comm = MPI_COMM_SELF;
+    if (gang) {
+      abandoned = std::make_shared<std::atomic<bool>>(false);
+      std::lock_guard lk(m_);
+      if (early_abandon_.erase({t.h.id, t.h.attempt})) abandoned->store(true);
+      gangs_[{t.h.id, t.h.attempt}] = abandoned;
+    }
     try {
       auto def = defs_.find(t.name);
       if (def == defs_.end()) {
@@ -216,14 +279,30 @@ class executor {
       c.name_ = &def->first;
       c.id_ = t.h.id;
       c.attempt_ = t.h.attempt;
+      if (gang) {
+        comm = make_gang_comm(t);
+        c.comm_ = comm;
+        c.member_ = t.h.member;
+        c.members_ = t.h.members;
+        c.abandoned_ = abandoned;
+      }
       def->second.invoke(c, t.args, t.from, out);
       r.ok = 1;
-      payload.assign(out.begin(), out.end());
+      // Member 0's value is the task's; the others' need not travel.
+      if (t.h.member == 0) payload.assign(out.begin(), out.end());
     } catch (const substitution_error& e) {
       r.final = 1;
       payload = e.what();
     } catch (...) {
       payload = describe_current_exception();
+    }
+    if (gang) {
+      std::lock_guard lk(m_);
+      // An abandoned member may have left an operation on comm pending (the
+      // failed member never joined it): freeing comm then is not safe, so it
+      // is left to MPI_Finalize.
+      if (comm != MPI_COMM_SELF && comm != MPI_COMM_NULL && !abandoned->load()) MPI_Comm_free(&comm);
+      gangs_.erase({t.h.id, t.h.attempt});
     }
     r.end = now_unix_seconds();
   }
@@ -239,6 +318,9 @@ class executor {
   unsigned idle_ = 0;
   int running_ = 0;
   bool stopping_ = false;
+  MPI_Comm gang_comm_;
+  std::map<std::pair<std::uint64_t, int>, std::shared_ptr<std::atomic<bool>>> gangs_;  // running members
+  std::set<std::pair<std::uint64_t, int>> early_abandon_;  // abandoned before they started here
 };
 
 // How the driver ended, sent with the stop so every rank leaves drive() alike.

@@ -16,6 +16,9 @@
 #include <rankflow/runtime/threads.hpp>
 #include <rankflow/tracking/experiment.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include <cxxabi.h>
 #include <dirent.h>
 #include <sys/stat.h>
@@ -38,7 +41,29 @@ namespace rankflow {
 std::string to_string(const resources& r) {
   std::string s = std::to_string(r.cpu) + (r.cpu == 1 ? " CPU, " : " CPUs, ") + std::to_string(r.memory_mb) + " MB";
   if (r.gpu) s += ", " + std::to_string(r.gpu) + (r.gpu == 1 ? " GPU" : " GPUs");
+  if (r.ranks != 1) s += " on each of " + std::to_string(r.ranks) + " ranks";
   return s;
+}
+
+void task_context::wait(MPI_Request& request) const {
+  // MPI_Wait would never return if another member failed before joining the
+  // operation: poll, and give up once rank 0 says the task was abandoned.
+  for (int spins = 0;; ++spins) {
+    int done = 0;
+    detail::check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    if (abandoned()) {
+      throw error("task '" + name() + "' (id " + std::to_string(id_) + "): member " + std::to_string(member_) +
+                  " stopped waiting on the task's communicator: another member failed");
+    }
+    if (spins > 100) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void task_context::barrier() const {
+  MPI_Request r = MPI_REQUEST_NULL;
+  detail::check_mpi(MPI_Ibarrier(comm_, &r), "MPI_Ibarrier");
+  wait(r);
 }
 
 const char* to_string(task_status s) noexcept {

@@ -218,3 +218,59 @@ TEST(Deadline, TheRunRecordsTheAllocationLeft) {
   }
   rankflow::detail::clear_pending_signal();
 }
+
+// A resumed call knows its partitions' length from the run's ledger before
+// any of them ends: with less time left than one partition took, rank 0
+// starts none (without the ledger it would start a round of them, each
+// running past the job's end).
+TEST(Deadline, AResumedCallJudgesTheEndByTheLedgersDurations) {
+  auto& rt = test_runtime();
+  no_deadline_after reset;
+  const std::string file = "deadline_resume_np" + std::to_string(rt.size()) + ".h5";
+  if (rt.rank() == 0) {
+    std::remove(file.c_str());
+    std::system(("rm -rf '" + file + ".d'").c_str());
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto slow = [](std::int64_t i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    return i;
+  };
+  rankflow::run_options o;
+  o.experiment = file;
+  std::string id;
+  try {
+    // The first execution finishes some partitions of 80 ms, then is
+    // stopped, and the run is recorded killed (the exception leaves it).
+    if (rt.rank() == 0) rankflow::detail::set_deadline(rankflow::detail::unix_now() + 0.45, 0.1);
+    auto run = rt.start_run("resumed_deadline", o);
+    id = run.id();
+    (void)rt.parallel_map(rankflow::range(0, 100), slow, {.chunk_size = 1});
+    ADD_FAILURE() << "not interrupted";
+  } catch (const rankflow::interrupted&) {
+  }
+  rankflow::detail::clear_pending_signal();
+  // Resumed with 50 ms to the stop time: less than one partition.
+  if (rt.rank() == 0) rankflow::detail::set_deadline(rankflow::detail::unix_now() + 0.15, 0.1);
+  int ran = 0;
+  bool stopped = false;
+  o.resume = "last";
+  try {
+    auto run = rt.start_run("resumed_deadline", o);
+    EXPECT_EQ(run.id(), id);
+    (void)rt.parallel_map(
+        rankflow::range(0, 100),
+        [&](std::int64_t i) {
+          ++ran;
+          return slow(i);
+        },
+        {.chunk_size = 1});
+  } catch (const rankflow::interrupted& e) {
+    stopped = true;
+    EXPECT_EQ(e.signal(), rankflow::deadline_signal);
+  }
+  rankflow::detail::clear_pending_signal();
+  EXPECT_TRUE(stopped) << "the resumed call ran to its end past the deadline";
+  MPI_Allreduce(MPI_IN_PLACE, &ran, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_EQ(ran, 0) << "a partition of 80 ms was started 50 ms before the stop time";
+}

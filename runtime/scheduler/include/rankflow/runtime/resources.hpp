@@ -37,9 +37,13 @@ struct resources {
   int cpu = 1;
   std::int64_t memory_mb = 0;
   int gpu = 0;
+  /// Tasks: worker ranks the task runs on at once (a gang), each of them
+  /// holding cpu, memory_mb and gpu; the task gets a communicator of just
+  /// those ranks (task_context::comm()). See docs/tasks.md, "Multi-rank tasks".
+  int ranks = 1;
   template <class Ar>
   void serialize(Ar& ar, unsigned) {
-    ar& cpu& memory_mb& gpu;
+    ar& cpu& memory_mb& gpu& ranks;
   }
 };
 /// "4 CPUs, 60000 MB, 1 GPU".

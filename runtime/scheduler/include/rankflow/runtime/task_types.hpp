@@ -67,6 +67,24 @@ class task_context {
   std::uint64_t id() const noexcept { return id_; }
   int attempt() const noexcept { return attempt_; }  ///< 1 for the first
 
+  /// Multi-rank tasks (resources::ranks): a communicator of just the task's
+  /// ranks, member 0 first (MPI_COMM_SELF for a one-rank task). Made with
+  /// MPI_Comm_create_group over the job's ranks, never a spawn; freed when
+  /// the task ends on this rank.
+  MPI_Comm comm() const noexcept { return comm_; }
+  /// This rank's place in the task (0 .. members() - 1); member 0's return
+  /// value is the task's result, the others' are discarded.
+  int member() const noexcept { return member_; }
+  int members() const noexcept { return members_; }
+  /// Waits for `request` (an operation on comm()) like MPI_Wait, but throws
+  /// rankflow::error when another member of the task failed meanwhile:
+  /// a blocking call on comm() would wait forever for the failed member.
+  void wait(MPI_Request& request) const;
+  /// MPI_Barrier on comm() that another member's failure ends (see wait).
+  void barrier() const;
+  /// True once rank 0 said another member of this task failed.
+  bool abandoned() const noexcept { return abandoned_ && abandoned_->load(); }
+
   // Filled by the executor.
   unsigned threads_ = 1;
   std::vector<int> gpus_;
@@ -75,6 +93,10 @@ class task_context {
   const std::string* name_ = nullptr;
   std::uint64_t id_ = 0;
   int attempt_ = 1;
+  MPI_Comm comm_ = MPI_COMM_SELF;
+  int member_ = 0;
+  int members_ = 1;
+  std::shared_ptr<std::atomic<bool>> abandoned_;
 };
 
 }  // namespace rankflow

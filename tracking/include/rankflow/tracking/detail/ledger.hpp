@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <rankflow/tracking/detail/store.hpp>
@@ -51,6 +52,17 @@ class partition_ledger {
   /// signature): throws usage_error, or with change_policy::restart starts
   /// this call and the later ones afresh and returns nothing.
   std::map<std::int64_t, std::string> take_recorded(const call_info& c);
+
+  /// Rank 0, resuming: the mean seconds of the partitions of call `call` that
+  /// the resumed execution finished (its ledger's start and end), or -1 when
+  /// it finished none. The scheduler starts from it, so that the job's end
+  /// (--deadline) is judged from the first partition of a resumed call.
+  double recorded_seconds_per_partition(std::int64_t call) const {
+    const auto it = recorded_seconds_.find(call);
+    return it == recorded_seconds_.end() || it->second.second == 0
+               ? -1.0
+               : it->second.first / static_cast<double>(it->second.second);
+  }
 
   /// This rank's assignments of another value to an input of the resumed
   /// run (its params/ fields and run_options::inputs), encoded: "" when
@@ -97,6 +109,7 @@ class partition_ledger {
   std::int64_t task_batches_ = 0;
   std::map<std::int64_t, call_info> recorded_calls_;                      // rank 0, resuming
   std::map<std::int64_t, std::map<std::int64_t, std::string>> recorded_;  // rank 0, resuming
+  std::map<std::int64_t, std::pair<double, std::int64_t>> recorded_seconds_;  // rank 0, resuming: (sum, n)
   ledger_batch pending_;
   std::size_t pending_bytes_ = 0;
   std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();

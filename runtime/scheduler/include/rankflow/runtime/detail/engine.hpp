@@ -105,6 +105,9 @@ struct job {
   /// Every rank: an earlier execution of the run may have finished some of
   /// this call's partitions; rank 0 broadcasts which before scheduling.
   bool resuming = false;
+  /// Rank 0, when resuming: seconds per partition the earlier execution
+  /// measured for this call (its ledger), -1 when unknown.
+  double recorded_cost = -1;
   /// Rank 0, when resuming: partition -> encoded result recorded earlier.
   /// May throw usage_error (the call does not match the recorded one).
   std::function<std::map<std::int64_t, std::string>()> recall;
