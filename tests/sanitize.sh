@@ -18,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-asan}
 jobs=${JOBS:-$(nproc)}
-suites="flags_test config_test query_test threads_test parallel_map_test mapreduce_test failure_test agreement_test foreach_test h5_test tracking_test tracking_input_test resume_test small_call_test tasks_test deadline_test"
+suites="flags_test config_test query_test threads_test parallel_map_test mapreduce_test failure_test agreement_test foreach_test h5_test tracking_test tracking_input_test resume_test small_call_test tasks_test deadline_test backup_test gang_test"
 
 start=$(date +%s)
 # Builds of one tree may share a machine with others (see docs/developer.md):
