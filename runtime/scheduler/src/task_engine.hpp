@@ -344,15 +344,10 @@ class task_engine {
       rec->status = task_status::SUCCESS;
       rec->result = std::move(payload);
     } else if (!h.final && rec->attempts <= rec->retries && !stopping_) {
-      const double wait_s = std::min(60.0, rec->backoff_s * std::pow(2.0, rec->attempts - 1));
       log::warn() << "task '" << rec->def->name << "' (id " << rec->id << ") failed on rank " << w.rank << " (host "
                   << w.host << "), attempt " << rec->attempts << " of " << rec->retries + 1 << ": " << payload
-                  << "; retrying in " << wait_s << " s";
-      rec->status = task_status::RETRY;
-      rec->not_before =
-          std::chrono::steady_clock::now() +
-          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(wait_s));
-      queue_.push_back(rec);
+                  << "; retrying in " << backoff_s(*rec) << " s";
+      retry_later(rec);
       return;
     } else {
       rec->status = task_status::FAILURE;
@@ -367,6 +362,18 @@ class task_engine {
     }
     --open_;
     if (rec->on_end) rec->on_end();
+  }
+
+  // The wait before the next attempt: backoff_s, doubling, at most 60 s.
+  static double backoff_s(const task_rec& rec) {
+    return std::min(60.0, rec.backoff_s * std::pow(2.0, rec.attempts - 1));
+  }
+  void retry_later(const std::shared_ptr<task_rec>& rec) {
+    rec->status = task_status::RETRY;
+    rec->not_before =
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(backoff_s(*rec)));
+    queue_.push_back(rec);
   }
 
   void give_back(int worker, const resources& need) {
@@ -435,16 +442,11 @@ class task_engine {
     } else {
       const auto& fw = workers_[static_cast<std::size_t>(ga.failed_worker)];
       if (!ga.final && rec->attempts <= rec->retries && !stopping_) {
-        const double wait_s = std::min(60.0, rec->backoff_s * std::pow(2.0, rec->attempts - 1));
         log::warn() << "task '" << rec->def->name << "' (id " << rec->id << ", " << ga.workers.size()
                     << " ranks) failed on rank " << fw.rank << " (host " << fw.host << "), attempt " << rec->attempts
-                    << " of " << rec->retries + 1 << ": " << ga.error << "; retrying all its ranks in " << wait_s
-                    << " s";
-        rec->status = task_status::RETRY;
-        rec->not_before =
-            std::chrono::steady_clock::now() +
-            std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(wait_s));
-        queue_.push_back(rec);
+                    << " of " << rec->retries + 1 << ": " << ga.error << "; retrying all its ranks in "
+                    << backoff_s(*rec) << " s";
+        retry_later(rec);
         return;
       }
       rec->status = task_status::FAILURE;
