@@ -100,18 +100,28 @@ TEST(Gangs, SingleRankTasksFillTheGapsAndTheGangIsNotStarved) {
   if (rt.size() < 3) GTEST_SKIP() << "needs 2 workers";
   const int workers = rt.size() - 1;
   rt.drive([&](Scheduler& s) {
+    const auto info = s.labels();
+    const int cpus = info.front().capacity.cpu;
+    for (const auto& w : info) {
+      if (w.capacity.cpu != cpus) GTEST_SKIP() << "workers of different sizes";
+    }
+    // Each worker is filled by one task ending at staggered times, so they
+    // never free up together; tasks submitted behind the gang, each again
+    // filling a worker, would take every worker as it frees up and keep the
+    // gang (one CPU on every worker) waiting until they are all done.
     std::vector<rankflow::Future<double>> before, after;
-    for (int i = 0; i < 3 * workers; ++i) before.push_back(s.submit<double>("single_nap", 0.03));
+    for (int w = 0; w < workers; ++w) {
+      before.push_back(s.with({.cpu = cpus}).submit<double>("single_nap", 0.2 + 0.1 * w));
+    }
     auto gang = s.with({.ranks = workers}).submit<gang_view>("who_is_in");
-    for (int i = 0; i < 3 * workers; ++i) after.push_back(s.submit<double>("single_nap", 0.03));
+    for (int i = 0; i < 2 * workers; ++i) after.push_back(s.with({.cpu = cpus}).submit<double>("single_nap", 0.15));
     const double gang_start = gang.get().start;
-    double last_after = 0;
-    for (auto& f : after) last_after = std::max(last_after, f.get());
+    double first_after = 1e300;
+    for (auto& f : after) first_after = std::min(first_after, f.get());
     for (auto& f : before) f.get();
-    // Submitted behind the gang, these could take the workers it needs one
-    // by one as they free up, and keep it waiting until all of them ran;
-    // it holds the workers instead, and starts before the last of them.
-    EXPECT_LT(gang_start, last_after) << "every single-rank task submitted after the gang started before it";
+    // The gang holds each worker as it frees up: none of those tasks starts
+    // before it (it leaves each worker too little room for them).
+    EXPECT_LT(gang_start, first_after) << "a task submitted after the gang started before it";
   });
 }
 
