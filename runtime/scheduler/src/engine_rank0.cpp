@@ -5,6 +5,7 @@
 #include <utility>
 #include <unordered_map>
 
+#include "engine_backups.hpp"
 #include "engine_wire.hpp"
 
 namespace rankflow::detail {
@@ -51,7 +52,7 @@ class scheduler {
     }
     // The STOP's `start` carries what the call's partitions cost, so that
     // every rank learns the same value (is_small_call decides with it).
-    if (backups_ > 0) report_backups();
+    if (backups_ > 0) report_backups(st_, j_.step, backups_, lost_);
     const double cost = failure_ ? -1.0 : mean_cost_;
     bytes stop = frame_with(j_, {kind::stop, 0, st_.op, -1, j_.plan.count, cost});
     encode(stop, static_cast<std::uint32_t>(failure_ ? 1 : 0));
@@ -238,14 +239,6 @@ class scheduler {
     return next_ >= j_.plan.count && retry_.empty();
   }
 
-  double typical_cost() {
-    const auto n = static_cast<int>(std::min<std::int64_t>(recent_n_, static_cast<std::int64_t>(recent_.size())));
-    std::array<double, 64> v{};
-    std::copy(recent_.begin(), recent_.begin() + n, v.begin());
-    std::nth_element(v.begin(), v.begin() + n / 2, v.begin() + n);
-    return v[static_cast<std::size_t>(n / 2)];
-  }
-
   // An idle rank other than `slow` for a backup copy: a worker holding
   // nothing first (rank 0 stops polling while it runs one), else rank 0.
   int idle_rank(int slow, int active) const {
@@ -256,11 +249,11 @@ class scheduler {
   }
 
   void maybe_backup(int active) {
-    if (recent_n_ == 0 || !all_handed_out()) return;
+    if (recent_.empty() || !all_handed_out()) return;
     const std::int64_t now = steady_ns();
     if (now - last_backup_check_ < backup_every_ns) return;
     last_backup_check_ = now;
-    const double limit_s = std::max(backup_factor * typical_cost(), backup_min_s);
+    const double limit_s = std::max(backup_factor * recent_.median(), backup_min_s);
     for (int s = 1; s < active; ++s) {
       const auto& h = held_[static_cast<std::size_t>(s)];
       if (h.empty()) continue;
@@ -277,7 +270,7 @@ class scheduler {
         any = true;
         log::debug() << j_.step << ": partition " << p << " has run on rank " << s << " for "
                      << static_cast<double>(now - head_since_[static_cast<std::size_t>(s)]) * 1e-6 << " ms (typical "
-                     << typical_cost() * 1e3 << " ms): a backup copy goes to rank " << b;
+                     << recent_.median() * 1e3 << " ms): a backup copy goes to rank " << b;
         if (b == 0) {
           backup_here_.emplace_back(p, attempt);
           continue;
@@ -327,33 +320,6 @@ class scheduler {
     const auto i = static_cast<std::size_t>(p);
     finished_[i] = 1;
     if (backed_up_[i]) winner_[p] = r;
-  }
-
-  void report_backups() {
-    std::int64_t lost = 0;
-    std::string who;
-    for (int r = 0; r < st_.size; ++r) {
-      const auto n = lost_[static_cast<std::size_t>(r)];
-      if (n == 0) continue;
-      lost += n;
-      who += (who.empty() ? "" : ", ") + std::string("rank ") + std::to_string(r) + ": " + std::to_string(n);
-      auto& total = st_.lost_copies[static_cast<std::size_t>(r)];
-      const auto before = total;
-      total += n;
-      // Said once at 3 lost copies and again at each tenfold: a node that
-      // keeps losing is slow (throttled, shared, failing), not unlucky.
-      for (std::int64_t at = 3; at <= total; at *= 10) {
-        if (before < at) {
-          log::warn() << "rank " << r << " (host " << st_.hosts[static_cast<std::size_t>(r)] << ") keeps losing: "
-                      << total << " of its partitions were finished first by backup copies on other ranks "
-                      << "so far; its node may be slow (throttled, shared or failing)";
-          break;
-        }
-      }
-    }
-    log::info() << j_.step << ": " << backups_ << " backup cop" << (backups_ == 1 ? "y" : "ies")
-                << " of partitions running long; " << lost << " cop" << (lost == 1 ? "y" : "ies")
-                << " discarded as finished second" << (who.empty() ? "" : " (" + who + ")");
   }
 
   // Next partition for rank r: a retry that last failed elsewhere, else a new one.
@@ -557,7 +523,7 @@ class scheduler {
   // Mean seconds per partition (moving average), for batch sizes.
   void learn_cost(double s) {
     if (!(s >= 0)) return;
-    if (backups_on_) recent_[static_cast<std::size_t>(recent_n_++ % static_cast<std::int64_t>(recent_.size()))] = s;
+    if (backups_on_) recent_.add(s);
     mean_cost_ = mean_cost_ < 0 ? s : 0.8 * mean_cost_ + 0.2 * s;
   }
 
@@ -592,8 +558,7 @@ class scheduler {
   std::vector<std::int64_t> head_since_;  // per worker: steady ns since its first held partition runs
   std::deque<std::pair<std::int64_t, int>> backup_here_;  // copies rank 0 runs itself
   std::unordered_map<std::int64_t, int> winner_;           // backed-up partition -> rank whose copy was kept
-  std::array<double, 64> recent_{};  // seconds of the latest partitions (the typical one is their median)
-  std::int64_t recent_n_ = 0;
+  recent_costs recent_;  // the latest partitions' seconds (the typical one is their median)
   bool running_copy_ = false;  // take() handed rank 0 one of backup_here_
   std::int64_t last_backup_check_ = 0;
   std::int64_t now_ns_ = 0;  // steady ns at the start of the current poll round
