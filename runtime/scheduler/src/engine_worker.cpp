@@ -160,6 +160,10 @@ class worker {
         attempt(p, a, true);
         idle.reset();
       } else if (!stopped_) {
+        if (j_.idle_poll && j_.idle_poll()) {
+          idle.reset();
+          continue;
+        }
         while (!sends_.empty() && sends_.front().test()) sends_.pop_front();
         idle.wait();
       }

@@ -295,7 +295,7 @@ detail::job Runtime::make_job(const map_options& opts, const char* default_step,
   if (opts.need) {
     // The --max-workers window counts ranks that qualify.
     j.eligible = eligible_ranks(*opts.need, opts, j.step);
-    int allowed = j.active_ranks;
+    int allowed = opts.need->ranks > 1 ? st_.size : j.active_ranks;  // teams: make_teams counts teams
     for (auto& e : j.eligible) {
       if (e && allowed-- <= 0) e = 0;
     }
@@ -388,15 +388,27 @@ void Runtime::refuse_changed_inputs(tracking::partition_ledger& lg, const std::s
                     "the calls afresh (--on-change restart), or start a new run (--resume no)");
 }
 
+std::unique_ptr<detail::team_call> Runtime::make_teams(const map_options& opts, detail::job& j) {
+  if (!opts.need || opts.need->ranks <= 1) return nullptr;
+  std::vector<std::uint8_t> leaders;
+  auto team = std::make_unique<detail::team_call>(st_, j.eligible, *opts.need, opts.max_workers, j.step, leaders);
+  j.eligible = std::move(leaders);
+  return team;
+}
+
 std::vector<std::uint8_t> Runtime::eligible_ranks(const resources& need, const map_options& opts,
                                                   const std::string& step) {
   if (need.cpu < 1 || need.memory_mb < 0 || need.gpu < 0) {
     throw usage_error(step + ": map_options::need needs cpu >= 1, memory_mb >= 0 and gpu >= 0");
   }
-  if (need.ranks != 1) {
+  if (need.ranks < 1) {
     throw usage_error(step + ": map_options::need.ranks is " + std::to_string(need.ranks) +
-                      ": a partition runs on one rank; for a step on several ranks at once with its own "
-                      "communicator, use a task with resources{.ranks = k} (docs/tasks.md, \"Multi-rank tasks\")");
+                      ": it is the number of ranks that run each partition together, at least 1");
+  }
+  if (need.ranks > 1 && opts.sched == schedule::blocked) {
+    throw usage_error(step + ": map_options::need.ranks is " + std::to_string(need.ranks) +
+                      " and schedule::blocked gives each rank its own block of partitions: partitions on several "
+                      "ranks at once need schedule::dynamic");
   }
   const worker_info me = detect_worker(st_.comm, st_.rank, st_.host, st_.cfg.labels);
   std::vector<resources> all(static_cast<std::size_t>(st_.size));

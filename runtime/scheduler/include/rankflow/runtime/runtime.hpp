@@ -38,6 +38,8 @@
 #include <rankflow/core/serialize.hpp>
 #include <rankflow/core/detail/transport.hpp>
 #include <rankflow/runtime/detail/engine.hpp>
+#include <rankflow/runtime/detail/teams.hpp>
+#include <rankflow/runtime/partition_context.hpp>
 #include <rankflow/runtime/partition.hpp>
 #include <rankflow/runtime/tasks.hpp>
 #include <rankflow/tracking/run.hpp>
@@ -65,6 +67,9 @@ struct map_options {
   /// partitions, so a partition may use need->cpu threads. A need no rank
   /// meets throws resource_error on every rank, naming the largest rank.
   /// schedule::dynamic only when some rank falls short.
+  /// need->ranks = k > 1 runs each partition on k ranks at once (a team),
+  /// dynamic schedule only: the function takes a `const partition_context&`
+  /// first and its comm() connects the team; member 0's results are kept.
   std::optional<resources> need;
   /// false: the call is left out of the run's partition ledger, so a
   /// --resume runs it again in full instead of reusing its partitions. For
@@ -104,6 +109,20 @@ namespace detail {
 struct task_attempt;  // task_engine.hpp
 
 class watchdog;
+
+/// Calls a parallel_map/mapreduce function with the partition's context when
+/// it takes one first (map_options::need.ranks), else with the item alone.
+template <class Fn, class Item>
+decltype(auto) call_item(Fn& fn, const partition_context& ctx, Item&& item) {
+  if constexpr (std::is_invocable_v<Fn&, const partition_context&, Item>) {
+    return fn(ctx, std::forward<Item>(item));
+  } else {
+    return fn(std::forward<Item>(item));
+  }
+}
+template <class Fn, class Item>
+using item_result_t =
+    decltype(call_item(std::declval<Fn&>(), std::declval<const partition_context&>(), std::declval<Item>()));
 
 /// Results arriving out of order on rank 0, emitted in partition order.
 /// Partitions ahead of the first missing one wait in a slot indexed by
@@ -286,16 +305,23 @@ class Runtime {
   /// gives T{}. T must be default-constructible and serializable.
   template <class Map, class Reduce>
   auto mapreduce(range r, Map&& map, Reduce&& reduce, const map_options& opts = {}) {
-    using T = std::decay_t<std::invoke_result_t<Map&, std::int64_t>>;
+    using T = std::decay_t<detail::item_result_t<Map, std::int64_t>>;
     static_assert(std::is_default_constructible_v<T>, "mapreduce: the mapped type must be default-constructible");
     const auto plan = make_plan(items_of(r), opts.chunk_size);
     detail::tree_reducer<T, std::remove_reference_t<Reduce>> tree(reduce);
+    partition_context solo;
+    partition_context* ctx = &solo;
+    std::unique_ptr<detail::team_call> team;  // map_options::need.ranks > 1
     auto run_part = [&](std::int64_t p) {
+      solo.partition_ = p;
       std::int64_t i = plan.begin(p);
       const std::int64_t e = plan.end(p);
       try {
-        T acc = map(r.first + i);
-        for (++i; i < e; ++i) acc = T(reduce(std::move(acc), map(r.first + i)));
+        T acc = detail::call_item(map, *ctx, r.first + i);
+        for (++i; i < e; ++i) {
+          if (team && team->leader() && team->member_failed()) break;  // lost anyway: lead() throws
+          acc = T(reduce(std::move(acc), detail::call_item(map, *ctx, r.first + i)));
+        }
         return acc;
       } catch (...) {
         throw detail::item_failure{r.first + i, detail::describe_current_exception()};
@@ -303,12 +329,16 @@ class Runtime {
     };
     detail::job j = make_job(opts, "mapreduce", plan, signature_of("mapreduce", r, false, plan, opts, typeid(T)));
     j.site = detail::site_of(j.site, typeid(Map));
+    team = make_teams(opts, j);
+    if (team) ctx = &team->context();
+    auto run = [&](std::int64_t p) { return team && team->leader() ? team->lead(p, [&] { return run_part(p); }) : run_part(p); };
+    if (team && team->follower()) j.idle_poll = [&] { return team->follow([&](std::int64_t p) { (void)run_part(p); }); };
     j.run_local = [&](std::int64_t p, bytes* encoded) {
-      T v = run_part(p);
+      T v = run(p);
       if (encoded) encode(*encoded, v);
       tree.insert(p, std::move(v));
     };
-    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
+    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run(p)); };
     j.accept = [&](std::int64_t p, const char* d, std::size_t n) { tree.insert(p, decode<T>(d, n)); };
     detail::execute(st_, j);
     bytes frame = detail::new_frame();
@@ -352,6 +382,10 @@ class Runtime {
  private:
   void check_task_name(const std::string& name) const;
   void record_tasks(const std::vector<detail::task_attempt>& attempts);
+  /// Collective when opts.need asks for several ranks per partition: splits
+  /// j's eligible ranks into teams and leaves only their leaders eligible.
+  /// nullptr otherwise.
+  std::unique_ptr<detail::team_call> make_teams(const map_options& opts, detail::job& j);
   /// Collective: which ranks meet `need` (see map_options::need).
   std::vector<std::uint8_t> eligible_ranks(const resources& need, const map_options& opts, const std::string& step);
   void check_splits(std::int64_t n) const;
@@ -379,23 +413,28 @@ class Runtime {
   auto map_impl(std::int64_t n, Get get, Fn& fn, const map_options& opts, const char* default_step, range shown,
                 bool container) {
     using Item = decltype(get(std::int64_t{}));
-    using R = std::invoke_result_t<Fn&, Item>;
+    using R = detail::item_result_t<Fn, Item>;
     constexpr bool is_void = std::is_void_v<R>;
     using V = std::conditional_t<is_void, detail::unit, std::decay_t<R>>;
 
     const auto plan = make_plan(n, opts.chunk_size);
     detail::ordered_results<V> results;
     if (is_scheduler()) results.reserve(plan.items, plan.count);  // plan.items >= 0, unlike n for an overflowing range
+    partition_context solo;
+    partition_context* ctx = &solo;
+    std::unique_ptr<detail::team_call> team;  // map_options::need.ranks > 1
     auto run_part = [&](std::int64_t p) {
+      solo.partition_ = p;
       std::vector<V> out;
       out.reserve(static_cast<std::size_t>(plan.end(p) - plan.begin(p)));
       for (std::int64_t i = plan.begin(p), e = plan.end(p); i < e; ++i) {
+        if (team && i > plan.begin(p) && team->leader() && team->member_failed()) break;  // lost: lead() throws
         try {
           if constexpr (is_void) {
-            fn(get(i));
+            detail::call_item(fn, *ctx, get(i));
             out.emplace_back();
           } else {
-            out.push_back(fn(get(i)));
+            out.push_back(detail::call_item(fn, *ctx, get(i)));
           }
         } catch (...) {
           throw detail::item_failure{i, detail::describe_current_exception()};
@@ -405,12 +444,16 @@ class Runtime {
     };
     detail::job j = make_job(opts, default_step, plan, signature_of(default_step, shown, container, plan, opts, typeid(V)));
     j.site = detail::site_of(j.site, typeid(Fn));
+    team = make_teams(opts, j);
+    if (team) ctx = &team->context();
+    auto run = [&](std::int64_t p) { return team && team->leader() ? team->lead(p, [&] { return run_part(p); }) : run_part(p); };
+    if (team && team->follower()) j.idle_poll = [&] { return team->follow([&](std::int64_t p) { (void)run_part(p); }); };
     j.run_local = [&](std::int64_t p, bytes* encoded) {
-      auto v = run_part(p);
+      auto v = run(p);
       if (encoded) encode(*encoded, v);
       results.put(p, std::move(v));
     };
-    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run_part(p)); };
+    j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run(p)); };
     j.accept = [&](std::int64_t p, const char* d, std::size_t sz) { results.put(p, decode<std::vector<V>>(d, sz)); };
     detail::execute(st_, j);
 

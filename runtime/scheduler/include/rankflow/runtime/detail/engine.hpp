@@ -100,6 +100,10 @@ struct job {
   std::function<void(std::int64_t p, bytes& out)> run_remote;
   /// Rank 0: take the encoded result of partition p computed elsewhere.
   std::function<void(std::int64_t p, const char* data, std::size_t n)> accept;
+  /// Other ranks, while they have no partition of their own: work the call
+  /// has for this rank outside the protocol (a team member running its
+  /// leader's partition, teams.hpp). Returns true when it did some.
+  std::function<bool()> idle_poll;
 
   // ---- the active run's ledger (set by Runtime; all empty when no run is tracked)
   /// Every rank: an earlier execution of the run may have finished some of
