@@ -1,0 +1,171 @@
+// parallel_map, mapreduce and foreach for Python functions. Every rank runs
+// the same script and so holds the same function and items: only results
+// travel (values.hpp). The GIL is released while rankflow schedules, sends
+// and waits, and taken for each call of the user's function.
+#include <numeric>
+
+#include <pybind11/stl.h>
+
+#include "module.hpp"
+#include "values.hpp"
+
+namespace rankflow::python {
+
+namespace {
+
+map_options options(std::int64_t chunk_size, int retries, const std::string& sched, const std::string& step,
+                    bool results_on_all_ranks, std::size_t max_workers, std::optional<bool> backups, bool record,
+                    const char* call) {
+  map_options o;
+  o.chunk_size = chunk_size;
+  o.retries = retries;
+  if (sched == "dynamic") {
+    o.sched = schedule::dynamic;
+  } else if (sched == "blocked") {
+    o.sched = schedule::blocked;
+  } else {
+    throw usage_error(std::string(call) + ": schedule must be \"dynamic\" or \"blocked\", got \"" + sched + "\"");
+  }
+  o.step = step;
+  o.results_on_all_ranks = results_on_all_ranks;
+  o.max_workers = max_workers;
+  o.backups = backups;
+  o.record = record;
+  return o;
+}
+
+void check_callable(const py::object& fn, const char* call, const char* what) {
+  if (!PyCallable_Check(fn.ptr())) {
+    throw py::type_error(std::string(call) + ": " + what + " must be callable, got " +
+                         py::str(py::type::of(fn).attr("__name__")).cast<std::string>());
+  }
+}
+
+// Items every rank holds: a sequence with len() and indexing.
+std::int64_t length_of(const py::object& items, const char* call) {
+  if (!PySequence_Check(items.ptr()) || !py::hasattr(items, "__len__")) {
+    throw py::type_error(std::string(call) + ": items must be a rankflow.range or a sequence every rank holds (list, "
+                         "tuple, NumPy array), got " + py::str(py::type::of(items).attr("__name__")).cast<std::string>() +
+                         ": make it a list first");
+  }
+  return static_cast<std::int64_t>(py::len(items));
+}
+
+py::list decoded(std::vector<std::string>&& out) {
+  py::list l(out.size());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    l[i] = decode_value(out[i]);
+    std::string().swap(out[i]);
+  }
+  return l;
+}
+
+py::list run_map(py_runtime& self, const py::object& fn, const py::object& items, const map_options& o,
+                 bool foreach_call) {
+  Runtime& rt = self.rt();
+  const char* call = foreach_call ? "foreach" : "parallel_map";
+  check_callable(fn, call, "fn");
+  std::vector<std::string> out;
+  if (!foreach_call && py::isinstance<range>(items)) {
+    const auto r = items.cast<range>();
+    auto f = [&fn](std::int64_t i) {
+      py::gil_scoped_acquire gil;
+      return call_python(fn, py::int_(i), i);
+    };
+    py::gil_scoped_release nogil;
+    out = rt.parallel_map(r, f, o);
+  } else {
+    const std::int64_t n = length_of(items, call);
+    auto f = [&fn, &items](std::int64_t i) {
+      py::gil_scoped_acquire gil;
+      py::object item;
+      try {
+        item = items[py::int_(i)];
+      } catch (py::error_already_set& e) {
+        throw python_exception("items[" + std::to_string(i) + "]: " + format_exception(e));
+      }
+      return call_python(fn, item, i);
+    };
+    py::gil_scoped_release nogil;
+    if (foreach_call) {
+      std::vector<std::int64_t> idx(static_cast<std::size_t>(n));
+      std::iota(idx.begin(), idx.end(), std::int64_t{0});
+      out = rt.foreach (idx, f, o);
+    } else {
+      out = rt.parallel_map(range(0, n), f, o);
+    }
+  }
+  return decoded(std::move(out));
+}
+
+}  // namespace
+
+void bind_maps(py::module_&, py::class_<py_runtime>& cls) {
+  cls.def(
+         "parallel_map",
+         [](py_runtime& self, py::object fn, py::object items, std::int64_t chunk_size, int retries,
+            const std::string& sched, const std::string& step, bool results_on_all_ranks, std::size_t max_workers,
+            std::optional<bool> backups, bool record) {
+           return run_map(self, fn, items,
+                          options(chunk_size, retries, sched, step, results_on_all_ranks, max_workers, backups, record,
+                                  "parallel_map"),
+                          false);
+         },
+         py::arg("fn"), py::arg("items"), py::kw_only(), py::arg("chunk_size") = 0, py::arg("retries") = 0,
+         py::arg("schedule") = "dynamic", py::arg("step") = "", py::arg("results_on_all_ranks") = false,
+         py::arg("max_workers") = 0, py::arg("backups") = py::none(), py::arg("record") = true,
+         "fn(item) for every item (a rankflow.range or a sequence every rank holds). Collective. The results, in "
+         "order, on rank 0 (every rank with results_on_all_ranks); [] elsewhere.")
+      .def(
+          "foreach",
+          [](py_runtime& self, py::object items, py::object fn, int retries, const std::string& step,
+             std::size_t max_workers, bool record) {
+            auto o = options(1, retries, "dynamic", step, false, max_workers, std::nullopt, record, "foreach");
+            return run_map(self, fn, items, o, true);
+          },
+          py::arg("items"), py::arg("fn"), py::kw_only(), py::arg("retries") = 0, py::arg("step") = "",
+          py::arg("max_workers") = 0, py::arg("record") = true,
+          "Metaflow's foreach: fn(item) for each item as its own split, at most --max-workers ranks at once.")
+      .def(
+          "mapreduce",
+          [](py_runtime& self, py::object r, py::object map_fn, py::object reduce_fn, std::int64_t chunk_size,
+             int retries, const std::string& sched, const std::string& step, std::size_t max_workers,
+             std::optional<bool> backups, bool record) {
+            Runtime& rt = self.rt();
+            check_callable(map_fn, "mapreduce", "map_fn");
+            check_callable(reduce_fn, "mapreduce", "reduce_fn");
+            if (!py::isinstance<range>(r)) {
+              throw py::type_error("mapreduce: the items must be a rankflow.range, got " +
+                                   py::str(py::type::of(r).attr("__name__")).cast<std::string>());
+            }
+            const auto items = r.cast<range>();
+            const auto o =
+                options(chunk_size, retries, sched, step, false, max_workers, backups, record, "mapreduce");
+            auto map = [&map_fn](std::int64_t i) {
+              py::gil_scoped_acquire gil;
+              return value{call_python(map_fn, py::int_(i), i)};
+            };
+            auto reduce = [&reduce_fn](value a, value b) {
+              py::gil_scoped_acquire gil;
+              try {
+                return value{encode_value(reduce_fn(decode_value(a.b), decode_value(b.b)), "reduce_fn's result")};
+              } catch (py::error_already_set& e) {
+                throw python_exception("reduce_fn: " + format_exception(e));
+              }
+            };
+            value v;
+            {
+              py::gil_scoped_release nogil;
+              v = rt.mapreduce(items, map, reduce, o);
+            }
+            return decode_value(v.b);
+          },
+          py::arg("items"), py::arg("map_fn"), py::arg("reduce_fn"), py::kw_only(), py::arg("chunk_size") = 0,
+          py::arg("retries") = 0, py::arg("schedule") = "dynamic", py::arg("step") = "", py::arg("max_workers") = 0,
+          py::arg("backups") = py::none(), py::arg("record") = true,
+          "reduce_fn(... map_fn(i) ...) over a rankflow.range, on every rank. Partitions are folded left to right "
+          "and combined in a fixed tree over partition index: the same result (bit for bit) for any number of "
+          "ranks. An empty range gives None.");
+}
+
+}  // namespace rankflow::python

@@ -1,0 +1,161 @@
+// Driver-mode tasks from Python (omega-ml's tasks): rt.define(name, fn),
+// rt.drive(driver), s.submit(name, *args) -> Future. A Python task is one C++
+// task taking its arguments as one encoded tuple and returning its encoded
+// result, so placement, resources, labels, retries and the ledger are the
+// C++ ones. Tasks run on worker threads: each call takes the GIL.
+#include <pybind11/stl.h>
+
+#include "module.hpp"
+#include "values.hpp"
+
+namespace rankflow::python {
+
+namespace {
+
+// A Python object released with the GIL held, whichever thread drops the
+// last copy of the C++ task that holds it.
+std::shared_ptr<py::object> hold(py::object o) {
+  return {new py::object(std::move(o)), [](py::object* p) {
+            if (!Py_IsInitialized()) return;  // the interpreter is gone: leak
+            py::gil_scoped_acquire gil;
+            delete p;
+          }};
+}
+
+struct py_future {
+  Future<std::string> f;
+};
+
+// The driver's Scheduler while drive() runs; its changes (with_, require,
+// retries) are Submitters.
+struct py_scheduler {
+  Scheduler* s = nullptr;
+  Submitter sub;
+  std::shared_ptr<bool> live;
+  Submitter& use() {
+    if (!*live) throw usage_error("this Scheduler belongs to a drive() that has ended: submit inside the driver");
+    return sub;
+  }
+};
+
+py::dict context_of(const task_context& c) {
+  py::dict d;
+  d["threads"] = c.threads();
+  d["gpus"] = c.gpus();
+  d["rank"] = c.rank();
+  d["host"] = c.host();
+  d["name"] = c.name();
+  d["id"] = c.id();
+  d["attempt"] = c.attempt();
+  d["member"] = c.member();
+  d["members"] = c.members();
+  // For mpi4py: MPI.Comm.f2py(ctx["comm"]) is the task's communicator.
+  d["comm"] = static_cast<std::int64_t>(MPI_Comm_c2f(c.comm()));
+  return d;
+}
+
+}  // namespace
+
+void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
+  py::class_<py_future>(m, "Future", "A task's result to come (Celery's AsyncResult).")
+      .def("result", [](py_future& f, std::optional<double> timeout) {
+             std::string b;
+             bool ended = true;
+             {
+               py::gil_scoped_release nogil;
+               if (timeout) ended = f.f.wait_for(std::chrono::duration<double>(*timeout));
+               if (ended) b = f.f.get();
+             }
+             if (!ended) {
+               PyErr_SetString(PyExc_TimeoutError, ("task '" + f.f.task() + "' (id " + std::to_string(f.f.id()) +
+                                                    ") did not end within " + std::to_string(*timeout) + " s")
+                                                       .c_str());
+               throw py::error_already_set();
+             }
+             return decode_value(b);
+           }, py::arg("timeout") = py::none(),
+           "Waits for the task and returns its result; raises TaskError (rank, host, remote traceback) if it failed.")
+      .def("ready", [](py_future& f) { return f.f.ready(); })
+      .def("wait", [](py_future& f) {
+             py::gil_scoped_release nogil;
+             f.f.wait();
+           })
+      .def_property_readonly("status", [](py_future& f) { return std::string(to_string(f.f.status())); })
+      .def_property_readonly("rank", [](py_future& f) { return f.f.rank(); })
+      .def_property_readonly("attempts", [](py_future& f) { return f.f.attempts(); })
+      .def_property_readonly("id", [](py_future& f) { return f.f.id(); })
+      .def_property_readonly("task", [](py_future& f) { return f.f.task(); });
+
+  py::class_<py_scheduler>(m, "Scheduler", "What the driver submits with (rank 0, inside rt.drive).")
+      .def("submit", [](py_scheduler& s, const std::string& name, py::args args) {
+             const std::string encoded = encode_value(args, "the arguments of task '" + name + "'");
+             Submitter& sub = s.use();
+             py::gil_scoped_release nogil;
+             return py_future{sub.submit<std::string>(name, encoded)};
+           }, py::arg("name"), "Queues task `name` with the given arguments; returns its Future.")
+      .def("with_", [](py_scheduler& s, int cpu, std::int64_t memory_mb, int gpu, int ranks) {
+             return py_scheduler{s.s, s.use().with(resources{cpu, memory_mb, gpu, ranks}), s.live};
+           }, py::kw_only(), py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0, py::arg("ranks") = 1,
+           "Submits with these resources per task (ranks > 1: a multi-rank task).")
+      .def("require", [](py_scheduler& s, const std::string& label) {
+             return py_scheduler{s.s, s.use().require(label), s.live};
+           }, py::arg("label"))
+      .def("retries", [](py_scheduler& s, int n, double backoff_s) {
+             return py_scheduler{s.s, s.use().retries(n, backoff_s), s.live};
+           }, py::arg("n"), py::arg("backoff_s") = 0.5)
+      .def("wait_all", [](py_scheduler& s) {
+             s.use();
+             py::gil_scoped_release nogil;
+             s.s->wait_all();
+           })
+      .def_property_readonly("in_flight", [](py_scheduler& s) {
+        s.use();
+        return s.s->in_flight();
+      });
+
+  cls.def("define", [](py_runtime& self, const std::string& name, py::object fn, bool context, int retries,
+                       double backoff_s, int cpu, std::int64_t memory_mb, int gpu, int ranks,
+                       std::vector<std::string> labels) {
+            if (!PyCallable_Check(fn.ptr())) throw py::type_error("define('" + name + "'): fn must be callable");
+            task_options o;
+            o.need = resources{cpu, memory_mb, gpu, ranks};
+            o.labels = std::move(labels);
+            o.retries = retries;
+            o.backoff_s = backoff_s;
+            auto f = hold(std::move(fn));
+            self.rt().define(name, [f, context](task_context& ctx, std::string args) -> std::string {
+              py::gil_scoped_acquire gil;
+              try {
+                py::tuple a = decode_value(args);
+                py::object r = context ? (*f)(context_of(ctx), *a) : (*f)(*a);
+                return encode_value(r, "the result of task '" + ctx.name() + "'");
+              } catch (py::error_already_set& e) {
+                throw python_exception(format_exception(e));
+              }
+            }, std::move(o));
+          }, py::arg("name"), py::arg("fn"), py::kw_only(), py::arg("context") = false, py::arg("retries") = 0,
+          py::arg("backoff_s") = 0.5, py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0,
+          py::arg("ranks") = 1, py::arg("labels") = std::vector<std::string>{},
+          "Registers task `name` on every rank (before drive). With context=True, fn gets a dict first: threads, "
+          "gpus, rank, host, name, id, attempt, member, members and comm (MPI.Comm.f2py(comm) in mpi4py).")
+      .def("drive", [](py_runtime& self, py::object driver) {
+             if (!PyCallable_Check(driver.ptr())) throw py::type_error("drive: driver must be callable");
+             auto live = std::make_shared<bool>(true);
+             Runtime& rt = self.rt();
+             py::gil_scoped_release nogil;
+             rt.drive([&](Scheduler& s) {
+               py::gil_scoped_acquire gil;
+               try {
+                 driver(py_scheduler{&s, s, live});
+               } catch (py::error_already_set& e) {
+                 *live = false;
+                 throw python_exception("the driver raised: " + format_exception(e));
+               }
+               *live = false;
+             });
+           }, py::arg("driver"),
+           "Driver mode. Collective: rank 0 runs driver(scheduler); every other rank serves tasks until it "
+           "returns.");
+}
+
+}  // namespace rankflow::python
