@@ -18,7 +18,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build-asan}
 jobs=${JOBS:-$(nproc)}
-suites="flags_test config_test query_test threads_test parallel_map_test mapreduce_test failure_test agreement_test foreach_test h5_test tracking_test tracking_input_test resume_test small_call_test tasks_test deadline_test backup_test gang_test"
+suites="flags_test config_test query_test threads_test parallel_map_test mapreduce_test failure_test agreement_test foreach_test h5_test tracking_test tracking_input_test resume_test small_call_test tasks_test deadline_test backup_test gang_test team_test"
 
 start=$(date +%s)
 # Builds of one tree may share a machine with others (see docs/developer.md):
@@ -26,7 +26,7 @@ start=$(date +%s)
 lock=()
 [ -n "${RANKFLOW_BUILD_LOCK:-}" ] && lock=(flock "$RANKFLOW_BUILD_LOCK")
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRANKFLOW_SANITIZE=ON \
-  -DRANKFLOW_BUILD_EXAMPLES=OFF -DRANKFLOW_BUILD_BENCH=OFF >/dev/null
+  -DRANKFLOW_BUILD_EXAMPLES=OFF -DRANKFLOW_BUILD_BENCH=OFF -DRANKFLOW_PYTHON=OFF >/dev/null
 # All of build-asan (no examples or benchmarks): one make run keeps both
 # cores busy, where a list of targets is built one after another.
 "${lock[@]}" cmake --build "$build" -j"$jobs"
