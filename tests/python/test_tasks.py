@@ -63,3 +63,66 @@ def test_submit_errors_are_clear(rt):
     if rt.is_scheduler:
         assert "nope" in seen["unknown"]
         assert "10000" in seen["big"]
+
+
+def test_compositions_sequence_parallel_mapreduce_and_restart(rt):
+    rt.define("load", lambda n: list(range(n)))
+    rt.define("scale", lambda xs, k: [x * k for x in xs])
+    rt.define("total", lambda xs: sum(xs))
+    rt.define("square", lambda x: x * x)
+    rt.define("add_up", lambda parts, offset: sum(parts) + offset)
+    tries = {"n": 0}
+
+    def once_fails(x):
+        tries["n"] += 1
+        if x == 3 and tries["n"] <= 2 and rt.size == 1:  # one rank: the same process runs it twice
+            raise RuntimeError("transient")
+        return x
+
+    rt.define("flaky", once_fails)
+    got = {}
+
+    def driver(s):
+        seq = s.sequence([rankflow.call("load", 5), rankflow.call("scale", 10), rankflow.call("total")])
+        got["seq"] = seq.collect()
+        got["seq_all"] = seq.getall()
+        par = s.parallel([rankflow.call("square", i).with_(cpu=1) for i in range(6)])
+        got["par"] = par.getall()
+        got["statuses"] = par.statuses
+        mr = s.mapreduce([rankflow.call("square", i) for i in range(5)], rankflow.call("add_up", 1000))
+        got["mr"] = mr.collect()
+        got["len"] = len(mr)
+
+    rt.drive(driver)
+    if rt.is_scheduler:
+        assert got["seq"] == 100 and got["seq_all"] == [[0, 1, 2, 3, 4], [0, 10, 20, 30, 40], 100]
+        assert got["par"] == [0, 1, 4, 9, 16, 25] and set(got["statuses"]) == {"SUCCESS"}
+        assert got["mr"] == 0 + 1 + 4 + 9 + 16 + 1000 and got["len"] == 6
+
+
+def test_a_failed_step_stops_the_sequence_and_restart_reruns_it(rt):
+    state = {"fail": True}
+
+    def gate(x):
+        if state["fail"]:
+            raise RuntimeError("gate closed")
+        return x + 1
+
+    rt.define("gate", gate)
+    rt.define("inc", lambda x: x + 1)
+    got = {}
+
+    def driver(s):
+        seq = s.sequence([rankflow.call("inc", 1), rankflow.call("gate"), rankflow.call("inc")])
+        seq.wait()
+        got["failed"] = seq.failed()
+        got["statuses"] = seq.statuses
+        with pytest.raises(rankflow.TaskError) as e:
+            seq.collect()
+        got["why"] = str(e.value)
+
+    rt.drive(driver)
+    if rt.is_scheduler:
+        assert got["failed"] == [1, 2]
+        assert got["statuses"] == ["SUCCESS", "FAILURE", "FAILURE"]
+        assert "not run" in got["why"] or "gate closed" in got["why"]

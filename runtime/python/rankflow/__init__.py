@@ -30,6 +30,7 @@ from ._rankflow import (  # noqa: E402  (after the dlopen flags)
     Field,
     FormatError,
     Future,
+    Group,
     Interrupted,
     MPIError,
     ResourceError,
@@ -44,9 +45,38 @@ from ._rankflow import (  # noqa: E402  (after the dlopen flags)
 )
 
 __all__ = [
-    "Runtime", "range", "Run", "Field", "Future", "Scheduler", "Error", "UsageError", "ResourceError", "MPIError",
+    "Runtime", "range", "call", "Group", "Run", "Field", "Future", "Scheduler", "Error", "UsageError", "ResourceError", "MPIError",
     "Interrupted", "TaskError", "StorageError", "FormatError", "TrackingError", "TypeError",
 ]
+
+class call:
+    """One step of a task composition (s.sequence, s.parallel, s.mapreduce):
+    a task name and its arguments, with optional per-step changes. In a
+    sequence the previous step's result comes first, before these arguments;
+    a mapreduce's combining call gets the list of the map results first."""
+
+    def __init__(self, name, *args):
+        self.name = str(name)
+        self.args = args
+        self.need = None
+        self.labels = []
+        self.retry = None
+
+    def with_(self, *, cpu=1, memory_mb=0, gpu=0, ranks=1):
+        self.need = (cpu, memory_mb, gpu, ranks)
+        return self
+
+    def require(self, label):
+        self.labels.append(str(label))
+        return self
+
+    def retries(self, n, backoff_s=0.5):
+        self.retry = (int(n), float(backoff_s))
+        return self
+
+    def __repr__(self):
+        return f"rankflow.call({self.name!r}, *{self.args!r})"
+
 
 # Exit code of a program stopped by a time limit or cancellation (bigsum's,
 # EX_TEMPFAIL): a Slurm script requeues on it.

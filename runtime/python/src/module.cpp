@@ -51,6 +51,7 @@ using rankflow::python::py_runtime;
 
 PYBIND11_MODULE(_rankflow, m) {
   m.doc() = "rankflow's C++ runtime (use the rankflow package)";
+  rankflow::python::init_values();
   rankflow::python::bind_errors(m);
 
   py::class_<rankflow::range>(m, "range", "The half-open index range [first, last), as Python's range(first, last).")

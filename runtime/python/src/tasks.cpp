@@ -54,6 +54,42 @@ py::dict context_of(const task_context& c) {
   return d;
 }
 
+// The C++ task a Python task is also defined as, for mapreduce's combiner.
+std::string combiner_name(const std::string& name) { return name + "[combine]"; }
+
+// A rankflow.call (the package's class: name, args, need, labels, retries)
+// as the C++ call of one step. The first step of a sequence and every
+// parallel or map call get an empty `previous`; later steps get the previous
+// result from the runtime; a combiner gets the map results.
+call to_call(py::handle c, bool after_previous, bool combiner) {
+  const auto name = c.attr("name").cast<std::string>();
+  const std::string encoded = encode_value(c.attr("args"), "the arguments of task '" + name + "'");
+  call out = combiner ? call(combiner_name(name), encoded)
+                      : after_previous ? call(name, encoded) : call(name, std::string(), encoded);
+  if (!c.attr("need").is_none()) {
+    auto [cpu, mem, gpu, ranks] = c.attr("need").cast<std::tuple<int, std::int64_t, int, int>>();
+    out.with(resources{cpu, mem, gpu, ranks});
+  }
+  for (auto l : c.attr("labels")) out.require(l.cast<std::string>());
+  if (!c.attr("retry").is_none()) {
+    auto [n, backoff] = c.attr("retry").cast<std::tuple<int, double>>();
+    out.retries(n, backoff);
+  }
+  return out;
+}
+
+std::vector<call> to_calls(const py::list& calls, bool sequence) {
+  std::vector<call> out;
+  for (std::size_t i = 0; i < calls.size(); ++i) out.push_back(to_call(calls[i], sequence && i > 0, false));
+  return out;
+}
+
+py::list decoded_all(std::vector<std::string>&& v) {
+  py::list l;
+  for (auto& b : v) l.append(decode_value(b));
+  return l;
+}
+
 }  // namespace
 
 void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
@@ -86,12 +122,74 @@ void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
       .def_property_readonly("id", [](py_future& f) { return f.f.id(); })
       .def_property_readonly("task", [](py_future& f) { return f.f.task(); });
 
+  py::class_<group>(m, "Group", "The tasks of a sequence, parallel or mapreduce composition.")
+      .def("__len__", &group::size)
+      .def_property_readonly("statuses", [](const group& g) {
+        std::vector<std::string> out;
+        for (auto st : g.statuses()) out.emplace_back(to_string(st));
+        return out;
+      })
+      .def("ready", &group::ready)
+      .def("wait", [](const group& g, std::optional<double> timeout) {
+             py::gil_scoped_release nogil;
+             if (!timeout) {
+               g.wait();
+               return true;
+             }
+             return g.wait_for(std::chrono::duration<double>(*timeout));
+           }, py::arg("timeout") = py::none(), "Waits for every task (at most `timeout` s); True when all ended.")
+      .def("future", [](const group& g, std::size_t i) {
+             if (i >= g.size()) throw py::index_error("task " + std::to_string(i) + " of a group of " + std::to_string(g.size()));
+             return py_future{g.future<std::string>(i)};
+           }, py::arg("i"))
+      .def("getall", [](const group& g) {
+             std::vector<std::string> v;
+             {
+               py::gil_scoped_release nogil;
+               v = g.getall<std::string>();
+             }
+             return decoded_all(std::move(v));
+           }, "Every task's result, in order; raises the first failure.")
+      .def("collect", [](const group& g) {
+             std::string b;
+             {
+               py::gil_scoped_release nogil;
+               b = g.collect<std::string>();
+             }
+             return decode_value(b);
+           }, "The last step's result (a sequence), or the combiner's (a mapreduce).")
+      .def("failed", &group::failed, "Indices of the tasks that failed or could not run.")
+      .def("restart", [](group& g) {
+             py::gil_scoped_release nogil;
+             g.restart();
+           }, "Runs the failed parts again, keeping every result that succeeded.");
+
   py::class_<py_scheduler>(m, "Scheduler", "What the driver submits with (rank 0, inside rt.drive).")
+      .def("sequence", [](py_scheduler& s, py::list calls) {
+             auto c = to_calls(calls, true);
+             Submitter& sub = s.use();
+             py::gil_scoped_release nogil;
+             return sub.sequence(std::move(c));
+           }, py::arg("calls"), "omega-ml's sequence: each step's result is the first argument of the next.")
+      .def("parallel", [](py_scheduler& s, py::list calls) {
+             auto c = to_calls(calls, false);
+             Submitter& sub = s.use();
+             py::gil_scoped_release nogil;
+             return sub.parallel(std::move(c));
+           }, py::arg("calls"), "Independent tasks, run in parallel.")
+      .def("mapreduce", [](py_scheduler& s, py::list calls, py::handle combine) {
+             auto c = to_calls(calls, false);
+             auto k = to_call(combine, false, true);
+             Submitter& sub = s.use();
+             py::gil_scoped_release nogil;
+             return sub.mapreduce(std::move(c), std::move(k));
+           }, py::arg("calls"), py::arg("combine"),
+           "The calls in parallel, then `combine` with the list of their results as its first argument.")
       .def("submit", [](py_scheduler& s, const std::string& name, py::args args) {
              const std::string encoded = encode_value(args, "the arguments of task '" + name + "'");
              Submitter& sub = s.use();
              py::gil_scoped_release nogil;
-             return py_future{sub.submit<std::string>(name, encoded)};
+             return py_future{sub.submit<std::string>(name, std::string(), encoded)};
            }, py::arg("name"), "Queues task `name` with the given arguments; returns its Future.")
       .def("with_", [](py_scheduler& s, int cpu, std::int64_t memory_mb, int gpu, int ranks) {
              return py_scheduler{s.s, s.use().with(resources{cpu, memory_mb, gpu, ranks}), s.live};
@@ -123,10 +221,30 @@ void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
             o.retries = retries;
             o.backoff_s = backoff_s;
             auto f = hold(std::move(fn));
-            self.rt().define(name, [f, context](task_context& ctx, std::string args) -> std::string {
+            // As a task or a step: `previous` is empty, or a sequence's
+            // previous result (encoded), passed first.
+            self.rt().define(name, [f, context](task_context& ctx, std::string previous, std::string args) {
               py::gil_scoped_acquire gil;
               try {
-                py::tuple a = decode_value(args);
+                py::list a;
+                if (!previous.empty()) a.append(decode_value(previous));
+                for (auto x : py::tuple(decode_value(args))) a.append(x);
+                py::object r = context ? (*f)(context_of(ctx), *a) : (*f)(*a);
+                return encode_value(r, "the result of task '" + ctx.name() + "'");
+              } catch (py::error_already_set& e) {
+                throw python_exception(format_exception(e));
+              }
+            }, o);
+            // As a mapreduce composition's combiner: the map results first, as a list.
+            self.rt().define(combiner_name(name), [f, context](task_context& ctx, std::vector<std::string> results,
+                                                              std::string args) {
+              py::gil_scoped_acquire gil;
+              try {
+                py::list values;
+                for (const auto& r : results) values.append(decode_value(r));
+                py::list a;
+                a.append(values);
+                for (auto x : py::tuple(decode_value(args))) a.append(x);
                 py::object r = context ? (*f)(context_of(ctx), *a) : (*f)(*a);
                 return encode_value(r, "the result of task '" + ctx.name() + "'");
               } catch (py::error_already_set& e) {

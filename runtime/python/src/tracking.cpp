@@ -17,25 +17,26 @@ std::string type_of(py::handle v) { return py::str(py::type::of(v).attr("__name_
 
 double unix_seconds(py::handle dt) { return dt.attr("timestamp")().cast<double>(); }
 
-bool is_datetime(py::handle v) {
-  static auto* cls = new py::object(py::module_::import("datetime").attr("datetime"));
-  return py::isinstance(v, *cls);
-}
+// Looked up at import (bind_tracking): see values.cpp's init_values.
+py::object* datetime_ = nullptr;
+py::object* fromtimestamp_ = nullptr;
+py::object* utc_ = nullptr;
+py::object* numpy_bool_ = nullptr;
+
+bool is_datetime(py::handle v) { return py::isinstance(v, *datetime_); }
 
 timestamp to_timestamp(py::handle dt) {
   return timestamp(std::chrono::duration_cast<timestamp::duration>(std::chrono::duration<double>(unix_seconds(dt))));
 }
 
 py::object from_timestamp(timestamp t) {
-  static auto* fromts = new py::object(py::module_::import("datetime").attr("datetime").attr("fromtimestamp"));
-  static auto* utc = new py::object(py::module_::import("datetime").attr("timezone").attr("utc"));
-  return (*fromts)(std::chrono::duration<double>(t.time_since_epoch()).count(), *utc);
+  return (*fromtimestamp_)(std::chrono::duration<double>(t.time_since_epoch()).count(), *utc_);
 }
 
 // Python's value to the field's C++ assignment. numpy scalars count as the
 // number they hold (np.float32 is not a float, np.int64 not an int).
 void assign(field_ref f, py::handle v, const std::string& path) {
-  if (PyBool_Check(v.ptr()) || py::isinstance(v, py::module_::import("numpy").attr("bool_"))) {
+  if (PyBool_Check(v.ptr()) || (numpy_bool_ && py::isinstance(v, *numpy_bool_))) {
     f = v.cast<bool>();
   } else if (PyLong_Check(v.ptr())) {
     f = v.cast<std::int64_t>();
@@ -195,6 +196,15 @@ struct py_run {
 }  // namespace
 
 void bind_tracking(py::module_& m, py::class_<py_runtime>& cls) {
+  datetime_ = new py::object(py::module_::import("datetime").attr("datetime"));
+  fromtimestamp_ = new py::object(datetime_->attr("fromtimestamp"));
+  utc_ = new py::object(py::module_::import("datetime").attr("timezone").attr("utc"));
+  try {
+    numpy_bool_ = new py::object(py::module_::import("numpy").attr("bool_"));
+  } catch (py::error_already_set& e) {
+    e.restore();
+    PyErr_Clear();  // no NumPy: no NumPy scalars to meet either
+  }
   py::class_<py_field>(m, "Field", "One field of a run: run[\"path\"].")
       .def("__getitem__", [](const py_field& f, const std::string& sub) { return py_field{f.f()[sub], f.path + "/" + sub, f.alive}; })
       .def("__setitem__", [](const py_field& f, const std::string& sub, py::object v) { assign(f.f()[sub], v, f.path + "/" + sub); })

@@ -11,24 +11,29 @@ namespace {
 constexpr char tag_none = 'n', tag_true = 'T', tag_false = 'F', tag_float = 'd', tag_int = 'q', tag_str = 's',
                tag_bytes = 'b', tag_pickle = 'p';
 
-// Module objects live for the whole process: never destroyed, so nothing is
+// Python objects looked up once, at import (init_values), with the GIL held
+// and on one thread: a function-local static initialised on first use would
+// deadlock, since the import inside it releases the GIL while its guard
+// blocks a second thread that holds the GIL. Never destroyed, so nothing is
 // released after the interpreter has finalised.
-py::object& pickle_dumps() {
-  static auto* f = new py::object(py::module_::import("pickle").attr("dumps"));
-  return *f;
-}
-py::object& pickle_loads() {
-  static auto* f = new py::object(py::module_::import("pickle").attr("loads"));
-  return *f;
-}
+py::object* pickle_dumps_ = nullptr;
+py::object* pickle_loads_ = nullptr;
+py::object* format_exception_ = nullptr;
+py::object& pickle_dumps() { return *pickle_dumps_; }
+py::object& pickle_loads() { return *pickle_loads_; }
 
 }  // namespace
+
+void init_values() {
+  pickle_dumps_ = new py::object(py::module_::import("pickle").attr("dumps"));
+  pickle_loads_ = new py::object(py::module_::import("pickle").attr("loads"));
+  format_exception_ = new py::object(py::module_::import("traceback").attr("format_exception"));
+}
 
 std::string format_exception(py::error_already_set& e) {
   std::string text;
   try {
-    static auto* fmt = new py::object(py::module_::import("traceback").attr("format_exception"));
-    py::list lines = (*fmt)(e.type(), e.value(), e.trace());
+    py::list lines = (*format_exception_)(e.type(), e.value(), e.trace());
     for (auto& l : lines) text += py::cast<std::string>(l);
   } catch (...) {
     text = e.what();

@@ -24,6 +24,10 @@ class python_exception : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Looks up what this file uses from Python (pickle, traceback). Called once,
+/// when the module is imported.
+void init_values();
+
 /// The Python exception being handled, formatted with its traceback ("Traceback
 /// (most recent call last): ... ValueError: boom"), and cleared.
 std::string format_exception(py::error_already_set& e);
