@@ -58,11 +58,15 @@ def test_submit_errors_are_clear(rt):
         with pytest.raises(rankflow.ResourceError) as e:
             s.with_(cpu=10_000).submit("add", 1, 2)
         seen["big"] = str(e.value)
+        with pytest.raises(rankflow.UsageError) as e:
+            s.require("no-such-label").submit("add", 1, 2)
+        seen["label"] = str(e.value)
 
     rt.drive(driver)
     if rt.is_scheduler:
         assert "nope" in seen["unknown"]
         assert "10000" in seen["big"]
+        assert "no-such-label" in seen["label"]
 
 
 def test_compositions_sequence_parallel_mapreduce_and_restart(rt):

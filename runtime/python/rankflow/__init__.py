@@ -46,7 +46,8 @@ from ._rankflow import (  # noqa: E402  (after the dlopen flags)
 
 __all__ = [
     "Runtime", "range", "call", "Group", "Run", "Field", "Future", "Scheduler", "Error", "UsageError", "ResourceError", "MPIError",
-    "Interrupted", "TaskError", "StorageError", "FormatError", "TrackingError", "TypeError",
+    "Interrupted", "TaskError", "StorageError", "FormatError", "TrackingError",
+    # not "TypeError": `from rankflow import *` must not shadow the builtin (rankflow.TypeError subclasses it)
 ]
 
 class call:
