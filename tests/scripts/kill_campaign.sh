@@ -4,13 +4,13 @@
 # uninterrupted run's, its run must hold each partition's success exactly once
 # in the ledger, and the experiment file must open with the `rankflow` command.
 #
-#   rounds: RANKFLOW_KILL_ROUNDS, 20 in the suite; a soak of 200 runs with
+#   rounds: RANKFLOW_KILL_ROUNDS, 12 in the suite; a soak of 200 runs with
 #           `cmake -DRANKFLOW_KILL_ROUNDS=200 build && ctest --test-dir build -R kill_campaign`
 #           (the test's timeout grows with it) or the script with BIN, MPIEXEC set
 #   seed:   RANKFLOW_KILL_SEED (printed, to replay a failing campaign)
 source "$(dirname "$0")/common.sh"
 RF="$BIN/tracking/rankflow"
-ROUNDS=${RANKFLOW_KILL_ROUNDS:-20}
+ROUNDS=${RANKFLOW_KILL_ROUNDS:-12}
 SEED=${RANKFLOW_KILL_SEED:-$(( $(date +%s) % 100000 ))}
 RANDOM=$SEED
 echo "kill_campaign: $ROUNDS rounds, seed $SEED"
@@ -53,7 +53,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     pid=$!
     # The first attempt is always killed, the first resume every other time
     # (kills during resume's reopen and reuse count too): at most two kills a
-    # round keeps 20 rounds near 90 s on 2 cores.
+    # round keeps a round near 4.5 s on 2 cores.
     killed=""
     if [ $attempt -eq 1 ] || { [ $attempt -eq 2 ] && [ $((RANDOM % 2)) -eq 0 ]; }; then
       # Any moment from MPI start-up to about a typical end (0-1.1 s).
