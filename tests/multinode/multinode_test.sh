@@ -171,15 +171,30 @@ step "rfn2's link cut mid-run"
 # connection had already begun. Keepalives shorter than --peer-timeout let
 # mpirun give up on rfn2 (docs/multinode.md); rankflow's watchdog names the rank.
 export OMPI_MCA_oob_tcp_keepalive_time=1 OMPI_MCA_oob_tcp_keepalive_intvl=1 OMPI_MCA_oob_tcp_keepalive_probes=2
-start_bg link.log "$W/link.h5" --peer-timeout 3
-sleep 1
-bash "$M/netns-cluster.sh" link rfn2 down
-t0=$SECONDS
-wait "$PID"
-rc=$?
-took=$((SECONDS - t0))
-bash "$M/netns-cluster.sh" link rfn2 up
-echo "job ended $took s after the link was cut, exit $rc"
+# Once in ~15 CI runs, mpirun itself (Open MPI 4.1.4) segfaults in
+# PMIx_Finalize while aborting the job rankflow's watchdog ended, and then
+# hangs: an Open MPI defect after rankflow did its part (its error names the
+# rank within --peer-timeout). That case is retried once, said so, and the
+# step's limit is short so that it costs ~70 s, not the default 180.
+for attempt in 1 2; do
+  RF_NETNS_RUN_TIMEOUT=70 start_bg link.log "$W/link.h5" --peer-timeout 3
+  sleep 1
+  bash "$M/netns-cluster.sh" link rfn2 down
+  t0=$SECONDS
+  wait "$PID"
+  rc=$?
+  took=$((SECONDS - t0))
+  bash "$M/netns-cluster.sh" link rfn2 up
+  echo "job ended $took s after the link was cut, exit $rc"
+  if [ "$attempt" -eq 1 ] && { [ "$rc" -eq 124 ] || [ "$took" -gt 60 ]; } && grep -q "PMIx_Finalize" link.log &&
+    grep -qE "rank [23] \(host rfn2\) has not been heard from" link.log; then
+    echo "mpirun crashed in PMIx_Finalize after rankflow ended the job (Open MPI defect): the step once more"
+    bash "$M/netns-cluster.sh" down > /dev/null 2>&1
+    timeout 60 bash "$M/netns-cluster.sh" up 2 || fail "the cluster did not come back"
+    continue
+  fi
+  break
+done
 [ "$took" -le 60 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "no bounded failure (rc $rc, $took s): $(cat link.log)"
 grep -qE "rank [23] \(host rfn2\)" link.log || fail "the failure does not name rfn2's ranks: $(cat link.log)"
 "$RF" show link.h5 RUN-1 > link-show.log 2>&1 || fail "link.h5 unreadable: $(cat link-show.log)"

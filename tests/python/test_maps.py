@@ -47,6 +47,23 @@ def test_foreach_runs_each_item_as_a_split(rt):
     out = rt.foreach(["a", "bb", "ccc"], len, max_workers=2)
     if rt.is_scheduler:
         assert out == [1, 2, 3]
+    out = rt.foreach(rankflow.range(10, 13), lambda i: -i)
+    if rt.is_scheduler:
+        assert out == [-10, -11, -12]
+
+
+def test_a_reduce_fn_that_raises_fails_the_call_on_every_rank(rt):
+    # reduce_fn also runs on rank 0 alone, where partials from the workers
+    # meet: its exception must reach every rank, not leave them waiting.
+    def values(i):
+        return "seven" if i == 7 else float(i)
+
+    with pytest.raises(rankflow.Error) as e:
+        rt.mapreduce(rankflow.range(0, 40), values, lambda a, b: a + b, chunk_size=3)
+    msg = str(e.value)
+    assert "mapreduce: reduce_fn raised on rank" in msg and "TypeError" in msg
+    # The job goes on.
+    assert rt.mapreduce(rankflow.range(0, 4), float, lambda a, b: a + b) == 6.0
 
 
 def tree_sum(values_by_partition):

@@ -53,6 +53,15 @@ def test_type_errors_have_the_cpp_messages(rt, fresh):
         assert isinstance(e.value, TypeError) and isinstance(e.value, rankflow.Error)
     with pytest.raises(rankflow.TypeError, match="field 'x' cannot be assigned a object"):
         run["x"] = object()
+    with pytest.raises(rankflow.TypeError, match="'tags' cannot be assigned a list holding a int"):
+        run["tags"] = ["a", 1]
+    run["np/f"] = np.float32(0.5)   # NumPy scalars count as the numbers they hold
+    run["np/i"] = np.int64(2**62 + 1)
+    run["np/b"] = np.bool_(True)
+    if rt.is_scheduler:
+        run["big"].append(2**60 + 1)  # an IntSeries keeps 64 bits
+        assert run["big"].fetch() == 2**60 + 1
+        assert run["np/f"].fetch() == 0.5 and run["np/i"].fetch() == 2**62 + 1 and run["np/b"].fetch() is True
     with pytest.raises(rankflow.TypeError, match="cannot be stored: use float64"):
         run.write_array("c", np.zeros(2, dtype=np.complex128), [2], [0])
     run.stop()

@@ -19,19 +19,22 @@ run 2 "$BIGSUM" "${ARGS[@]}" --mode stream --tracking-mode debug --progress off
 [ "$(exact_sum)" = "$want" ] || fail "C++ bigsum's sum '$(exact_sum)' differs from bigsum.py's '$want'"
 
 EXP=$PWD/killed.h5
-# start LOG [ARGS]: bigsum.py in the background, once it has finished some partitions; pid in $PID.
+# start LOG [ARGS]: bigsum.py in the background, WAIT seconds after its run
+# began (the whole job takes several times that); pid in $PID.
 start() {
   local log=$1
   shift
   timeout 120 "$MPIEXEC" --oversubscribe -n 2 "$PY" "$SRC/examples/python/bigsum.py" "${ARGS[@]}" \
     --experiment "$EXP" "$@" > "$log" 2>&1 &
   PID=$!
+  wait_for "tracking to" "$log" 60 || { kill -9 $PID; fail "bigsum.py did not start: $(cat "$log")"; }
   sleep "${WAIT:-1}"
 }
-ranks() { pgrep -f "python3 $SRC/examples/python/bigsum.py .*--experiment $EXP"; }
+# The ranks' python3 processes (not timeout's or mpiexec's command lines).
+ranks() { pgrep -f "^$PY $SRC/examples/python/bigsum.py .*--experiment $EXP"; }
 
 # 1. One rank's python3 dies (kill -9 of the last one): the job ends, not hangs.
-WAIT=1.2 start first.log
+WAIT=1 start first.log
 victim=$(ranks | tail -1)
 [ -n "$victim" ] || fail "bigsum.py was not running: $(cat first.log)"
 kill -9 "$victim"
@@ -40,8 +43,8 @@ rc=$?
 [ "$rc" -ne 0 ] || fail "the job exited 0 after a rank was killed: $(cat first.log)"
 grep -q "^Exact sum" first.log && fail "the killed job printed a sum: $(cat first.log)"
 # 2. Resumed, and the whole job killed again part way.
-WAIT=0.8 start second.log --resume
-pkill -9 -f "python3 $SRC/examples/python/bigsum.py .*--experiment $EXP"
+WAIT=0.5 start second.log --resume
+pkill -9 -f "^$PY $SRC/examples/python/bigsum.py .*--experiment $EXP"
 kill -9 "$PID" 2>/dev/null
 wait "$PID" 2>/dev/null
 # 3. Resumed to the end.

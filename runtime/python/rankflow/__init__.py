@@ -95,9 +95,10 @@ class Runtime(_rankflow.Runtime):
 
     def __init__(self, argv=None):
         global _current
-        if _current is not None and not _current.closed:
-            raise UsageError("a rankflow.Runtime exists already in this process: make one per program "
-                             "(MPI can be initialised only once)")
+        if _current is not None:
+            raise UsageError("a rankflow.Runtime was made already in this process"
+                             + (" and closed" if _current.closed else "")
+                             + ": make one per program (MPI can be initialised only once)")
         args = list(_sys.argv if argv is None else argv)
         if not args:
             args = ["python3"]

@@ -66,14 +66,20 @@ py::list run_map(py_runtime& self, const py::object& fn, const py::object& items
   const char* call = foreach_call ? "foreach" : "parallel_map";
   check_callable(fn, call, "fn");
   std::vector<std::string> out;
-  if (!foreach_call && py::isinstance<range>(items)) {
+  if (py::isinstance<range>(items)) {
     const auto r = items.cast<range>();
     auto f = [&fn](std::int64_t i) {
       py::gil_scoped_acquire gil;
       return call_python(fn, py::int_(i), i);
     };
     py::gil_scoped_release nogil;
-    out = rt.parallel_map(r, f, o);
+    if (foreach_call) {
+      std::vector<std::int64_t> idx(static_cast<std::size_t>(r.size()));
+      std::iota(idx.begin(), idx.end(), r.first);
+      out = rt.foreach (idx, f, o);
+    } else {
+      out = rt.parallel_map(r, f, o);
+    }
   } else {
     const std::int64_t n = length_of(items, call);
     auto f = [&fn, &items](std::int64_t i) {
@@ -145,12 +151,24 @@ void bind_maps(py::module_&, py::class_<py_runtime>& cls) {
               py::gil_scoped_acquire gil;
               return value{call_python(map_fn, py::int_(i), i)};
             };
-            auto reduce = [&reduce_fn](value a, value b) {
+            // reduce_fn also runs on rank 0 alone, where partials meet in the
+            // tree: an exception there would leave the other ranks waiting.
+            // It becomes a failed value instead, which every later reduce
+            // passes on and every rank raises once the result is broadcast.
+            const int rank = rt.rank();
+            const std::string host = rt.host();
+            auto reduce = [&reduce_fn, rank, &host](value a, value b) {
+              if (is_failed(a.b)) return a;
+              if (is_failed(b.b)) return b;
               py::gil_scoped_acquire gil;
               try {
                 return value{encode_value(reduce_fn(decode_value(a.b), decode_value(b.b)), "reduce_fn's result")};
               } catch (py::error_already_set& e) {
-                throw python_exception("reduce_fn: " + format_exception(e));
+                return value{failed_value("reduce_fn raised on rank " + std::to_string(rank) + " (host " + host +
+                                          "): " + format_exception(e))};
+              } catch (const python_exception& e) {
+                return value{failed_value("reduce_fn on rank " + std::to_string(rank) + " (host " + host +
+                                          "): " + e.what())};
               }
             };
             value v;
@@ -158,6 +176,7 @@ void bind_maps(py::module_&, py::class_<py_runtime>& cls) {
               py::gil_scoped_release nogil;
               v = rt.mapreduce(items, map, reduce, o);
             }
+            if (is_failed(v.b)) throw python_exception("mapreduce: " + failure_of(v.b));
             return decode_value(v.b);
           },
           py::arg("items"), py::arg("map_fn"), py::arg("reduce_fn"), py::kw_only(), py::arg("chunk_size") = 0,

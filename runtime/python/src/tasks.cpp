@@ -84,6 +84,21 @@ std::vector<call> to_calls(const py::list& calls, bool sequence) {
   return out;
 }
 
+// Calls a Python task (GIL held): fn([context,] *first, *args); returns
+// its encoded result. A Python exception becomes python_exception.
+std::string run_task(const py::object& fn, bool context, const task_context& ctx, py::list first,
+                     const std::string& args) {
+  try {
+    py::list a;
+    if (context) a.append(context_of(ctx));
+    for (auto x : first) a.append(x);
+    for (auto x : py::tuple(decode_value(args))) a.append(x);
+    return encode_value(fn(*a), "the result of task '" + ctx.name() + "'");
+  } catch (py::error_already_set& e) {
+    throw python_exception(format_exception(e));
+  }
+}
+
 py::list decoded_all(std::vector<std::string>&& v) {
   py::list l;
   for (auto& b : v) l.append(decode_value(b));
@@ -225,31 +240,18 @@ void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
             // previous result (encoded), passed first.
             self.rt().define(name, [f, context](task_context& ctx, std::string previous, std::string args) {
               py::gil_scoped_acquire gil;
-              try {
-                py::list a;
-                if (!previous.empty()) a.append(decode_value(previous));
-                for (auto x : py::tuple(decode_value(args))) a.append(x);
-                py::object r = context ? (*f)(context_of(ctx), *a) : (*f)(*a);
-                return encode_value(r, "the result of task '" + ctx.name() + "'");
-              } catch (py::error_already_set& e) {
-                throw python_exception(format_exception(e));
-              }
+              py::list first;
+              if (!previous.empty()) first.append(decode_value(previous));
+              return run_task(*f, context, ctx, std::move(first), args);
             }, o);
             // As a mapreduce composition's combiner: the map results first, as a list.
             self.rt().define(combiner_name(name), [f, context](task_context& ctx, std::vector<std::string> results,
                                                               std::string args) {
               py::gil_scoped_acquire gil;
-              try {
-                py::list values;
-                for (const auto& r : results) values.append(decode_value(r));
-                py::list a;
-                a.append(values);
-                for (auto x : py::tuple(decode_value(args))) a.append(x);
-                py::object r = context ? (*f)(context_of(ctx), *a) : (*f)(*a);
-                return encode_value(r, "the result of task '" + ctx.name() + "'");
-              } catch (py::error_already_set& e) {
-                throw python_exception(format_exception(e));
-              }
+              py::list values, first;
+              for (const auto& r : results) values.append(decode_value(r));
+              first.append(values);
+              return run_task(*f, context, ctx, std::move(first), args);
             }, std::move(o));
           }, py::arg("name"), py::arg("fn"), py::kw_only(), py::arg("context") = false, py::arg("retries") = 0,
           py::arg("backoff_s") = 0.5, py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0,

@@ -48,10 +48,23 @@ void assign(field_ref f, py::handle v, const std::string& path) {
     f = to_timestamp(v);
   } else if (PyDict_Check(v.ptr())) {
     for (auto [k, x] : v.cast<py::dict>()) assign(f[py::str(k).cast<std::string>()], x, path + "/" + py::str(k).cast<std::string>());
-  } else if (py::isinstance<py::set>(v) || py::isinstance<py::frozenset>(v)) {
-    f = v.cast<std::set<std::string>>();
-  } else if (PyList_Check(v.ptr()) || PyTuple_Check(v.ptr())) {
-    f = v.cast<std::vector<std::string>>();
+  } else if (py::isinstance<py::set>(v) || py::isinstance<py::frozenset>(v) || PyList_Check(v.ptr()) ||
+             PyTuple_Check(v.ptr())) {
+    std::vector<std::string> items;
+    for (auto x : v) {
+      if (!PyUnicode_Check(x.ptr())) {
+        throw type_error("field '" + path + "' cannot be assigned a " + type_of(v) + " holding a " + type_of(x) +
+                         ": lists (StringList) and sets (StringSet) hold str; assign numbers one field each");
+      }
+      items.push_back(x.cast<std::string>());
+    }
+    if (PyList_Check(v.ptr()) || PyTuple_Check(v.ptr())) {
+      f = items;
+    } else {
+      f = std::set<std::string>(items.begin(), items.end());
+    }
+  } else if (py::hasattr(v, "dtype") && py::hasattr(v, "item") && py::len(v.attr("shape")) == 0) {
+    assign(f, v.attr("item")(), path);  // a NumPy scalar or 0-d array: the Python number it holds
   } else if (py::hasattr(v, "__index__")) {
     f = v.attr("__index__")().cast<std::int64_t>();
   } else if (py::hasattr(v, "__float__")) {
@@ -75,6 +88,8 @@ void append(field_ref f, py::handle v, std::optional<double> step, std::optional
     f.append(v.cast<double>(), o);
   } else if (PyUnicode_Check(v.ptr())) {
     f.append(v.cast<std::string>(), o);
+  } else if (py::hasattr(v, "dtype") && py::hasattr(v, "item") && py::len(v.attr("shape")) == 0) {
+    append(f, v.attr("item")(), step, ts, path);
   } else if (py::hasattr(v, "__index__")) {
     f.append(v.attr("__index__")().cast<std::int64_t>(), o);
   } else if (py::hasattr(v, "__float__")) {
@@ -109,9 +124,13 @@ py::object fetch(const field_ref& f, const std::string& path) {
         if (s.size() == 0) return py::none();
         return py::str(s.values.back());
       }
+      if (f.type() == field_type::int_series) {
+        auto s = f.fetch_values<std::int64_t>();
+        if (s.size() == 0) return py::none();
+        return py::int_(s.values.back());
+      }
       auto s = f.fetch_values<double>();
       if (s.size() == 0) return py::none();
-      if (f.type() == field_type::int_series) return py::int_(static_cast<std::int64_t>(s.values.back()));
       return py::float_(s.values.back());
     }
     case field_type::file:
@@ -178,9 +197,9 @@ struct py_field {
 // Holds the Run, and keeps the Runtime alive while it exists; the Runtime's
 // close() ends the Run before MPI goes.
 struct py_run {
+  py::object owner;  // declared first, destroyed last: the Runtime outlives the Run
   std::optional<Run> r;
   py_runtime* owner_rt = nullptr;
-  py::object owner;
   std::uint64_t closer = 0;
   std::shared_ptr<bool> alive = std::make_shared<bool>(true);
   Run& run() {
@@ -189,6 +208,7 @@ struct py_run {
   }
   py_field field(const std::string& path) { return py_field{run()[path], path, alive}; }
   ~py_run() {
+    *alive = false;  // fields that outlive their Run object must not reach it
     if (owner_rt && r) owner_rt->forget(closer);
   }
 };
@@ -206,7 +226,8 @@ void bind_tracking(py::module_& m, py::class_<py_runtime>& cls) {
     PyErr_Clear();  // no NumPy: no NumPy scalars to meet either
   }
   py::class_<py_field>(m, "Field", "One field of a run: run[\"path\"].")
-      .def("__getitem__", [](const py_field& f, const std::string& sub) { return py_field{f.f()[sub], f.path + "/" + sub, f.alive}; })
+      .def("__getitem__", [](const py_field& f, const std::string& sub) { return py_field{f.f()[sub], f.path + "/" + sub, f.alive}; },
+           py::keep_alive<0, 1>())
       .def("__setitem__", [](const py_field& f, const std::string& sub, py::object v) { assign(f.f()[sub], v, f.path + "/" + sub); })
       .def("assign", [](const py_field& f, py::object v) { assign(f.f(), v, f.path); }, py::arg("value"))
       .def("append", [](py_field& f, py::object v, std::optional<double> step, std::optional<double> timestamp) {

@@ -8,6 +8,7 @@ namespace {
 
 // Tags of encode_value. Raw numbers are host-endian: every rank of one job
 // runs the same binary on the same architecture.
+constexpr char tag_failed = '!';  // failed_value: never decoded to a Python value
 constexpr char tag_none = 'n', tag_true = 'T', tag_false = 'F', tag_float = 'd', tag_int = 'q', tag_str = 's',
                tag_bytes = 'b', tag_pickle = 'p';
 
@@ -101,6 +102,10 @@ std::string encode_value(py::handle v, const std::string& what) {
                            "module-level classes)");
   }
 }
+
+std::string failed_value(const std::string& why) { return tag_failed + why; }
+bool is_failed(const std::string& b) noexcept { return !b.empty() && b[0] == tag_failed; }
+std::string failure_of(const std::string& b) { return b.substr(1); }
 
 py::object decode_value(const std::string& b) {
   if (b.empty()) return py::none();

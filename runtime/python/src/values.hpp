@@ -37,6 +37,11 @@ std::string format_exception(py::error_already_set& e);
 std::string encode_value(py::handle v, const std::string& what);
 py::object decode_value(const std::string& b);
 
+/// A value standing for an exception (mapreduce's reduce_fn): `why` as text.
+std::string failed_value(const std::string& why);
+bool is_failed(const std::string& b) noexcept;
+std::string failure_of(const std::string& b);
+
 /// A Python value as a C++ value that mapreduce's tree and the ledger can
 /// hold: its encoding; empty means "no value" (mapreduce of an empty range).
 struct value {

@@ -388,6 +388,16 @@ void Runtime::refuse_changed_inputs(tracking::partition_ledger& lg, const std::s
                     "the calls afresh (--on-change restart), or start a new run (--resume no)");
 }
 
+void Runtime::raise_reduce_failure(const std::string& step, const std::string& why) const {
+  task_error::details d;
+  d.step = step;
+  d.rank = 0;
+  d.host = st_.hosts.empty() ? "?" : st_.hosts[0];
+  d.attempts = 1;
+  d.message = "reduce, combining partition results on rank 0: " + why;
+  throw task_error(std::move(d));
+}
+
 std::unique_ptr<detail::team_call> Runtime::make_teams(const map_options& opts, detail::job& j) {
   if (!opts.need || opts.need->ranks <= 1) return nullptr;
   std::vector<std::uint8_t> leaders;

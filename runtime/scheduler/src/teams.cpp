@@ -16,7 +16,8 @@ namespace {
 
 constexpr int tag_announce = 1;  // leader -> follower: int64 partition
 constexpr int tag_report = 2;    // follower -> leader: int8 failed, int64 item, message
-constexpr int tag_ack = 3;       // leader -> follower: the partition is concluded
+constexpr int tag_ack = 3;       // leader -> follower: the partition is concluded; 1 byte: a `lost` was sent
+constexpr int tag_lost = 4;      // leader -> follower: int64 partition, lost (a member failed)
 
 double steady_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -26,7 +27,7 @@ double steady_seconds() {
 
 team_call::team_call(const runtime_state& st, const std::vector<std::uint8_t>& fits, const resources& need,
                      std::size_t max_teams, const std::string& step, std::vector<std::uint8_t>& leaders)
-    : st_(st), step_(step), stuck_after_s_(std::max(5.0, st.cfg.peer_timeout_s)) {
+    : st_(st), step_(step), stuck_after_s_(st.cfg.peer_timeout_s > 0 ? std::max(5.0, st.cfg.peer_timeout_s) : -1) {
   const int k = need.ranks;
   // Every rank computes the same teams from the same (gathered) fits.
   std::vector<int> able;
@@ -64,6 +65,7 @@ team_call::team_call(const runtime_state& st, const std::vector<std::uint8_t>& f
     ctx_.comm_ = user_;
     ctx_.member_ = key;
     ctx_.members_ = k;
+    ctx_.lost_ = [this] { return partition_lost(); };
   }
   if (st.rank == 0) {
     log::debug() << step << ": " << teams << " team(s) of " << k << " ranks, "
@@ -82,11 +84,27 @@ void team_call::announce(std::int64_t p) {
   ctx_.partition_ = p;
   heard_.assign(members_.size(), 0);
   heard_[0] = 1;
+  told_.assign(members_.size(), 0);
   left_ = static_cast<int>(members_.size()) - 1;
   first_.reset();
   first_member_ = -1;
   for (int m = 1; m < static_cast<int>(members_.size()); ++m) {
     check_mpi(MPI_Send(&p, 1, MPI_INT64_T, m, tag_announce, ctl_), "MPI_Send");
+  }
+}
+
+// The first failure known wins (a member that then fails because of it, in
+// partition_context::wait, is a consequence); the members still out are told.
+void team_call::note_failure(int member, item_failure f) {
+  if (!first_) {
+    failed_at_ = steady_seconds();
+    first_ = std::move(f);
+    first_member_ = member;
+  }
+  for (int m = 1; m < static_cast<int>(members_.size()); ++m) {
+    if (heard_[static_cast<std::size_t>(m)] || told_[static_cast<std::size_t>(m)]) continue;
+    check_mpi(MPI_Send(&ctx_.partition_, 1, MPI_INT64_T, m, tag_lost, ctl_), "MPI_Send");
+    told_[static_cast<std::size_t>(m)] = 1;
   }
 }
 
@@ -104,26 +122,30 @@ void team_call::take_reports() {
     heard_[static_cast<std::size_t>(m)] = 1;
     --left_;
     if (n < 9) throw error("rankflow: malformed report from a partition's team member");
-    if (msg[0] != 0 && (!first_ || first_member_ > m)) {
-      if (!first_) failed_at_ = steady_seconds();
-      first_ = item_failure{decode<std::int64_t>(msg.data() + 1, 8), msg.substr(9)};
-      first_member_ = m;
-    }
+    if (msg[0] != 0) note_failure(m, item_failure{decode<std::int64_t>(msg.data() + 1, 8), msg.substr(9)});
   }
 }
 
-bool team_call::member_failed() {
-  if (left_ > 0) take_reports();
-  return first_.has_value();
+bool team_call::partition_lost() {
+  if (role_ == role::leader) {
+    if (left_ > 0) take_reports();
+    return first_.has_value();
+  }
+  if (!lost_) {
+    int flag = 0;
+    check_mpi(MPI_Iprobe(0, tag_lost, ctl_, &flag, MPI_STATUS_IGNORE), "MPI_Iprobe");
+    if (flag) {
+      std::int64_t p = -1;
+      check_mpi(MPI_Recv(&p, 1, MPI_INT64_T, 0, tag_lost, ctl_, MPI_STATUS_IGNORE), "MPI_Recv");
+      lost_ = true;
+    }
+  }
+  return lost_;
 }
 
 void team_call::conclude(std::int64_t p, const std::optional<item_failure>& mine) {
   const int k = static_cast<int>(members_.size());
-  if (mine) {
-    if (!first_) failed_at_ = steady_seconds();
-    first_ = mine;
-    first_member_ = 0;
-  }
+  if (mine) note_failure(0, *mine);
   backoff idle(1000, st_.cfg.spin_us);
   while (left_ > 0) {
     const int before = left_;
@@ -132,9 +154,9 @@ void team_call::conclude(std::int64_t p, const std::optional<item_failure>& mine
       idle.reset();
       continue;
     }
-    // A member that failed left the others waiting for it in their MPI calls
-    // on comm(): they will never report. Do not wait for them forever.
-    if (first_ && steady_seconds() - failed_at_ >= stuck_after_s_) {
+    // A member that failed may leave the others waiting for it in a plain
+    // MPI call on comm(): they will never report. Do not wait forever.
+    if (first_ && stuck_after_s_ >= 0 && steady_seconds() - failed_at_ >= stuck_after_s_) {
       std::vector<int> silent;
       for (int m = 1; m < k; ++m) {
         if (!heard_[static_cast<std::size_t>(m)]) silent.push_back(m);
@@ -143,8 +165,12 @@ void team_call::conclude(std::int64_t p, const std::optional<item_failure>& mine
     }
     idle.wait();
   }
-  for (int m = 1; m < k; ++m) check_mpi(MPI_Send(nullptr, 0, MPI_BYTE, m, tag_ack, ctl_), "MPI_Send");
+  for (int m = 1; m < k; ++m) {
+    const std::uint8_t ack = static_cast<std::uint8_t>(told_[static_cast<std::size_t>(m)] | (first_ ? 2 : 0));
+    check_mpi(MPI_Send(&ack, 1, MPI_BYTE, m, tag_ack, ctl_), "MPI_Send");
+  }
   if (!first_) return;
+  renew_comm();
   std::string who = "member " + std::to_string(first_member_) + " of " + std::to_string(k);
   if (first_member_ != 0) {
     const int r = members_[static_cast<std::size_t>(first_member_)];
@@ -159,6 +185,7 @@ bool team_call::announced(std::int64_t& p) {
   if (!flag) return false;
   check_mpi(MPI_Recv(&p, 1, MPI_INT64_T, 0, tag_announce, ctl_, MPI_STATUS_IGNORE), "MPI_Recv");
   ctx_.partition_ = p;
+  lost_ = false;
   return true;
 }
 
@@ -169,22 +196,45 @@ void team_call::report(std::int64_t p, const std::optional<item_failure>& mine) 
   if (mine) msg.insert(msg.end(), mine->message.begin(), mine->message.end());
   check_mpi(MPI_Send(msg.data(), static_cast<int>(msg.size()), MPI_BYTE, 0, tag_report, ctl_), "MPI_Send");
   // Wait for the leader to conclude the partition. After a failure here the
-  // leader may itself be blocked waiting for this member (in a collective on
-  // comm()); it normally ends the job itself after stuck_after_s_, this is the
-  // fallback for a leader that cannot.
+  // leader may itself be blocked waiting for this member in a plain call on
+  // comm(), and only this member can end the job. The leader checks for
+  // failures between items, so a healthy one concludes within one item: give
+  // it twice the leader's own patience, plus 5 s.
+  std::uint8_t told = 0;
   MPI_Request ack = MPI_REQUEST_NULL;
-  check_mpi(MPI_Irecv(nullptr, 0, MPI_BYTE, 0, tag_ack, ctl_, &ack), "MPI_Irecv");
+  check_mpi(MPI_Irecv(&told, 1, MPI_BYTE, 0, tag_ack, ctl_, &ack), "MPI_Irecv");
   const double since = steady_seconds();
   backoff idle(1000, st_.cfg.spin_us);
   for (;;) {
     int done = 0;
     check_mpi(MPI_Test(&ack, &done, MPI_STATUS_IGNORE), "MPI_Test");
-    if (done) return;
-    if (mine && steady_seconds() - since >= 2 * stuck_after_s_ + 5) {
+    if (done) break;
+    if (mine && stuck_after_s_ >= 0 && steady_seconds() - since >= 2 * stuck_after_s_ + 5) {
       stuck(p, "member " + std::to_string(ctx_.member_) + " failed: " + mine->message, {0});
     }
     idle.wait();
   }
+  // A `lost` sent before the acknowledgement and not read yet: read it, so
+  // that nothing of this partition stays behind.
+  if ((told & 1) && !lost_) {
+    std::int64_t q = -1;
+    check_mpi(MPI_Recv(&q, 1, MPI_INT64_T, 0, tag_lost, ctl_, MPI_STATUS_IGNORE), "MPI_Recv");
+  }
+  lost_ = false;
+  if (told & 2) renew_comm();
+}
+
+// After a lost partition, members may have left operations on comm() that
+// others never joined (abandoned in partition_context::wait): a collective
+// of the next partition would match one of them. Every member takes a fresh
+// communicator (collective over the team, right after the acknowledgement);
+// the old one is freed, and deallocated by MPI once nothing is pending on it.
+void team_call::renew_comm() {
+  MPI_Comm fresh = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_dup(ctl_, &fresh), "MPI_Comm_dup");
+  MPI_Comm_free(&user_);
+  user_ = fresh;
+  ctx_.comm_ = user_;
 }
 
 void team_call::stuck(std::int64_t p, const std::string& failure, const std::vector<int>& silent_members) {
@@ -204,3 +254,28 @@ void team_call::stuck(std::int64_t p, const std::string& failure, const std::vec
 }
 
 }  // namespace rankflow::detail
+
+namespace rankflow {
+
+void partition_context::wait(MPI_Request& request) const {
+  detail::backoff idle(1000, 200);
+  for (;;) {
+    int done = 0;
+    detail::check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) return;
+    if (abandoned()) {
+      // The operation cannot complete (a member left it); it is left
+      // pending on a communicator the call frees at its end.
+      throw error("partition " + std::to_string(partition_) + " abandoned: another member of its team failed");
+    }
+    idle.wait();
+  }
+}
+
+void partition_context::barrier() const {
+  MPI_Request r = MPI_REQUEST_NULL;
+  detail::check_mpi(MPI_Ibarrier(comm_, &r), "MPI_Ibarrier");
+  wait(r);
+}
+
+}  // namespace rankflow

@@ -67,6 +67,21 @@ TEST(Mapreduce, FewerItemsThanRanks) {
   EXPECT_EQ(rt.mapreduce(rankflow::range(0, 1), [](std::int64_t i) { return i + 41; }, std::plus<>()), 41);
 }
 
+TEST(Mapreduce, AReduceThatThrowsCombiningPartitionsFailsTheCallOnEveryRank) {
+  // Partitions of 4 items fold to 4 each on the rank that ran them; only rank
+  // 0, combining partition results, sees a sum above 4 and throws. Every rank
+  // gets the error (none is left waiting), and the job goes on.
+  auto& rt = test_runtime();
+  auto picky = [](int a, int b) {
+    if (a + b > 4) throw std::overflow_error("sum " + std::to_string(a + b) + " above 4");
+    return a + b;
+  };
+  EXPECT_THROW_WITH(rt.mapreduce(rankflow::range(0, 16), [](std::int64_t) { return 1; }, picky, {.chunk_size = 4}),
+                    rankflow::task_error, "mapreduce failed on rank 0", "reduce, combining partition results on rank 0",
+                    "sum 8 above 4 (std::overflow_error)");
+  EXPECT_EQ(rt.mapreduce(rankflow::range(0, 16), [](std::int64_t) { return 1; }, std::plus<>(), {.chunk_size = 4}), 16);
+}
+
 TEST(TreeReducer, ArrivalOrderDoesNotChangeTheBits) {
   auto plus = [](double a, double b) { return a + b; };
   std::vector<std::int64_t> order(1000);

@@ -201,3 +201,49 @@ TEST(Teams, ImpossibleAsksAreErrorsOnEveryRank) {
     EXPECT_EQ(solo, (std::vector<int>{110, 111, 112, 113, 114}));
   }
 }
+
+TEST(Teams, MembersWaitingThroughTheContextAreReleasedWhenOneFails) {
+  auto& rt = test_runtime();
+  if (rt.size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  // Every item makes a collective on comm(), waited for with ctx.wait. One
+  // member fails at item 6 before joining it: the other is released by the
+  // failure (the leader reads the report; a follower is told the partition
+  // is lost), not by a timeout, the partition fails, and with a retry the
+  // team runs it again on a fresh communicator, so the collectives of every
+  // later item still match member by member. Were a member not released, it
+  // would wait in c.wait forever (the test's timeout).
+  static int failures = 0;
+  for (int failing : {1, 0}) {
+    SCOPED_TRACE("member " + std::to_string(failing) + " fails");
+    failures = 0;
+    auto summed = [failing](const partition_context& c, std::int64_t i) -> std::int64_t {
+      if (c.member() == failing && i == 6 && failures++ == 0) {
+        throw std::runtime_error("member " + std::to_string(failing) + " lost item 6");
+      }
+      std::int64_t mine = (c.member() + 1) * i, sum = 0;
+      MPI_Request r = MPI_REQUEST_NULL;
+      MPI_Iallreduce(&mine, &sum, 1, MPI_INT64_T, MPI_SUM, c.comm(), &r);
+      c.wait(r);
+      return sum;
+    };
+    auto o = on(2);
+    o.chunk_size = 4;   // item 6 is in the middle of partition 1
+    o.max_workers = 1;  // one team, so the retry runs where the failure was
+    o.retries = 1;
+    const auto out = rt.parallel_map(range(0, 16), summed, o);
+    if (rt.is_scheduler()) {
+      ASSERT_EQ(out.size(), 16u);
+      for (std::int64_t i = 0; i < 16; ++i) EXPECT_EQ(out[static_cast<std::size_t>(i)], 3 * i) << "item " << i;
+    }
+    // Without a retry: the member's error, on every rank, and the job goes on.
+    failures = 0;
+    o.retries = 0;
+    EXPECT_THROW_WITH(rt.parallel_map(range(0, 16), summed, o), rankflow::task_error,
+                      "member " + std::to_string(failing) + " of 2",
+                      "member " + std::to_string(failing) + " lost item 6");
+    const auto again = rt.parallel_map(range(0, 16), summed, o);
+    if (rt.is_scheduler()) {
+      EXPECT_EQ(again.size(), 16u);
+    }
+  }
+}

@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace rankflow {
 
@@ -25,11 +26,22 @@ class partition_context {
   /// The partition being run (its items are plan.begin(p) .. plan.end(p)).
   std::int64_t partition() const noexcept { return partition_; }
 
+  /// True once another member failed this partition: it is lost, whatever
+  /// this member computes.
+  bool abandoned() const { return lost_ && lost_(); }
+  /// Waits for `request` (an operation on comm()) like MPI_Wait, but throws
+  /// rankflow::error once the partition is abandoned: a blocking call on
+  /// comm() would wait forever for the member that failed.
+  void wait(MPI_Request& request) const;
+  /// MPI_Barrier on comm() that another member's failure ends (see wait).
+  void barrier() const;
+
   // Set by the runtime.
   MPI_Comm comm_ = MPI_COMM_SELF;
   int member_ = 0;
   int members_ = 1;
   std::int64_t partition_ = -1;
+  std::function<bool()> lost_;
 };
 
 }  // namespace rankflow

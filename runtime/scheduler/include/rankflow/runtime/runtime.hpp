@@ -319,7 +319,7 @@ class Runtime {
       try {
         T acc = detail::call_item(map, *ctx, r.first + i);
         for (++i; i < e; ++i) {
-          if (team && team->leader() && team->member_failed()) break;  // lost anyway: lead() throws
+          if (team && team->partition_lost()) break;  // a member failed: lead() throws its failure
           acc = T(reduce(std::move(acc), detail::call_item(map, *ctx, r.first + i)));
         }
         return acc;
@@ -333,18 +333,48 @@ class Runtime {
     if (team) ctx = &team->context();
     auto run = [&](std::int64_t p) { return team && team->leader() ? team->lead(p, [&] { return run_part(p); }) : run_part(p); };
     if (team && team->follower()) j.idle_poll = [&] { return team->follow([&](std::int64_t p) { (void)run_part(p); }); };
+    // Rank 0 alone combines partition results: `reduce` throwing there has
+    // no partition to blame and must not leave the other ranks waiting. The
+    // call goes on to its end, and every rank throws with the result.
+    std::string reduce_failed;
+    auto insert = [&](std::int64_t p, T&& v) {
+      if (!reduce_failed.empty()) return;
+      try {
+        tree.insert(p, std::move(v));
+      } catch (...) {
+        reduce_failed = detail::describe_current_exception();
+      }
+    };
     j.run_local = [&](std::int64_t p, bytes* encoded) {
       T v = run(p);
       if (encoded) encode(*encoded, v);
-      tree.insert(p, std::move(v));
+      insert(p, std::move(v));
     };
     j.run_remote = [&](std::int64_t p, bytes& out) { encode(out, run(p)); };
-    j.accept = [&](std::int64_t p, const char* d, std::size_t n) { tree.insert(p, decode<T>(d, n)); };
+    j.accept = [&](std::int64_t p, const char* d, std::size_t n) { insert(p, decode<T>(d, n)); };
     detail::execute(st_, j);
     bytes frame = detail::new_frame();
-    if (is_scheduler()) encode(frame, tree.finish());
+    if (is_scheduler()) {
+      if (reduce_failed.empty()) {
+        try {
+          T v = tree.finish();
+          frame.push_back(0);
+          encode(frame, v);
+        } catch (...) {
+          reduce_failed = detail::describe_current_exception();
+        }
+      }
+      if (!reduce_failed.empty()) {
+        frame.resize(detail::frame_header_bytes);
+        frame.push_back(1);
+        frame.insert(frame.end(), reduce_failed.begin(), reduce_failed.end());
+      }
+    }
     detail::bcast_frame(st_.comm, 0, frame, st_.cfg.segment_bytes);
-    return decode<T>(frame.data() + detail::frame_header_bytes, frame.size() - detail::frame_header_bytes);
+    const char* body = frame.data() + detail::frame_header_bytes;
+    const std::size_t size = frame.size() - detail::frame_header_bytes;
+    if (body[0] != 0) raise_reduce_failure(j.step, std::string(body + 1, size - 1));
+    return decode<T>(body + 1, size - 1);
   }
 
   /// Metaflow's foreach: fn(item) for each item as its own split, at most
@@ -381,6 +411,9 @@ class Runtime {
 
  private:
   void check_task_name(const std::string& name) const;
+  /// task_error on this rank for a mapreduce whose `reduce` threw on rank 0
+  /// while combining partition results.
+  [[noreturn]] void raise_reduce_failure(const std::string& step, const std::string& why) const;
   void record_tasks(const std::vector<detail::task_attempt>& attempts);
   /// Collective when opts.need asks for several ranks per partition: splits
   /// j's eligible ranks into teams and leaves only their leaders eligible.
@@ -428,7 +461,7 @@ class Runtime {
       std::vector<V> out;
       out.reserve(static_cast<std::size_t>(plan.end(p) - plan.begin(p)));
       for (std::int64_t i = plan.begin(p), e = plan.end(p); i < e; ++i) {
-        if (team && i > plan.begin(p) && team->leader() && team->member_failed()) break;  // lost: lead() throws
+        if (team && i > plan.begin(p) && team->partition_lost()) break;  // a member failed: lead() throws it
         try {
           if constexpr (is_void) {
             detail::call_item(fn, *ctx, get(i));

@@ -5,11 +5,18 @@
 // before the leader's result is sent. Followers are idle workers to the
 // protocol: they pick up their leader's partitions while waiting for STOP,
 // so failures, signals and the end of the call reach them as before.
+//
+// Once any member fails, the partition is lost: the leader tells the members
+// that have not reported (`lost`), each member skips its remaining items, and
+// partition_context::wait()/barrier() throw, so members waiting for the failed
+// one through them return. The acknowledgement that ends a partition says
+// whether a `lost` was sent, so none is ever left unreceived.
 #pragma once
 
 #include <mpi.h>
 
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,15 +57,18 @@ class team_call {
       out.emplace(part());
     } catch (const item_failure& e) {
       mine = e;
+    } catch (...) {
+      // Not the function's (a malformed report): the members must still
+      // be concluded, or they would wait for the acknowledgement forever.
+      mine = item_failure{-1, describe_current_exception()};
     }
-    conclude(p, mine);  // throws a member's failure
+    conclude(p, mine);  // throws the first failure
     return std::move(*out);
   }
 
-  /// Leader, between items: true once another member reported a failure of
-  /// the current partition, which is then lost whatever the rest does (the
-  /// items left are skipped and lead() throws that failure).
-  bool member_failed();
+  /// Between items: true once the current partition is lost (a member
+  /// failed); the items left are skipped.
+  bool partition_lost();
 
   /// Follower, between the protocol's polls: when the leader announced a
   /// partition, runs it with `part` (result discarded), reports, and returns
@@ -72,6 +82,8 @@ class team_call {
       part(p);
     } catch (const item_failure& e) {
       mine = e;
+    } catch (...) {
+      mine = item_failure{-1, describe_current_exception()};
     }
     report(p, mine);
     return true;
@@ -84,6 +96,8 @@ class team_call {
   bool announced(std::int64_t& p);
   void report(std::int64_t p, const std::optional<item_failure>& mine);
   void take_reports();
+  void note_failure(int member, item_failure f);
+  void renew_comm();
   [[noreturn]] void stuck(std::int64_t p, const std::string& failure, const std::vector<int>& silent_members);
 
   const runtime_state& st_;
@@ -93,14 +107,18 @@ class team_call {
   MPI_Comm user_ = MPI_COMM_NULL;   ///< the team, for the partition function
   MPI_Comm ctl_ = MPI_COMM_NULL;    ///< the same ranks, for announcements and reports
   partition_context ctx_;
-  double stuck_after_s_;
-  // Leader, for the current partition: which members reported, and the
-  // first failure (the leader's own, else the lowest member's).
+  double stuck_after_s_;            ///< < 0: never (--peer-timeout 0)
+  // Leader, for the current partition: which members reported and which were
+  // told the partition is lost, and the first failure (the leader's own,
+  // else the lowest member's).
   std::vector<std::uint8_t> heard_;
+  std::vector<std::uint8_t> told_;
   int left_ = 0;
   std::optional<item_failure> first_;
   int first_member_ = -1;
   double failed_at_ = 0;  ///< steady seconds when first_ was set
+  // Follower: the leader said the current partition is lost.
+  bool lost_ = false;
 };
 
 }  // namespace rankflow::detail
