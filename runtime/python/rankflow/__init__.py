@@ -33,6 +33,7 @@ from ._rankflow import (  # noqa: E402  (after the dlopen flags)
     Group,
     Interrupted,
     MPIError,
+    PartitionContext,
     ResourceError,
     Run,
     Scheduler,
@@ -45,7 +46,7 @@ from ._rankflow import (  # noqa: E402  (after the dlopen flags)
 )
 
 __all__ = [
-    "Runtime", "range", "call", "Group", "Run", "Field", "Future", "Scheduler", "Error", "UsageError", "ResourceError", "MPIError",
+    "Runtime", "range", "call", "Group", "Run", "Field", "Future", "Scheduler", "PartitionContext", "Error", "UsageError", "ResourceError", "MPIError",
     "Interrupted", "TaskError", "StorageError", "FormatError", "TrackingError",
     # not "TypeError": `from rankflow import *` must not shadow the builtin (rankflow.TypeError subclasses it)
 ]

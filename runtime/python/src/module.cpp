@@ -36,9 +36,10 @@ void py_runtime::close(const std::string& reason) {
   rt_.reset();
 }
 
-std::string call_python(const py::object& fn, py::handle arg, std::int64_t i) {
+std::string call_python(const py::object& fn, py::handle arg, std::int64_t i, bool spread) {
   try {
-    return encode_value(fn(arg), "the result of item " + std::to_string(i));
+    return encode_value(spread ? fn(*py::reinterpret_borrow<py::tuple>(arg)) : fn(arg),
+                        "the result of item " + std::to_string(i));
   } catch (py::error_already_set& e) {
     throw python_exception(format_exception(e));
   }

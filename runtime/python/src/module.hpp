@@ -47,7 +47,8 @@ class py_runtime {
 
 /// Calls fn(arg) for item i (the caller holds the GIL); returns the encoded result.
 /// A Python exception becomes python_exception carrying its traceback.
-std::string call_python(const py::object& fn, py::handle arg, std::int64_t i);
+/// With `spread`, arg is a tuple of the arguments (fn(*arg)).
+std::string call_python(const py::object& fn, py::handle arg, std::int64_t i, bool spread = false);
 
 void bind_errors(py::module_& m);
 void bind_maps(py::module_& m, py::class_<py_runtime>& cls);
