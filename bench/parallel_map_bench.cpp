@@ -68,8 +68,40 @@ void BM_parallel_map(benchmark::State& st) {
   st.SetLabel(chunk == 0 ? "auto chunk" : "chunk " + std::to_string(chunk));
 }
 
+// Partitions on teams of k ranks (map_options::need.ranks): 10,000 one-item
+// partitions of a trivial item, so the time is the team protocol's cost (the
+// leader's announcement, each member's report and acknowledgement) on top of
+// the scheduling one. k = 1 is the same call with one rank a partition
+// (need given either way, so neither runs as a small call).
+void BM_parallel_map_teams(benchmark::State& st) {
+  auto& rt = bench_runtime();
+  const int k = static_cast<int>(st.range(0));
+  constexpr std::int64_t parts = 10'000;
+  if (k > rt.size()) {
+    st.SkipWithError("fewer ranks than a team");
+    return;
+  }
+  rankflow::map_options o;
+  o.chunk_size = 1;
+  o.need = rankflow::resources{.ranks = k};
+  double total = 0;
+  for (auto _ : st) {
+    const double t = timed_max([&] {
+      auto out = rt.parallel_map(
+          rankflow::range(0, parts), [](const rankflow::partition_context& c, std::int64_t i) { return i + c.member(); },
+          o);
+      benchmark::DoNotOptimize(out.data());
+    });
+    st.SetIterationTime(t);
+    total += t;
+  }
+  st.counters["us_per_partition"] = total / st.iterations() / parts * 1e6;
+  st.SetLabel(k == 1 ? "one rank each" : "teams of " + std::to_string(k));
+}
+
 }  // namespace
 
+BENCHMARK(BM_parallel_map_teams)->Arg(1)->Arg(2)->Arg(4)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
 BENCHMARK(BM_map_serial_loop)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(10);
 BENCHMARK(BM_map_mpi_handwritten)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(10);
 BENCHMARK(BM_parallel_map)->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
