@@ -46,8 +46,8 @@ void raise(PyObject* type, const std::string& what) { PyErr_SetString(type, with
 
 void raise_task_error(const task_error& e) {
   const auto& d = e.info();
-  py::object err = py::reinterpret_steal<py::object>(
-      PyObject_CallFunction(TaskError, "s", without_cpp_type(e.what()).c_str()));
+  py::object err =
+      py::reinterpret_steal<py::object>(PyObject_CallFunction(TaskError, "s", without_cpp_type(e.what()).c_str()));
   if (!err) return;  // the call set a Python error already
   err.attr("step") = d.step;
   err.attr("rank") = d.rank;

@@ -73,9 +73,10 @@ void check_callable(const py::object& fn, const char* call, const char* what) {
 // Items every rank holds: a sequence with len() and indexing.
 std::int64_t length_of(const py::object& items, const char* call) {
   if (!PySequence_Check(items.ptr()) || !py::hasattr(items, "__len__")) {
-    throw py::type_error(std::string(call) + ": items must be a rankflow.range or a sequence every rank holds (list, "
-                         "tuple, NumPy array), got " + py::str(py::type::of(items).attr("__name__")).cast<std::string>() +
-                         ": make it a list first");
+    throw py::type_error(std::string(call) +
+                         ": items must be a rankflow.range or a sequence every rank holds (list, "
+                         "tuple, NumPy array), got " +
+                         py::str(py::type::of(items).attr("__name__")).cast<std::string>() + ": make it a list first");
   }
   return static_cast<std::int64_t>(py::len(items));
 }
@@ -164,26 +165,30 @@ void bind_maps(py::module_& m, py::class_<py_runtime>& cls) {
       .def_property_readonly("member", [](const py_partition& p) { return p.c->member(); })
       .def_property_readonly("members", [](const py_partition& p) { return p.c->members(); })
       .def_property_readonly("partition", [](const py_partition& p) { return p.c->partition(); })
-      .def_property_readonly("comm", [](const py_partition& p) { return static_cast<std::int64_t>(MPI_Comm_c2f(p.c->comm())); },
-                             "The team's communicator as a Fortran handle: MPI.Comm.f2py(ctx.comm) in mpi4py.")
-      .def("abandoned", [](const py_partition& p) { return p.c->abandoned(); },
-           "True once another member failed this partition.")
-      .def("wait", [](const py_partition& p, py::object request) {
-             // An mpi4py Request: like request.Wait(), but raises once another
-             // member failed, instead of waiting for it forever.
-             for (int spins = 0;; ++spins) {
-               if (request.attr("Test")().cast<bool>()) return;
-               if (p.c->abandoned()) {
-                 throw error("partition " + std::to_string(p.c->partition()) +
-                             " abandoned: another member of its team failed");
-               }
-               if (spins > 100) {
-                 py::gil_scoped_release nogil;
-                 std::this_thread::sleep_for(std::chrono::microseconds(200));
-               }
-             }
-           }, py::arg("request"),
-           "Waits for an mpi4py request on comm, raising rankflow.Error if another member failed.");
+      .def_property_readonly(
+          "comm", [](const py_partition& p) { return static_cast<std::int64_t>(MPI_Comm_c2f(p.c->comm())); },
+          "The team's communicator as a Fortran handle: MPI.Comm.f2py(ctx.comm) in mpi4py.")
+      .def(
+          "abandoned", [](const py_partition& p) { return p.c->abandoned(); },
+          "True once another member failed this partition.")
+      .def(
+          "wait",
+          [](const py_partition& p, py::object request) {
+            // An mpi4py Request: like request.Wait(), but raises once another
+            // member failed, instead of waiting for it forever.
+            for (int spins = 0;; ++spins) {
+              if (request.attr("Test")().cast<bool>()) return;
+              if (p.c->abandoned()) {
+                throw error("partition " + std::to_string(p.c->partition()) +
+                            " abandoned: another member of its team failed");
+              }
+              if (spins > 100) {
+                py::gil_scoped_release nogil;
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+              }
+            }
+          },
+          py::arg("request"), "Waits for an mpi4py request on comm, raising rankflow.Error if another member failed.");
 
   cls.def(
          "parallel_map",
@@ -246,8 +251,8 @@ void bind_maps(py::module_& m, py::class_<py_runtime>& cls) {
                 return value{failed_value("reduce_fn raised on rank " + std::to_string(rank) + " (host " + host +
                                           "): " + format_exception(e))};
               } catch (const python_exception& e) {
-                return value{failed_value("reduce_fn on rank " + std::to_string(rank) + " (host " + host +
-                                          "): " + e.what())};
+                return value{
+                    failed_value("reduce_fn on rank " + std::to_string(rank) + " (host " + host + "): " + e.what())};
               }
             };
             auto map_in = [&map_fn](const partition_context& c, std::int64_t i) {

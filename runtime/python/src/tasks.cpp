@@ -64,8 +64,9 @@ std::string combiner_name(const std::string& name) { return name + "[combine]"; 
 call to_call(py::handle c, bool after_previous, bool combiner) {
   const auto name = c.attr("name").cast<std::string>();
   const std::string encoded = encode_value(c.attr("args"), "the arguments of task '" + name + "'");
-  call out = combiner ? call(combiner_name(name), encoded)
-                      : after_previous ? call(name, encoded) : call(name, std::string(), encoded);
+  call out = combiner         ? call(combiner_name(name), encoded)
+             : after_previous ? call(name, encoded)
+                              : call(name, std::string(), encoded);
   if (!c.attr("need").is_none()) {
     auto [cpu, mem, gpu, ranks] = c.attr("need").cast<std::tuple<int, std::int64_t, int, int>>();
     out.with(resources{cpu, mem, gpu, ranks});
@@ -109,25 +110,29 @@ py::list decoded_all(std::vector<std::string>&& v) {
 
 void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
   py::class_<py_future>(m, "Future", "A task's result to come (Celery's AsyncResult).")
-      .def("result", [](py_future& f, std::optional<double> timeout) {
-             std::string b;
-             bool ended = true;
-             {
-               py::gil_scoped_release nogil;
-               if (timeout) ended = f.f.wait_for(std::chrono::duration<double>(*timeout));
-               if (ended) b = f.f.get();
-             }
-             if (!ended) {
-               PyErr_SetString(PyExc_TimeoutError, ("task '" + f.f.task() + "' (id " + std::to_string(f.f.id()) +
-                                                    ") did not end within " + std::to_string(*timeout) + " s")
-                                                       .c_str());
-               throw py::error_already_set();
-             }
-             return decode_value(b);
-           }, py::arg("timeout") = py::none(),
-           "Waits for the task and returns its result; raises TaskError (rank, host, remote traceback) if it failed.")
+      .def(
+          "result",
+          [](py_future& f, std::optional<double> timeout) {
+            std::string b;
+            bool ended = true;
+            {
+              py::gil_scoped_release nogil;
+              if (timeout) ended = f.f.wait_for(std::chrono::duration<double>(*timeout));
+              if (ended) b = f.f.get();
+            }
+            if (!ended) {
+              PyErr_SetString(PyExc_TimeoutError, ("task '" + f.f.task() + "' (id " + std::to_string(f.f.id()) +
+                                                   ") did not end within " + std::to_string(*timeout) + " s")
+                                                      .c_str());
+              throw py::error_already_set();
+            }
+            return decode_value(b);
+          },
+          py::arg("timeout") = py::none(),
+          "Waits for the task and returns its result; raises TaskError (rank, host, remote traceback) if it failed.")
       .def("ready", [](py_future& f) { return f.f.ready(); })
-      .def("wait", [](py_future& f) {
+      .def("wait",
+           [](py_future& f) {
              py::gil_scoped_release nogil;
              f.f.wait();
            })
@@ -139,84 +144,123 @@ void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
 
   py::class_<group>(m, "Group", "The tasks of a sequence, parallel or mapreduce composition.")
       .def("__len__", &group::size)
-      .def_property_readonly("statuses", [](const group& g) {
-        std::vector<std::string> out;
-        for (auto st : g.statuses()) out.emplace_back(to_string(st));
-        return out;
-      })
+      .def_property_readonly("statuses",
+                             [](const group& g) {
+                               std::vector<std::string> out;
+                               for (auto st : g.statuses()) out.emplace_back(to_string(st));
+                               return out;
+                             })
       .def("ready", &group::ready)
-      .def("wait", [](const group& g, std::optional<double> timeout) {
-             py::gil_scoped_release nogil;
-             if (!timeout) {
-               g.wait();
-               return true;
-             }
-             return g.wait_for(std::chrono::duration<double>(*timeout));
-           }, py::arg("timeout") = py::none(), "Waits for every task (at most `timeout` s); True when all ended.")
-      .def("future", [](const group& g, std::size_t i) {
-             if (i >= g.size()) throw py::index_error("task " + std::to_string(i) + " of a group of " + std::to_string(g.size()));
-             return py_future{g.future<std::string>(i)};
-           }, py::arg("i"))
-      .def("getall", [](const group& g) {
-             std::vector<std::string> v;
-             {
-               py::gil_scoped_release nogil;
-               v = g.getall<std::string>();
-             }
-             return decoded_all(std::move(v));
-           }, "Every task's result, in order; raises the first failure.")
-      .def("collect", [](const group& g) {
-             std::string b;
-             {
-               py::gil_scoped_release nogil;
-               b = g.collect<std::string>();
-             }
-             return decode_value(b);
-           }, "The last step's result (a sequence), or the combiner's (a mapreduce).")
+      .def(
+          "wait",
+          [](const group& g, std::optional<double> timeout) {
+            py::gil_scoped_release nogil;
+            if (!timeout) {
+              g.wait();
+              return true;
+            }
+            return g.wait_for(std::chrono::duration<double>(*timeout));
+          },
+          py::arg("timeout") = py::none(), "Waits for every task (at most `timeout` s); True when all ended.")
+      .def(
+          "future",
+          [](const group& g, std::size_t i) {
+            if (i >= g.size())
+              throw py::index_error("task " + std::to_string(i) + " of a group of " + std::to_string(g.size()));
+            return py_future{g.future<std::string>(i)};
+          },
+          py::arg("i"))
+      .def(
+          "getall",
+          [](const group& g) {
+            std::vector<std::string> v;
+            {
+              py::gil_scoped_release nogil;
+              v = g.getall<std::string>();
+            }
+            return decoded_all(std::move(v));
+          },
+          "Every task's result, in order; raises the first failure.")
+      .def(
+          "collect",
+          [](const group& g) {
+            std::string b;
+            {
+              py::gil_scoped_release nogil;
+              b = g.collect<std::string>();
+            }
+            return decode_value(b);
+          },
+          "The last step's result (a sequence), or the combiner's (a mapreduce).")
       .def("failed", &group::failed, "Indices of the tasks that failed or could not run.")
-      .def("restart", [](group& g) {
-             py::gil_scoped_release nogil;
-             g.restart();
-           }, "Runs the failed parts again, keeping every result that succeeded.");
+      .def(
+          "restart",
+          [](group& g) {
+            py::gil_scoped_release nogil;
+            g.restart();
+          },
+          "Runs the failed parts again, keeping every result that succeeded.");
 
   py::class_<py_scheduler>(m, "Scheduler", "What the driver submits with (rank 0, inside rt.drive).")
-      .def("sequence", [](py_scheduler& s, py::list calls) {
-             auto c = to_calls(calls, true);
-             Submitter& sub = s.use();
-             py::gil_scoped_release nogil;
-             return sub.sequence(std::move(c));
-           }, py::arg("calls"), "omega-ml's sequence: each step's result is the first argument of the next.")
-      .def("parallel", [](py_scheduler& s, py::list calls) {
-             auto c = to_calls(calls, false);
-             Submitter& sub = s.use();
-             py::gil_scoped_release nogil;
-             return sub.parallel(std::move(c));
-           }, py::arg("calls"), "Independent tasks, run in parallel.")
-      .def("mapreduce", [](py_scheduler& s, py::list calls, py::handle combine) {
-             auto c = to_calls(calls, false);
-             auto k = to_call(combine, false, true);
-             Submitter& sub = s.use();
-             py::gil_scoped_release nogil;
-             return sub.mapreduce(std::move(c), std::move(k));
-           }, py::arg("calls"), py::arg("combine"),
-           "The calls in parallel, then `combine` with the list of their results as its first argument.")
-      .def("submit", [](py_scheduler& s, const std::string& name, py::args args) {
-             const std::string encoded = encode_value(args, "the arguments of task '" + name + "'");
-             Submitter& sub = s.use();
-             py::gil_scoped_release nogil;
-             return py_future{sub.submit<std::string>(name, std::string(), encoded)};
-           }, py::arg("name"), "Queues task `name` with the given arguments; returns its Future.")
-      .def("with_", [](py_scheduler& s, int cpu, std::int64_t memory_mb, int gpu, int ranks) {
-             return py_scheduler{s.s, s.use().with(resources{cpu, memory_mb, gpu, ranks}), s.live};
-           }, py::kw_only(), py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0, py::arg("ranks") = 1,
-           "Submits with these resources per task (ranks > 1: a multi-rank task).")
-      .def("require", [](py_scheduler& s, const std::string& label) {
-             return py_scheduler{s.s, s.use().require(label), s.live};
-           }, py::arg("label"))
-      .def("retries", [](py_scheduler& s, int n, double backoff_s) {
-             return py_scheduler{s.s, s.use().retries(n, backoff_s), s.live};
-           }, py::arg("n"), py::arg("backoff_s") = 0.5)
-      .def("wait_all", [](py_scheduler& s) {
+      .def(
+          "sequence",
+          [](py_scheduler& s, py::list calls) {
+            auto c = to_calls(calls, true);
+            Submitter& sub = s.use();
+            py::gil_scoped_release nogil;
+            return sub.sequence(std::move(c));
+          },
+          py::arg("calls"), "omega-ml's sequence: each step's result is the first argument of the next.")
+      .def(
+          "parallel",
+          [](py_scheduler& s, py::list calls) {
+            auto c = to_calls(calls, false);
+            Submitter& sub = s.use();
+            py::gil_scoped_release nogil;
+            return sub.parallel(std::move(c));
+          },
+          py::arg("calls"), "Independent tasks, run in parallel.")
+      .def(
+          "mapreduce",
+          [](py_scheduler& s, py::list calls, py::handle combine) {
+            auto c = to_calls(calls, false);
+            auto k = to_call(combine, false, true);
+            Submitter& sub = s.use();
+            py::gil_scoped_release nogil;
+            return sub.mapreduce(std::move(c), std::move(k));
+          },
+          py::arg("calls"), py::arg("combine"),
+          "The calls in parallel, then `combine` with the list of their results as its first argument.")
+      .def(
+          "submit",
+          [](py_scheduler& s, const std::string& name, py::args args) {
+            const std::string encoded = encode_value(args, "the arguments of task '" + name + "'");
+            Submitter& sub = s.use();
+            py::gil_scoped_release nogil;
+            return py_future{sub.submit<std::string>(name, std::string(), encoded)};
+          },
+          py::arg("name"), "Queues task `name` with the given arguments; returns its Future.")
+      .def(
+          "with_",
+          [](py_scheduler& s, int cpu, std::int64_t memory_mb, int gpu, int ranks) {
+            return py_scheduler{s.s, s.use().with(resources{cpu, memory_mb, gpu, ranks}), s.live};
+          },
+          py::kw_only(), py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0, py::arg("ranks") = 1,
+          "Submits with these resources per task (ranks > 1: a multi-rank task).")
+      .def(
+          "require",
+          [](py_scheduler& s, const std::string& label) {
+            return py_scheduler{s.s, s.use().require(label), s.live};
+          },
+          py::arg("label"))
+      .def(
+          "retries",
+          [](py_scheduler& s, int n, double backoff_s) {
+            return py_scheduler{s.s, s.use().retries(n, backoff_s), s.live};
+          },
+          py::arg("n"), py::arg("backoff_s") = 0.5)
+      .def("wait_all",
+           [](py_scheduler& s) {
              s.use();
              py::gil_scoped_release nogil;
              s.s->wait_all();
@@ -226,56 +270,66 @@ void bind_tasks(py::module_& m, py::class_<py_runtime>& cls) {
         return s.s->in_flight();
       });
 
-  cls.def("define", [](py_runtime& self, const std::string& name, py::object fn, bool context, int retries,
-                       double backoff_s, int cpu, std::int64_t memory_mb, int gpu, int ranks,
-                       std::vector<std::string> labels) {
-            if (!PyCallable_Check(fn.ptr())) throw py::type_error("define('" + name + "'): fn must be callable");
-            task_options o;
-            o.need = resources{cpu, memory_mb, gpu, ranks};
-            o.labels = std::move(labels);
-            o.retries = retries;
-            o.backoff_s = backoff_s;
-            auto f = hold(std::move(fn));
-            // As a task or a step: `previous` is empty, or a sequence's
-            // previous result (encoded), passed first.
-            self.rt().define(name, [f, context](task_context& ctx, std::string previous, std::string args) {
+  cls.def(
+         "define",
+         [](py_runtime& self, const std::string& name, py::object fn, bool context, int retries, double backoff_s,
+            int cpu, std::int64_t memory_mb, int gpu, int ranks, std::vector<std::string> labels) {
+           if (!PyCallable_Check(fn.ptr())) throw py::type_error("define('" + name + "'): fn must be callable");
+           task_options o;
+           o.need = resources{cpu, memory_mb, gpu, ranks};
+           o.labels = std::move(labels);
+           o.retries = retries;
+           o.backoff_s = backoff_s;
+           auto f = hold(std::move(fn));
+           // As a task or a step: `previous` is empty, or a sequence's
+           // previous result (encoded), passed first.
+           self.rt().define(
+               name,
+               [f, context](task_context& ctx, std::string previous, std::string args) {
+                 py::gil_scoped_acquire gil;
+                 py::list first;
+                 if (!previous.empty()) first.append(decode_value(previous));
+                 return run_task(*f, context, ctx, std::move(first), args);
+               },
+               o);
+           // As a mapreduce composition's combiner: the map results first, as a list.
+           self.rt().define(
+               combiner_name(name),
+               [f, context](task_context& ctx, std::vector<std::string> results, std::string args) {
+                 py::gil_scoped_acquire gil;
+                 py::list values, first;
+                 for (const auto& r : results) values.append(decode_value(r));
+                 first.append(values);
+                 return run_task(*f, context, ctx, std::move(first), args);
+               },
+               std::move(o));
+         },
+         py::arg("name"), py::arg("fn"), py::kw_only(), py::arg("context") = false, py::arg("retries") = 0,
+         py::arg("backoff_s") = 0.5, py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0,
+         py::arg("ranks") = 1, py::arg("labels") = std::vector<std::string>{},
+         "Registers task `name` on every rank (before drive). With context=True, fn gets a dict first: threads, "
+         "gpus, rank, host, name, id, attempt, member, members and comm (MPI.Comm.f2py(comm) in mpi4py).")
+      .def(
+          "drive",
+          [](py_runtime& self, py::object driver) {
+            if (!PyCallable_Check(driver.ptr())) throw py::type_error("drive: driver must be callable");
+            auto live = std::make_shared<bool>(true);
+            Runtime& rt = self.rt();
+            py::gil_scoped_release nogil;
+            rt.drive([&](Scheduler& s) {
               py::gil_scoped_acquire gil;
-              py::list first;
-              if (!previous.empty()) first.append(decode_value(previous));
-              return run_task(*f, context, ctx, std::move(first), args);
-            }, o);
-            // As a mapreduce composition's combiner: the map results first, as a list.
-            self.rt().define(combiner_name(name), [f, context](task_context& ctx, std::vector<std::string> results,
-                                                              std::string args) {
-              py::gil_scoped_acquire gil;
-              py::list values, first;
-              for (const auto& r : results) values.append(decode_value(r));
-              first.append(values);
-              return run_task(*f, context, ctx, std::move(first), args);
-            }, std::move(o));
-          }, py::arg("name"), py::arg("fn"), py::kw_only(), py::arg("context") = false, py::arg("retries") = 0,
-          py::arg("backoff_s") = 0.5, py::arg("cpu") = 1, py::arg("memory_mb") = 0, py::arg("gpu") = 0,
-          py::arg("ranks") = 1, py::arg("labels") = std::vector<std::string>{},
-          "Registers task `name` on every rank (before drive). With context=True, fn gets a dict first: threads, "
-          "gpus, rank, host, name, id, attempt, member, members and comm (MPI.Comm.f2py(comm) in mpi4py).")
-      .def("drive", [](py_runtime& self, py::object driver) {
-             if (!PyCallable_Check(driver.ptr())) throw py::type_error("drive: driver must be callable");
-             auto live = std::make_shared<bool>(true);
-             Runtime& rt = self.rt();
-             py::gil_scoped_release nogil;
-             rt.drive([&](Scheduler& s) {
-               py::gil_scoped_acquire gil;
-               try {
-                 driver(py_scheduler{&s, s, live});
-               } catch (py::error_already_set& e) {
-                 *live = false;
-                 throw python_exception("the driver raised: " + format_exception(e));
-               }
-               *live = false;
-             });
-           }, py::arg("driver"),
-           "Driver mode. Collective: rank 0 runs driver(scheduler); every other rank serves tasks until it "
-           "returns.");
+              try {
+                driver(py_scheduler{&s, s, live});
+              } catch (py::error_already_set& e) {
+                *live = false;
+                throw python_exception("the driver raised: " + format_exception(e));
+              }
+              *live = false;
+            });
+          },
+          py::arg("driver"),
+          "Driver mode. Collective: rank 0 runs driver(scheduler); every other rank serves tasks until it "
+          "returns.");
 }
 
 }  // namespace rankflow::python

@@ -47,7 +47,8 @@ void assign(field_ref f, py::handle v, const std::string& path) {
   } else if (is_datetime(v)) {
     f = to_timestamp(v);
   } else if (PyDict_Check(v.ptr())) {
-    for (auto [k, x] : v.cast<py::dict>()) assign(f[py::str(k).cast<std::string>()], x, path + "/" + py::str(k).cast<std::string>());
+    for (auto [k, x] : v.cast<py::dict>())
+      assign(f[py::str(k).cast<std::string>()], x, path + "/" + py::str(k).cast<std::string>());
   } else if (py::isinstance<py::set>(v) || py::isinstance<py::frozenset>(v) || PyList_Check(v.ptr()) ||
              PyTuple_Check(v.ptr())) {
     std::vector<std::string> items;
@@ -226,35 +227,54 @@ void bind_tracking(py::module_& m, py::class_<py_runtime>& cls) {
     PyErr_Clear();  // no NumPy: no NumPy scalars to meet either
   }
   py::class_<py_field>(m, "Field", "One field of a run: run[\"path\"].")
-      .def("__getitem__", [](const py_field& f, const std::string& sub) { return py_field{f.f()[sub], f.path + "/" + sub, f.alive}; },
-           py::keep_alive<0, 1>())
-      .def("__setitem__", [](const py_field& f, const std::string& sub, py::object v) { assign(f.f()[sub], v, f.path + "/" + sub); })
-      .def("assign", [](const py_field& f, py::object v) { assign(f.f(), v, f.path); }, py::arg("value"))
-      .def("append", [](py_field& f, py::object v, std::optional<double> step, std::optional<double> timestamp) {
-             append(f.f(), v, step, timestamp, f.path);
-           },
-           py::arg("value"), py::kw_only(), py::arg("step") = py::none(), py::arg("timestamp") = py::none(),
-           "Appends a point to a series (FloatSeries, IntSeries or StringSeries).")
-      .def("extend", [](py_field& f, py::iterable values) {
+      .def(
+          "__getitem__",
+          [](const py_field& f, const std::string& sub) {
+            return py_field{f.f()[sub], f.path + "/" + sub, f.alive};
+          },
+          py::keep_alive<0, 1>())
+      .def("__setitem__",
+           [](const py_field& f, const std::string& sub, py::object v) { assign(f.f()[sub], v, f.path + "/" + sub); })
+      .def(
+          "assign", [](const py_field& f, py::object v) { assign(f.f(), v, f.path); }, py::arg("value"))
+      .def(
+          "append",
+          [](py_field& f, py::object v, std::optional<double> step, std::optional<double> timestamp) {
+            append(f.f(), v, step, timestamp, f.path);
+          },
+          py::arg("value"), py::kw_only(), py::arg("step") = py::none(), py::arg("timestamp") = py::none(),
+          "Appends a point to a series (FloatSeries, IntSeries or StringSeries).")
+      .def("extend",
+           [](py_field& f, py::iterable values) {
              for (auto v : values) append(f.f(), v, std::nullopt, std::nullopt, f.path);
            })
-      .def("add", [](py_field& f, py::object v) {
-             if (PyUnicode_Check(v.ptr())) {
-               f.f().add(v.cast<std::string>());
-             } else {
-               f.f().add(v.cast<std::vector<std::string>>());
-             }
-           }, "Adds strings to a StringSet (tags).")
-      .def("upload", [](py_field& f, const std::string& path) { f.f().upload(path); }, py::arg("path"),
-           "Stores the bytes of a file as a File artifact.")
-      .def("upload_bytes", [](py_field& f, py::bytes data, const std::string& filename) {
-             f.f().upload_bytes(std::string(data), filename);
-           }, py::arg("data"), py::arg("filename") = "")
-      .def("fetch", [](const py_field& f) { return fetch(f.f(), f.path); },
-           "The value (a series' last point, a File's bytes, an Array as a NumPy array).")
-      .def("fetch_values", [](const py_field& f) { return fetch_values(f.f()); },
-           "A series' points: {'steps', 'values', 'timestamps'}.")
-      .def("download", [](const py_field& f, const std::string& dest) { f.f().download(dest); }, py::arg("dest"))
+      .def(
+          "add",
+          [](py_field& f, py::object v) {
+            if (PyUnicode_Check(v.ptr())) {
+              f.f().add(v.cast<std::string>());
+            } else {
+              f.f().add(v.cast<std::vector<std::string>>());
+            }
+          },
+          "Adds strings to a StringSet (tags).")
+      .def(
+          "upload", [](py_field& f, const std::string& path) { f.f().upload(path); }, py::arg("path"),
+          "Stores the bytes of a file as a File artifact.")
+      .def(
+          "upload_bytes",
+          [](py_field& f, py::bytes data, const std::string& filename) {
+            f.f().upload_bytes(std::string(data), filename);
+          },
+          py::arg("data"), py::arg("filename") = "")
+      .def(
+          "fetch", [](const py_field& f) { return fetch(f.f(), f.path); },
+          "The value (a series' last point, a File's bytes, an Array as a NumPy array).")
+      .def(
+          "fetch_values", [](const py_field& f) { return fetch_values(f.f()); },
+          "A series' points: {'steps', 'values', 'timestamps'}.")
+      .def(
+          "download", [](const py_field& f, const std::string& dest) { f.f().download(dest); }, py::arg("dest"))
       .def_property_readonly("path", [](const py_field& f) { return f.path; })
       .def_property_readonly("type", [](const py_field& f) -> py::object {
         const auto t = f.f().type();
@@ -262,9 +282,11 @@ void bind_tracking(py::module_& m, py::class_<py_runtime>& cls) {
         return py::str(type_name(t));
       });
 
-  py::class_<py_run>(m, "Run", "A tracked run (rt.start_run). Use as a context manager: it stops on exit, "
-                               "or is marked failed when an exception leaves the block.")
-      .def("__getitem__", [](py_run& r, const std::string& path) { return r.field(path); }, py::keep_alive<0, 1>())
+  py::class_<py_run>(m, "Run",
+                     "A tracked run (rt.start_run). Use as a context manager: it stops on exit, "
+                     "or is marked failed when an exception leaves the block.")
+      .def(
+          "__getitem__", [](py_run& r, const std::string& path) { return r.field(path); }, py::keep_alive<0, 1>())
       .def("__setitem__", [](py_run& r, const std::string& path, py::object v) { assign(r.run()[path], v, path); })
       .def("__contains__", [](py_run& r, const std::string& path) { return r.run().has(path); })
       .def_property_readonly("id", [](py_run& r) { return r.run().id(); })
@@ -273,42 +295,55 @@ void bind_tracking(py::module_& m, py::class_<py_runtime>& cls) {
       .def_property_readonly("mode", [](py_run& r) { return std::string(to_string(r.run().mode())); })
       .def_property_readonly("active", [](py_run& r) { return r.run().active(); })
       .def_property_readonly("resumed", [](py_run& r) { return r.run().resumed(); })
-      .def("wait", [](py_run& r) {
-             py::gil_scoped_release nogil;
-             r.run().wait();
-           }, "Waits until everything this rank tracked is stored; raises what rank 0 refused.")
-      .def("sync", [](py_run& r) {
+      .def(
+          "wait",
+          [](py_run& r) {
+            py::gil_scoped_release nogil;
+            r.run().wait();
+          },
+          "Waits until everything this rank tracked is stored; raises what rank 0 refused.")
+      .def("sync",
+           [](py_run& r) {
              py::gil_scoped_release nogil;
              r.run().sync();
            })
-      .def("stop", [](py_run& r) {
-             py::gil_scoped_release nogil;
-             r.run().stop();
-           }, "Collective: ends the run (status succeeded).")
-      .def("fail", [](py_run& r, const std::string& reason) {
-             py::gil_scoped_release nogil;
-             r.run().fail(reason);
-           }, py::arg("reason"), "Collective: ends the run with status failed.")
-      .def("write_array", [](py_run& r, const std::string& name, py::array block,
-                             std::vector<std::uint64_t> global_shape, std::vector<std::uint64_t> offset) {
-             const auto kind = block.dtype().kind();
-             const auto size = block.dtype().itemsize();
-             if (kind == 'f' && size == 8) return write_typed<double>(r.run(), name, block, global_shape, offset);
-             if (kind == 'f' && size == 4) return write_typed<float>(r.run(), name, block, global_shape, offset);
-             if (kind == 'i' && size == 8) return write_typed<std::int64_t>(r.run(), name, block, global_shape, offset);
-             if (kind == 'i' && size == 4) return write_typed<std::int32_t>(r.run(), name, block, global_shape, offset);
-             if (kind == 'u' && size == 1) return write_typed<std::uint8_t>(r.run(), name, block, global_shape, offset);
-             throw type_error("write_array('" + name + "'): arrays of " + py::str(block.dtype()).cast<std::string>() +
-                              " cannot be stored: use float64, float32, int64, int32 or uint8");
-           }, py::arg("name"), py::arg("block"), py::arg("global_shape"), py::arg("offset"),
-           "Collective: every rank writes its block (a NumPy array) at `offset` of an array of `global_shape` with "
-           "parallel HDF5.")
+      .def(
+          "stop",
+          [](py_run& r) {
+            py::gil_scoped_release nogil;
+            r.run().stop();
+          },
+          "Collective: ends the run (status succeeded).")
+      .def(
+          "fail",
+          [](py_run& r, const std::string& reason) {
+            py::gil_scoped_release nogil;
+            r.run().fail(reason);
+          },
+          py::arg("reason"), "Collective: ends the run with status failed.")
+      .def(
+          "write_array",
+          [](py_run& r, const std::string& name, py::array block, std::vector<std::uint64_t> global_shape,
+             std::vector<std::uint64_t> offset) {
+            const auto kind = block.dtype().kind();
+            const auto size = block.dtype().itemsize();
+            if (kind == 'f' && size == 8) return write_typed<double>(r.run(), name, block, global_shape, offset);
+            if (kind == 'f' && size == 4) return write_typed<float>(r.run(), name, block, global_shape, offset);
+            if (kind == 'i' && size == 8) return write_typed<std::int64_t>(r.run(), name, block, global_shape, offset);
+            if (kind == 'i' && size == 4) return write_typed<std::int32_t>(r.run(), name, block, global_shape, offset);
+            if (kind == 'u' && size == 1) return write_typed<std::uint8_t>(r.run(), name, block, global_shape, offset);
+            throw type_error("write_array('" + name + "'): arrays of " + py::str(block.dtype()).cast<std::string>() +
+                             " cannot be stored: use float64, float32, int64, int32 or uint8");
+          },
+          py::arg("name"), py::arg("block"), py::arg("global_shape"), py::arg("offset"),
+          "Collective: every rank writes its block (a NumPy array) at `offset` of an array of `global_shape` with "
+          "parallel HDF5.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](py_run& r, py::object type, py::object value, py::object) {
         if (!r.r || !r.run().active()) return false;
         if (!type.is_none()) {
-          const std::string reason = py::str(type.attr("__name__")).cast<std::string>() + ": " +
-                                     py::str(value).cast<std::string>();
+          const std::string reason =
+              py::str(type.attr("__name__")).cast<std::string>() + ": " + py::str(value).cast<std::string>();
           py::gil_scoped_release nogil;
           r.run().fail(reason);
         } else {

@@ -96,10 +96,11 @@ std::string encode_value(py::handle v, const std::string& what) {
   } catch (py::error_already_set& e) {
     const std::string why = format_exception(e);
     const auto last = why.rfind('\n');
-    throw python_exception(what + " (" + py::str(py::type::of(v).attr("__qualname__")).cast<std::string>() +
-                           ") cannot be sent between ranks: " + (last == std::string::npos ? why : why.substr(last + 1)) +
-                           ". Return values pickle can serialise (numbers, str, tuples, lists, dicts, NumPy arrays, "
-                           "module-level classes)");
+    throw python_exception(
+        what + " (" + py::str(py::type::of(v).attr("__qualname__")).cast<std::string>() +
+        ") cannot be sent between ranks: " + (last == std::string::npos ? why : why.substr(last + 1)) +
+        ". Return values pickle can serialise (numbers, str, tuples, lists, dicts, NumPy arrays, "
+        "module-level classes)");
   }
 }
 

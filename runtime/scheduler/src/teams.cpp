@@ -54,7 +54,8 @@ team_call::team_call(const runtime_state& st, const std::vector<std::uint8_t>& f
         color = static_cast<int>(t);
         key = m;
         role_ = m == 0 ? role::leader : role::follower;
-        for (int q = 0; q < k; ++q) members_.push_back(able[t * static_cast<std::size_t>(k) + static_cast<std::size_t>(q)]);
+        for (int q = 0; q < k; ++q)
+          members_.push_back(able[t * static_cast<std::size_t>(k) + static_cast<std::size_t>(q)]);
       }
     }
   }
@@ -68,8 +69,8 @@ team_call::team_call(const runtime_state& st, const std::vector<std::uint8_t>& f
     ctx_.lost_ = [this] { return partition_lost(); };
   }
   if (st.rank == 0) {
-    log::debug() << step << ": " << teams << " team(s) of " << k << " ranks, "
-                 << st.size - static_cast<int>(teams) * k << " rank(s) left out";
+    log::debug() << step << ": " << teams << " team(s) of " << k << " ranks, " << st.size - static_cast<int>(teams) * k
+                 << " rank(s) left out";
   }
 }
 

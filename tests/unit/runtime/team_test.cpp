@@ -127,7 +127,8 @@ TEST(Teams, AFailingFollowerFailsThePartitionWithItsErrorOnEveryRank) {
   EXPECT_THROW_WITH(rt.parallel_map(range(0, 30), fails, o), rankflow::task_error, "member 1 of 2 (rank ",
                     "member 1 cannot take item 17", "item 17");
   // The job goes on: the next call runs.
-  const auto again = rt.parallel_map(range(0, 30), [](const partition_context&, std::int64_t i) { return i; }, o);
+  const auto again = rt.parallel_map(
+      range(0, 30), [](const partition_context&, std::int64_t i) { return i; }, o);
   if (rt.is_scheduler()) {
     EXPECT_EQ(again.size(), 30u);
   }
@@ -163,8 +164,8 @@ TEST(Teams, AFailingLeaderFailsThePartitionAndARetryRunsTheWholeTeamAgain) {
   // Without a retry the leader's error comes back as member 0's.
   tries = 0;
   o.retries = 0;
-  EXPECT_THROW_WITH(rt.parallel_map(range(0, 20), flaky, o), rankflow::task_error, "member 0 of 2: ",
-                    "leader's first try of item 9 fails");
+  EXPECT_THROW_WITH(rt.parallel_map(range(0, 20), flaky, o), rankflow::task_error,
+                    "member 0 of 2: ", "leader's first try of item 9 fails");
 }
 
 TEST(Teams, MaxWorkersCountsTeams) {

@@ -103,11 +103,11 @@ class team_call {
   const runtime_state& st_;
   std::string step_;
   role role_ = role::idle;
-  std::vector<int> members_;        ///< world ranks of this rank's team, leader first
-  MPI_Comm user_ = MPI_COMM_NULL;   ///< the team, for the partition function
-  MPI_Comm ctl_ = MPI_COMM_NULL;    ///< the same ranks, for announcements and reports
+  std::vector<int> members_;       ///< world ranks of this rank's team, leader first
+  MPI_Comm user_ = MPI_COMM_NULL;  ///< the team, for the partition function
+  MPI_Comm ctl_ = MPI_COMM_NULL;   ///< the same ranks, for announcements and reports
   partition_context ctx_;
-  double stuck_after_s_;            ///< < 0: never (--peer-timeout 0)
+  double stuck_after_s_;  ///< < 0: never (--peer-timeout 0)
   // Leader, for the current partition: which members reported and which were
   // told the partition is lost, and the first failure (the leader's own,
   // else the lowest member's).
