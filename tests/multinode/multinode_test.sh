@@ -176,8 +176,10 @@ export OMPI_MCA_oob_tcp_keepalive_time=1 OMPI_MCA_oob_tcp_keepalive_intvl=1 OMPI
 # hangs: an Open MPI defect after rankflow did its part (its error names the
 # rank within --peer-timeout). That case is retried once, said so, and the
 # step's limit is short so that it costs ~70 s, not the default 180.
+link_exp=$W/link.h5
 for attempt in 1 2; do
-  RF_NETNS_RUN_TIMEOUT=70 start_bg link.log "$W/link.h5" --peer-timeout 3
+  [ "$attempt" -eq 2 ] && link_exp=$W/link-retry.h5  # a run of its own: the resume below continues RUN-1
+  RF_NETNS_RUN_TIMEOUT=70 start_bg link.log "$link_exp" --peer-timeout 3
   sleep 1
   bash "$M/netns-cluster.sh" link rfn2 down
   t0=$SECONDS
@@ -197,10 +199,10 @@ for attempt in 1 2; do
 done
 [ "$took" -le 60 ] && [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || fail "no bounded failure (rc $rc, $took s): $(cat link.log)"
 grep -qE "rank [23] \(host rfn2\)" link.log || fail "the failure does not name rfn2's ranks: $(cat link.log)"
-"$RF" show link.h5 RUN-1 > link-show.log 2>&1 || fail "link.h5 unreadable: $(cat link-show.log)"
+"$RF" show "$link_exp" RUN-1 > link-show.log 2>&1 || fail "$link_exp unreadable: $(cat link-show.log)"
 bash "$M/netns-cluster.sh" down > /dev/null 2>&1
 timeout 60 bash "$M/netns-cluster.sh" up 2 || fail "the cluster did not come back"
-finish link-resume.log "$W/link.h5"
+finish link-resume.log "$link_exp"
 unset OMPI_MCA_oob_tcp_keepalive_time OMPI_MCA_oob_tcp_keepalive_intvl OMPI_MCA_oob_tcp_keepalive_probes
 
 # ---- 5. Slurm: sbatch -N 2 -n 4 ------------------------------------------------------
